@@ -1,0 +1,1 @@
+"""Datasets, simulated cameras (SimCam), manifests, splits and patches."""

@@ -1,0 +1,8 @@
+"""Detectors (camera-model identifiers), their registry and checkpoints."""
+
+from camtrace.models import bondi2017  # noqa: F401  (registers the architecture)
+from camtrace.models.base import Detector
+from camtrace.models.checkpoint import load_detector, read_card, save_detector
+from camtrace.models.registry import architectures, build
+
+__all__ = ["Detector", "architectures", "build", "load_detector", "read_card", "save_detector"]

@@ -1,0 +1,61 @@
+"""The detector contract shared by every camera-model identifier.
+
+``forward`` takes float pixels in [0, 255], shape (N, 3, H, W), and returns logits; each
+detector normalises inside itself (``preprocess``), so no attack needs to know a mean or a
+scale. ``embed`` gives the features a SVM or a triplet loss uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class Detector(nn.Module):
+    """Base class: subclasses set ``arch`` and implement ``preprocess``, ``features``, ``head``.
+
+    ``hparams`` are the constructor keywords beyond ``classes`` and ``patch_size``; they are
+    stored in the checkpoint card so :func:`camtrace.models.build` can rebuild the network.
+    """
+
+    arch: ClassVar[str] = ""
+    default_patch_size: ClassVar[int] = 64
+
+    def __init__(self, classes: list[str], patch_size: int | None = None, **hparams: Any) -> None:
+        super().__init__()
+        if len(classes) < 2:
+            raise ValueError("a detector needs at least two camera models")
+        self.classes = list(classes)
+        self.patch_size = int(patch_size or self.default_patch_size)
+        self.hparams = dict(hparams)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Map [0, 255] pixels to the network's input domain (identity by default)."""
+        return x
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """Network body on preprocessed input -> embedding (N, D)."""
+        raise NotImplementedError
+
+    def head(self, e: torch.Tensor) -> torch.Tensor:
+        """Embedding -> logits (N, num_classes)."""
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of [0, 255] pixels: the vector the SVM (Bondi) or triplet loss uses."""
+        return self.features(self.preprocess(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def fit_preprocessing(self, patches_uint8: torch.Tensor) -> None:
+        """Set data-dependent preprocessing from training patches (N, H, W, 3) uint8."""
+
+    def project_constraints(self) -> None:
+        """Re-apply constraints that are part of the model after every optimiser step."""

@@ -1,0 +1,112 @@
+"""Checkpoints: safetensors weights with the JSON card in the file's own metadata.
+
+One file holds both, so weights and card can never be separated or mismatched (a
+deliberate change from a sidecar ``.json``; ``camtrace info CKPT`` prints the card).
+No pickle is ever read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from camtrace.errors import CamtraceError
+from camtrace.io import atomic_path
+from camtrace.models.base import Detector
+from camtrace.models.registry import build
+from camtrace.models.svm import OvOLinearSVM
+
+CARD_KEY = "camtrace_card"
+FORMAT_VERSION = 1
+
+
+def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
+    """The checkpoint card: what a reader needs to rebuild and trust the weights."""
+    import camtrace
+
+    card = {
+        "format": FORMAT_VERSION,
+        "camtrace_version": camtrace.__version__,
+        "arch": detector.arch,
+        "classes": detector.classes,
+        "patch_size": detector.patch_size,
+        "hparams": detector.hparams,
+        "input": "float RGB pixels in [0, 255], (N, 3, H, W); normalised inside the model",
+        "svm": getattr(detector, "svm", None) is not None,
+    }
+    card.update(extra)
+    return card
+
+
+def save_detector(detector: Detector, path: str | Path, **card_extra: Any) -> Path:
+    """Write weights + card atomically to ``path`` (``.safetensors``)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    card = make_card(detector, **{**getattr(detector, "card", {}), **card_extra})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
+    return path
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The card of a checkpoint, without loading its weights."""
+    from safetensors import safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CamtraceError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if CARD_KEY not in meta:
+        raise CamtraceError(f"{path}: safetensors file without a camtrace card; not a camtrace checkpoint")
+    return json.loads(meta[CARD_KEY])
+
+
+def load_detector(
+    path: str | Path,
+    arch: str | None = None,
+    classes: list[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> Detector:
+    """Rebuild a detector from a checkpoint, refusing one that does not match.
+
+    ``arch`` and ``classes``, when given, must equal the card's; otherwise a one-line
+    :class:`CamtraceError` says what the file holds and what was asked.
+    """
+    path = _existing(path)
+    card = read_card(path)
+    if arch is not None and card["arch"].lower() != arch.lower():
+        raise CamtraceError(
+            f"{path}: checkpoint is a {card['arch']} detector, not {arch}; "
+            f"pass --arch {card['arch']} or another checkpoint"
+        )
+    if classes is not None and list(classes) != list(card["classes"]):
+        raise CamtraceError(
+            f"{path}: checkpoint classes {card['classes']} differ from the requested {list(classes)}"
+        )
+    det = build(card["arch"], card["classes"], card["patch_size"], **card.get("hparams", {}))
+    state = load_file(str(path))
+    if card.get("svm"):
+        det.svm = OvOLinearSVM.empty_like(state, prefix="svm.")
+    try:
+        det.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CamtraceError(f"{path}: weights do not fit a {card['arch']} network ({first})") from None
+    det.card = card
+    return det.to(device).eval()
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CamtraceError(f"{path}: checkpoint not found; train one with 'camtrace train'")
+    return path
