@@ -26,10 +26,14 @@ FORMAT_VERSION = 1
 
 
 def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
-    """The checkpoint card: what a reader needs to rebuild and trust the weights."""
+    """The checkpoint card: what a reader needs to rebuild and trust the weights.
+
+    Fields derived from ``detector`` always win over stale ones in ``extra``.
+    """
     import camtrace
 
-    card = {
+    card = dict(extra)
+    card.update({
         "format": FORMAT_VERSION,
         "camtrace_version": camtrace.__version__,
         "arch": detector.arch,
@@ -38,8 +42,7 @@ def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
         "hparams": detector.hparams,
         "input": "float RGB pixels in [0, 255], (N, 3, H, W); normalised inside the model",
         "svm": getattr(detector, "svm", None) is not None,
-    }
-    card.update(extra)
+    })
     return card
 
 

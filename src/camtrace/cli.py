@@ -1,0 +1,279 @@
+"""The ``camtrace`` command line: a thin layer that parses arguments and calls the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from camtrace.errors import CamtraceError
+
+app = typer.Typer(
+    help="camtrace: identify the camera model of a photo, attack it, defend it, measure it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+Progress = Annotated[bool, typer.Option("--progress/--quiet", help="Show progress bars.")]
+
+
+@app.command()
+def quickstart(
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    workdir: Annotated[Path, typer.Option(help="Cache for simulated data and patch stores.")] = Path("data"),
+    progress: Progress = True,
+) -> None:
+    """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images, report."""
+    from camtrace.evaluation.experiment import load_config, run_experiment
+
+    config = load_config("quickstart")
+    config["workdir"] = str(workdir)
+    _report_run(run_experiment(config, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir)
+
+
+@app.command()
+def run(
+    config: Annotated[str, typer.Argument(help="A YAML config file, or a built-in config name.")],
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    seed: Annotated[Optional[int], typer.Option(help="Override the config's seed.")] = None,
+    progress: Progress = True,
+) -> None:
+    """Run an experiment from one config file; writes metrics.json, report.html, config.yaml."""
+    from camtrace.evaluation.experiment import load_config, run_experiment
+
+    cfg = load_config(config)
+    if seed is not None:
+        cfg["seed"] = seed
+    _report_run(run_experiment(cfg, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir)
+
+
+def _report_run(metrics: dict, runs_dir: Path) -> None:
+    ident = metrics["identification"]
+    head = ident[ident["primary"]]
+    console.print(
+        f"[bold]{metrics['name']}[/]: single-patch accuracy {head['patch']['accuracy']:.2%}, "
+        f"image accuracy {head['image']['accuracy']:.2%} "
+        f"({ident['images']} evaluation images, {ident['patches']} patches)"
+    )
+    run_dir = Path(runs_dir) / metrics["name"]
+    console.print(f"report:  {run_dir / 'report.html'}\nmetrics: {run_dir / 'metrics.json'}")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Output folder (images/ and manifest.csv).")] = Path("data/simcam"),
+    preset: Annotated[str, typer.Option(help="Preset name or YAML file.")] = "default",
+    shots: Annotated[int, typer.Option(help="Scenes shot by every device.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    size: Annotated[tuple[int, int], typer.Option(help="Image height and width.")] = (384, 512),
+    scenes: Annotated[Optional[Path], typer.Option(help="Folder of photos to use as scenes too.")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
+    progress: Progress = True,
+) -> None:
+    """Shoot a simulated camera dataset (SimCam): real JPEGs with EXIF and a manifest."""
+    from camtrace.data.simcam import simulate as _simulate
+
+    manifest = _simulate(preset, out, shots=shots, seed=seed, size=size, scenes_dir=scenes,
+                         workers=workers, progress=progress)
+    devices = len({r.device for r in manifest})
+    console.print(f"{len(manifest)} images from {len(manifest.models)} models / {devices} devices "
+                  f"-> {Path(out) / 'manifest.csv'}")
+
+
+@app.command()
+def index(
+    root: Annotated[Path, typer.Argument(help="Root folder of the dataset.")],
+    layout: Annotated[str, typer.Option(help="dresden, vision, kaggle2018, folders or exif.")],
+    out: Annotated[Path, typer.Option(help="Manifest file to write.")] = Path("manifest.csv"),
+    scenes_csv: Annotated[Optional[Path], typer.Option(help="CSV with columns file,scene.")] = None,
+    multi_instance_only: Annotated[bool, typer.Option(help="Keep models with >1 device (Bondi).")] = False,
+) -> None:
+    """Index a real dataset (Dresden, VISION, Kaggle 2018, folders, EXIF) into a manifest."""
+    from camtrace.data.layouts import index_dataset
+
+    manifest = index_dataset(root, layout, scenes_csv=scenes_csv, multi_instance_only=multi_instance_only)
+    manifest.root = root
+    path = manifest.save(out)
+    skipped = len(getattr(manifest, "skipped", ()))
+    console.print(f"{len(manifest)} images, {len(manifest.models)} models, {skipped} skipped -> {path}")
+
+
+@app.command()
+def split(
+    manifest: Annotated[Path, typer.Argument(help="Manifest to split.")],
+    protocol: Annotated[str, typer.Option(help="bondi (scene/device-disjoint) or random.")] = "bondi",
+    out: Annotated[Optional[Path], typer.Option(help="Output manifest (default: overwrite).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    eval_scene_frac: Annotated[float, typer.Option(help="bondi: fraction of scenes for evaluation.")] = 0.15,
+    val_scene_frac: Annotated[float, typer.Option(help="bondi: fraction of scenes for validation.")] = 0.15,
+    eval_instance: Annotated[Optional[str], typer.Option(help="bondi: instance held out for evaluation.")] = None,
+) -> None:
+    """Assign train/val/eval splits and refuse any scene, image or device leak."""
+    from camtrace.data.manifest import Manifest
+    from camtrace.data.splits import split_summary
+    from camtrace.evaluation.experiment import split_manifest
+
+    spec: dict = {"protocol": protocol}
+    if protocol == "bondi":
+        spec.update(eval_scene_frac=eval_scene_frac, val_scene_frac=val_scene_frac, eval_instance=eval_instance)
+    result = split_manifest(Manifest.load(manifest), spec, seed)
+    path = result.save(out or manifest)
+    summary = split_summary(result)
+    table = Table("split", "images", "scenes", "devices")
+    for s, n in summary["images"].items():
+        table.add_row(s, str(n), str(summary["scenes"][s]), str(summary["devices"][s]))
+    console.print(table)
+    console.print(f"no leaks -> {path}")
+
+
+@app.command()
+def patches(
+    manifest: Annotated[Path, typer.Argument(help="Split manifest.")],
+    out: Annotated[Path, typer.Option(help="Patch store folder.")] = Path("data/patches"),
+    protocol: Annotated[str, typer.Option(help="bondi (64, top-32), guera (32, 500 random), gan (256).")] = "bondi",
+    size: Annotated[Optional[int], typer.Option(help="Override the patch size.")] = None,
+    count: Annotated[Optional[int], typer.Option(help="Override patches per image.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workers: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
+    progress: Progress = True,
+) -> None:
+    """Cut patches into a memory-mapped uint8 patch store."""
+    from camtrace.data.manifest import Manifest
+    from camtrace.data.patch_store import build_patch_store
+    from camtrace.data.patches import get_protocol
+
+    store = build_patch_store(Manifest.load(manifest), out, get_protocol(protocol, size=size, count=count),
+                              seed=seed, workers=workers, progress=progress)
+    skipped = len(store.summary.get("skipped", []))
+    console.print(f"{len(store)} patches of {store.patch_size}x{store.patch_size} from "
+                  f"{len(store.meta.images['model'])} images ({skipped} skipped) -> {store.path}")
+
+
+@app.command()
+def train(
+    store: Annotated[Path, typer.Argument(help="Patch store (from 'camtrace patches').")],
+    arch: Annotated[str, typer.Option(help="Detector architecture.")] = "bondi2017",
+    out: Annotated[Path, typer.Option(help="Training folder (state, best, detector).")] = Path("runs/train"),
+    epochs: Annotated[int, typer.Option(help="Epochs (Bondi: best val loss within 50).")] = 50,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 0.015,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    svm: Annotated[Optional[bool], typer.Option("--svm/--no-svm", help="Fit OvO SVMs (default: Bondi).")] = None,
+    features_from: Annotated[Optional[Path], typer.Option(help="Frozen CNN: fit SVMs only on new models.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last saved epoch.")] = True,
+    progress: Progress = True,
+) -> None:
+    """Train a detector on a patch store (resumable); writes OUT/detector.safetensors."""
+    from camtrace.data.patch_store import PatchStore
+    from camtrace.training.detector import refit_svm_for_new_models, train_detector
+    from camtrace.training.engine import TrainConfig
+
+    patch_store = PatchStore.open(store)
+    if features_from is not None:
+        from camtrace.models import load_detector
+
+        path = refit_svm_for_new_models(load_detector(features_from), patch_store, out / "detector.safetensors", seed=seed)
+        console.print(f"SVMs fitted on frozen features of {features_from} -> {path}")
+        return
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, device=device)
+    trained = train_detector(patch_store, arch, out, config, svm=svm, resume=resume, progress=progress)
+    console.print(f"best epoch {trained.result.best_epoch} (val loss {trained.result.best_val_loss:.4f}), "
+                  f"{trained.result.patches_per_second:.0f} patches/s -> {trained.checkpoint}")
+
+
+@app.command()
+def identify(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors).")],
+    k: Annotated[Optional[int], typer.Option(help="Voting patches (default: the detector's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    map_out: Annotated[Optional[Path], typer.Option("--map", help="Write the per-block attribution map PNG.")] = None,
+) -> None:
+    """Which camera model shot each image: majority vote over patches, with per-model shares."""
+    from camtrace.data.images import load_rgb
+    from camtrace.models import load_detector
+    from camtrace.models.inference import identify as _identify
+
+    det = load_detector(detector)
+    results = []
+    for path in images:
+        rgb = load_rgb(path, min_size=det.patch_size)
+        result = _identify(det, rgb, k=k)
+        result.path = str(path)
+        results.append(result)
+        if map_out is not None:
+            target = map_out if len(images) == 1 else map_out.with_name(f"{map_out.stem}_{path.stem}.png")
+            _write_map(det, rgb, target, path.name)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    table = Table("image", "camera model", "vote share", "runner-up")
+    for r in results:
+        ranked = sorted(r.scores.items(), key=lambda kv: -kv[1])
+        second = f"{ranked[1][0]} ({ranked[1][1]:.0%})" if len(ranked) > 1 else ""
+        table.add_row(r.path, r.model, f"{r.vote_share:.0%}", second)
+    console.print(table)
+
+
+def _write_map(det, rgb, target: Path, title: str) -> None:  # noqa: ANN001
+    from camtrace.evaluation.plots import attribution_map_figure, save_figure
+    from camtrace.models.inference import block_map
+
+    labels, positions, conf = block_map(det, rgb)
+    fig = attribution_map_figure(rgb, labels, positions, det.patch_size, det.classes, conf,
+                                 title=f"{title}: camera model per {det.patch_size}x{det.patch_size} block")
+    save_figure(fig, target)
+    err.print(f"attribution map -> {target}")
+
+
+@app.command()
+def evaluate(
+    detector: Annotated[list[Path], typer.Option(help="Detector checkpoint(s); repeat to compare.")],
+    store: Annotated[Path, typer.Option(help="Patch store with an evaluation split.")],
+    split_name: Annotated[str, typer.Option("--split", help="Split to evaluate on.")] = "eval",
+    name: Annotated[str, typer.Option(help="Run name: writes runs/NAME/.")] = "evaluate",
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+) -> None:
+    """Patch and image accuracy, confusion matrices, voting curve -> metrics.json + report.html."""
+    from camtrace.data.patch_store import PatchStore
+    from camtrace.evaluation.evaluate import evaluate_detectors
+
+    path = evaluate_detectors(detector, PatchStore.open(store), Path(runs_dir) / name, split=split_name)
+    console.print(f"report:  {path / 'report.html'}\nmetrics: {path / 'metrics.json'}")
+
+
+@app.command()
+def info(checkpoint: Annotated[Path, typer.Argument(help="Detector checkpoint.")]) -> None:
+    """Print a checkpoint's card (architecture, classes, preprocessing, training, data)."""
+    from camtrace.models import read_card
+
+    print(json.dumps(read_card(checkpoint), indent=2))
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr, never a traceback."""
+    try:
+        app()
+    except CamtraceError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; completed outputs are kept, partial ones were not written")
+        sys.exit(130)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        err.print(f"[red]error:[/] {e.filename or ''}: {e.strerror}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

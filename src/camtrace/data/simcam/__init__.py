@@ -1,0 +1,10 @@
+"""SimCam: physically grounded simulated camera models, camtrace's default data.
+
+Camera models are data (YAML presets); ``simulate`` shoots every scene with every device
+and writes Dresden-style JPEGs plus a manifest.
+"""
+
+from camtrace.data.simcam.pipeline import simulate
+from camtrace.data.simcam.preset import Preset, available_presets, load_preset
+
+__all__ = ["Preset", "available_presets", "load_preset", "simulate"]

@@ -1,0 +1,298 @@
+"""SimCam presets: camera models as data (YAML), validated on load.
+
+A preset lists ``defaults`` (one complete camera model) and ``models`` (each only what
+differs from the defaults). ``spread`` scales every continuous deviation of a model from
+the defaults, so one number tunes how far apart the models are; discrete choices (CFA
+pattern, demosaicing, chroma subsampling, quantisation-table tweaks) are left as given.
+The field meanings are documented at the top of ``presets/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from camtrace.errors import CamtraceError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+CFA = Literal["RGGB", "BGGR", "GRBG", "GBRG"]
+DEMOSAIC = Literal["bilinear", "malvar2004", "menon2007", "vng", "ea"]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # no '_' (file names split on it), no spaces
+
+
+def _in(lo: float, hi: float) -> Any:
+    """A required field whose numbers (or each element) must lie in [lo, hi]."""
+    return field(metadata={"range": (lo, hi)})
+
+
+@dataclass(frozen=True)
+class Optics:
+    psf: Literal["gaussian", "disk"]
+    blur: float = _in(0.0, 5.0)
+    vignetting: float = _in(0.0, 0.9)
+    ca_red: float = _in(-0.02, 0.02)
+    ca_blue: float = _in(-0.02, 0.02)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    sensitivity: tuple[float, float, float] = _in(0.05, 1.0)
+    crosstalk: float = _in(0.0, 0.5)
+    full_well: float = _in(100.0, 1e6)
+    read_noise: float = _in(0.0, 100.0)
+    iso: tuple[float, float] = _in(25.0, 25600.0)
+    prnu: float = _in(0.0, 0.1)
+    device_variation: float = _in(0.0, 0.5)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    target: float = _in(0.01, 0.9)
+    jitter: float = _in(0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Isp:
+    wb_jitter: float = _in(0.0, 0.5)
+    saturation: float = _in(0.0, 3.0)
+    contrast: float = _in(-1.0, 1.0)
+    tone_gamma: float = _in(0.3, 3.0)
+    sharpen_amount: float = _in(0.0, 5.0)
+    sharpen_radius: float = _in(0.3, 5.0)
+    luma_denoise: float = _in(0.0, 1.0)
+    chroma_denoise: float = _in(0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Jpeg:
+    quality: int = _in(1, 100)
+    subsampling: Literal["4:4:4", "4:2:2", "4:2:0"]
+    luma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)  # [entry 0..63, delta] pairs
+    chroma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """One camera model: everything its devices share."""
+
+    make: str
+    model: str
+    cfa: CFA
+    demosaic: DEMOSAIC
+    optics: Optics
+    sensor: Sensor
+    exposure: Exposure
+    isp: Isp
+    jpeg: Jpeg
+
+    @property
+    def label(self) -> str:
+        """The manifest's model column, Dresden-style ``Make_Model``."""
+        return f"{self.make}_{self.model}"
+
+
+@dataclass(frozen=True)
+class DeadLeaves:
+    r_min: float = _in(0.5, 64.0)
+    r_max: float = _in(0.01, 1.0)
+    coverage: float = _in(0.5, 10.0)
+    shading: float = _in(0.0, 1.0)
+    texture: float = _in(0.0, 1.0)
+    supersample: int = _in(1, 4)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    photo_share: float = _in(0.0, 1.0)
+    skimage: bool
+    margin: int = _in(0, 64)
+    dead_leaves: DeadLeaves
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A validated preset; ``sha256`` is the file's content hash (the simulate cache key)."""
+
+    name: str
+    path: Path
+    sha256: str
+    instances: int
+    spread: float
+    scenes: SceneSpec
+    models: tuple[CameraModel, ...]
+
+
+class _Bad(Exception):
+    """A validation failure at a dotted field path (turned into a CamtraceError)."""
+
+    def __init__(self, where: str, what: str) -> None:
+        super().__init__(f"{where}: {what}")
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped with camtrace (files in ``presets/``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(preset: str | Path) -> Path:
+    """A shipped preset's file for a bare name, else ``preset`` as a path."""
+    if isinstance(preset, str) and preset in available_presets():
+        return PRESET_DIR / f"{preset}.yaml"
+    path = Path(preset)
+    if not path.is_file():
+        raise CamtraceError(
+            f"preset '{preset}': no such preset or file; use one of "
+            f"{', '.join(available_presets())} or a path to a YAML file"
+        )
+    return path
+
+
+def load_preset(preset: str | Path) -> Preset:
+    """Read and validate a preset (a shipped name or a YAML path); errors name the field."""
+    path = preset_path(preset)
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+        return _parse(data, path, hashlib.sha256(raw).hexdigest())
+    except yaml.YAMLError as e:
+        raise CamtraceError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    except _Bad as e:
+        raise CamtraceError(f"{path}: {e}; fix the preset") from None
+
+
+def _parse(data: Any, path: Path, sha256: str) -> Preset:
+    _check_keys(data, ("instances", "spread", "scenes", "defaults", "models"), "preset")
+    instances = _value(int, data["instances"], "instances", {"range": (1, 100)})
+    spread = _value(float, data["spread"], "spread", {"range": (0.0, 5.0)})
+    scenes = _build(SceneSpec, data["scenes"], "scenes")
+    defaults, models = data["defaults"], data["models"]
+    if not isinstance(defaults, dict):
+        raise _Bad("defaults", "must be a mapping (a complete camera model)")
+    base = _build(CameraModel, {"make": "defaults", "model": "defaults", **defaults}, "defaults")
+    if not isinstance(models, list) or not models:
+        raise _Bad("models", "must be a non-empty list of camera models")
+    cameras = tuple(_camera(m, defaults, base, spread, f"models[{i}]") for i, m in enumerate(models))
+    _check_unique(cameras)
+    return Preset(path.stem, path, sha256, instances, spread, scenes, cameras)
+
+
+def _camera(entry: Any, defaults: dict, base: CameraModel, spread: float, where: str) -> CameraModel:
+    """Validate ``entry`` over ``defaults``, then move it toward ``base`` by ``spread``."""
+    if not isinstance(entry, dict):
+        raise _Bad(where, "must be a mapping with at least make and model")
+    return _spread(_build(CameraModel, _merge(defaults, entry), where), base, spread)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, recursing into nested mappings."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def _spread(value: Any, default: Any, spread: float) -> Any:
+    """``default + spread * (value - default)`` on every continuous field (ints rounded).
+
+    Strings (CFA, demosaicing, subsampling, names) and the quantisation-table tweaks are
+    discrete and kept as given.
+    """
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{
+            f.name: _spread(getattr(value, f.name), getattr(default, f.name), spread)
+            for f in dataclasses.fields(value)
+        })
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return default + spread * (value - default)
+    if isinstance(value, int):
+        return round(default + spread * (value - default))
+    if isinstance(value, tuple) and all(isinstance(x, float) for x in value):
+        return tuple(_spread(v, d, spread) for v, d in zip(value, default))
+    return value
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_keys(data: Any, names: tuple[str, ...], where: str) -> None:
+    if not isinstance(data, dict):
+        raise _Bad(where, f"must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - set(names))
+    if unknown:
+        raise _Bad(f"{where}.{unknown[0]}", f"unknown field (expected {', '.join(names)})")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise _Bad(f"{where}.{missing[0]}", "missing")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Construct dataclass ``cls`` from a mapping, checking names, types and ranges."""
+    fields = dataclasses.fields(cls)
+    _check_keys(data, tuple(f.name for f in fields), where)
+    hints = typing.get_type_hints(cls)
+    kwargs = {f.name: _value(hints[f.name], data[f.name], f"{where}.{f.name}", f.metadata)
+              for f in fields}
+    return cls(**kwargs)
+
+
+def _value(hint: Any, v: Any, where: str, meta: Any) -> Any:
+    """One field value checked against its type hint and ``range`` metadata."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, v, where)
+    if origin is Literal:
+        if v not in args:
+            raise _Bad(where, f"must be one of {', '.join(map(str, args))} (got {v!r})")
+        return v
+    if origin is tuple:
+        return _tuple(args, v, where, meta)
+    if hint is bool:
+        if not isinstance(v, bool):
+            raise _Bad(where, f"must be true or false (got {v!r})")
+        return v
+    if hint is str:
+        if not isinstance(v, str) or not NAME.fullmatch(v):
+            raise _Bad(where, f"must be a name of letters, digits, '.', '+', '-' (got {v!r})")
+        return v
+    return _number(hint, v, where, meta)
+
+
+def _tuple(args: tuple, v: Any, where: str, meta: Any) -> tuple:
+    if not isinstance(v, list):
+        raise _Bad(where, f"must be a list (got {v!r})")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_value(args[0], x, f"{where}[{i}]", meta) for i, x in enumerate(v))
+    if len(v) != len(args):
+        raise _Bad(where, f"must be a list of {len(args)} values (got {v!r})")
+    if args == (int, int):  # a quantisation-table tweak: [entry 0..63 in natural order, delta]
+        return (_number(int, v[0], f"{where}[0]", {"range": (0, 63)}),
+                _number(int, v[1], f"{where}[1]", meta))
+    return tuple(_value(a, x, f"{where}[{i}]", meta) for i, (a, x) in enumerate(zip(args, v)))
+
+
+def _number(hint: Any, v: Any, where: str, meta: Any) -> int | float:
+    ok = isinstance(v, int) if hint is int else _is_number(v)
+    if not ok or isinstance(v, bool):
+        raise _Bad(where, f"must be {'an integer' if hint is int else 'a number'} (got {v!r})")
+    lo, hi = meta.get("range", (-float("inf"), float("inf")))
+    if not lo <= v <= hi:
+        raise _Bad(where, f"must lie in [{lo}, {hi}] (got {v!r})")
+    return hint(v)
+
+
+def _check_unique(cameras: tuple[CameraModel, ...]) -> None:
+    seen: set[str] = set()
+    for i, c in enumerate(cameras):
+        if c.label in seen:
+            raise _Bad(f"models[{i}]", f"duplicate camera model {c.make} {c.model}")
+        seen.add(c.label)

@@ -1,0 +1,221 @@
+"""Experiments: one YAML config and a seed reproduce a run, and the run records what it ran.
+
+A config names the data (simulated or indexed), the split protocol, the patch protocol,
+the detector and its training, and what to evaluate. ``run_experiment`` caches every
+stage under ``workdir`` (re-running skips what is done) and writes
+``runs/<name>/{metrics.json, report.html, config.yaml, detector.safetensors}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from camtrace.data.manifest import Manifest
+from camtrace.data.patch_store import PatchStore, build_patch_store
+from camtrace.data.splits import check_leaks, split_summary
+from camtrace.errors import CamtraceError
+from camtrace.evaluation.identification import add_identification_report, evaluate_identifier
+from camtrace.evaluation.report import Report, percent, write_run
+from camtrace.io import write_text
+
+SECTIONS = ("name", "seed", "workdir", "data", "split", "patches", "detector", "train", "svm", "evaluate")
+
+
+def builtin_configs() -> list[str]:
+    """Names of the configs shipped with camtrace (``camtrace run NAME``)."""
+    return sorted(p.name[:-5] for p in resources.files("camtrace.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(source: str | Path) -> dict[str, Any]:
+    """Read a YAML config from a path, or a built-in one by name (e.g. ``quickstart``)."""
+    path = Path(source)
+    if not path.is_file():
+        builtin = resources.files("camtrace.configs") / f"{source}.yaml"
+        if not builtin.is_file():
+            raise CamtraceError(
+                f"{source}: no such config file or built-in config; built-ins: {', '.join(builtin_configs())}"
+            )
+        text = builtin.read_text()
+    else:
+        text = path.read_text()
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CamtraceError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise CamtraceError(f"{source}: a config is a YAML mapping with sections {', '.join(SECTIONS)}")
+    unknown = set(config) - set(SECTIONS)
+    if unknown:
+        raise CamtraceError(f"{source}: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    return config
+
+
+def prepare_manifest(config: dict[str, Any], workdir: Path, progress: bool) -> Manifest:
+    """The data section: simulate SimCam, index a real dataset, or read a manifest."""
+    data = dict(config.get("data") or {"source": "simulate"})
+    source = data.pop("source", "simulate")
+    seed = int(config.get("seed", 0))
+    if source == "simulate":
+        from camtrace.data.simcam import simulate
+
+        preset = data.get("preset", "default")
+        shots = int(data.get("shots", 24))
+        size = tuple(data.get("size", (384, 512)))
+        out = workdir / f"simcam-{Path(str(preset)).stem}-{shots}x{size[0]}x{size[1]}-s{seed}"
+        return simulate(preset, out, shots=shots, seed=seed, size=size, scenes_dir=data.get("scenes"), progress=progress)
+    if source == "index":
+        from camtrace.data.layouts import index_dataset
+
+        return index_dataset(data["root"], data["layout"], scenes_csv=data.get("scenes_csv"),
+                             multi_instance_only=bool(data.get("multi_instance_only", False)))
+    if source == "manifest":
+        return Manifest.load(data["path"])
+    raise CamtraceError(f"data.source '{source}' is not one of simulate, index, manifest")
+
+
+def split_manifest(manifest: Manifest, spec: dict[str, Any] | None, seed: int) -> Manifest:
+    """The split section (Bondi's scene/device-disjoint protocol by default), leak-checked."""
+    from camtrace.data.splits import bondi_split, random_split
+
+    spec = dict(spec or {})
+    protocol = spec.pop("protocol", "bondi")
+    if protocol == "bondi":
+        out = bondi_split(manifest, seed=seed, **spec)
+        check_leaks(out, by=("scene", "image"), devices=True)
+    elif protocol == "random":
+        out = random_split(manifest, seed=seed, **spec)
+        check_leaks(out, by=("image",))
+    elif protocol == "given":
+        out = manifest
+        check_leaks(out, by=("image",))
+    else:
+        raise CamtraceError(f"split.protocol '{protocol}' is not one of bondi, random, given")
+    return out
+
+
+def run_experiment(
+    config: dict[str, Any], runs_dir: str | Path = "runs", progress: bool = True, log: Any = print
+) -> dict[str, Any]:
+    """Run a full identification experiment; returns its metrics (also in ``metrics.json``)."""
+    from camtrace.training.detector import train_detector
+    from camtrace.training.engine import TrainConfig
+
+    config = copy.deepcopy(config)
+    name = str(config.get("name", "experiment"))
+    seed = int(config.setdefault("seed", 0))
+    workdir = Path(config.get("workdir", "data"))
+    run_dir = Path(runs_dir) / name
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        timings[stage] = round(time.perf_counter() - t0 - sum(timings.values()), 2)
+        log(f"[{stage}] done in {timings[stage]:.1f} s")
+
+    manifest = prepare_manifest(config, workdir, progress)
+    lap("data")
+    manifest = split_manifest(manifest, config.get("split"), seed)
+    split_path = manifest.save(run_dir / "manifest.csv")
+    lap("split")
+    patch_spec = dict(config.get("patches") or {"protocol": "bondi"})
+    from camtrace.data.patches import get_protocol
+
+    protocol = get_protocol(patch_spec.get("protocol", "bondi"), size=patch_spec.get("size"), count=patch_spec.get("count"))
+    store = build_patch_store(
+        Manifest.load(split_path), workdir / f"patches-{protocol.name}-{manifest.digest()[:12]}",
+        protocol=protocol, seed=seed, progress=progress,
+    )
+    lap("patches")
+    det_spec = dict(config.get("detector") or {"arch": "bondi2017"})
+    train_cfg = TrainConfig.from_dict({"seed": seed, **(config.get("train") or {})})
+    svm_spec = config.get("svm") or {}
+    kwargs = {"Cs": tuple(svm_spec["Cs"])} if "Cs" in svm_spec else {}
+    trained = train_detector(store, det_spec.get("arch", "bondi2017"), run_dir / "train", train_cfg,
+                             svm=svm_spec.get("enabled"), progress=progress, **kwargs)
+    detector_path = run_dir / "detector.safetensors"
+    write_bytes_copy(trained.checkpoint, detector_path)
+    lap("train")
+    eval_spec = config.get("evaluate") or {}
+    result = evaluate_identifier(trained.detector, store, split=eval_spec.get("split", "eval"),
+                                 ks=tuple(eval_spec.get("voting_ks", (1, 2, 4, 8, 16, 32))))
+    lap("evaluate")
+    metrics = {
+        "command": f"camtrace run ({name})",
+        "name": name,
+        "seed": seed,
+        "detector": {"arch": trained.detector.arch, "checkpoint": str(detector_path),
+                     "classes": trained.detector.classes, "best_epoch": trained.result.best_epoch,
+                     "svm": trained.svm, "train_patches_per_second": round(trained.result.patches_per_second, 1)},
+        "data": {"manifest": str(split_path), "manifest_digest": manifest.digest(), "splits": split_summary(manifest),
+                 "patch_store": str(store.path), "patches": len(store), "skipped_images": store.summary.get("skipped", [])},
+        "identification": result,
+        "timings_s": timings,
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()},
+    }
+    report = build_report(config, metrics, trained.result.history, store)
+    write_run(run_dir, metrics, report, config)
+    return metrics
+
+
+def write_bytes_copy(src: Path, dst: Path) -> None:
+    """Copy a checkpoint atomically (the run folder keeps its own copy)."""
+    from camtrace.io import atomic_path
+
+    with atomic_path(dst) as tmp:
+        tmp.write_bytes(src.read_bytes())
+
+
+def build_report(config: dict[str, Any], metrics: dict[str, Any], history: list[dict], store: PatchStore) -> Report:
+    """The HTML report of an identification experiment."""
+    from camtrace.evaluation import plots
+
+    ident = metrics["identification"]
+    primary = ident["primary"]
+    report = Report(f"camtrace: {metrics['name']}", "Camera-model identification (Bondi et al. 2017 protocol)")
+    report.key_values({
+        "detector": f"{metrics['detector']['arch']} ({len(metrics['detector']['classes'])} camera models)",
+        "single-patch accuracy": percent(ident[primary]["patch"]["accuracy"]),
+        "image accuracy (vote)": percent(ident[primary]["image"]["accuracy"]),
+        "evaluation images / patches": f"{ident['images']} / {ident['patches']}",
+        "seed": metrics["seed"],
+        "manifest digest": metrics["data"]["manifest_digest"][:16],
+        "total time": f"{sum(metrics['timings_s'].values()):.0f} s",
+    }, caption="Summary")
+    add_identification_report(report, ident, metrics["detector"]["classes"])
+    report.heading("Data")
+    splits = metrics["data"]["splits"]
+    report.table([{"split": s, "images": splits["images"].get(s, 0), "scenes": splits["scenes"].get(s, 0),
+                   "devices": splits["devices"].get(s, 0)} for s in ("train", "val", "eval", "unused")],
+                 caption="Scene- and device-disjoint split (Bondi Sec. III-A)")
+    skipped = metrics["data"]["skipped_images"]
+    report.paragraph(f"{len(store)} patches ({store.protocol.name} protocol, {store.patch_size}x{store.patch_size}); "
+                     f"{len(skipped)} unreadable images skipped.")
+    if history:
+        report.heading("Training")
+        epochs = [h["epoch"] for h in history]
+        report.figure(plots.line_figure(epochs, {"train loss": [h["train_loss"] for h in history],
+                                                 "validation loss": [h["val_loss"] for h in history]},
+                                        "Training curve", "epoch", "cross-entropy"),
+                      caption=f"Best validation loss at epoch {metrics['detector']['best_epoch']} (kept).")
+        svm = metrics["detector"].get("svm")
+        if svm:
+            report.paragraph(f"SVM battery: C = {svm['C']} chosen on validation patch accuracy "
+                             + ", ".join(f"C={k}: {percent(v)}" for k, v in svm["val_patch_accuracy"].items()) + ".")
+    report.heading("Timings")
+    report.table([{"stage": k, "seconds": v} for k, v in metrics["timings_s"].items()])
+    report.heading("Configuration")
+    report.paragraph(yaml.safe_dump(config, sort_keys=False))
+    return report
+
+
+def save_config(config: dict[str, Any], path: Path) -> None:
+    write_text(path, yaml.safe_dump(config, sort_keys=False))

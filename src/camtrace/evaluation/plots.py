@@ -1,0 +1,232 @@
+"""Figures for reports: confusion matrix (Bondi 2017 Figs. 2, 4), accuracy vs voting patches
+(Fig. 3), per-block attribution map (Fig. 5), and generic bar / line charts.
+
+Figures are built on the Agg canvas directly (no pyplot), so nothing global is touched and
+no window opens; each function returns a ``matplotlib.figure.Figure``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from camtrace.errors import CamtraceError
+from camtrace.io import atomic_path
+
+_DPI = 110
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _class_colors(num_classes: int) -> np.ndarray:
+    """Distinct qualitative RGBA colours: tab10, tab20, then tab20 + tab20b + tab20c (60)."""
+    if num_classes <= 10:
+        names = ["tab10"]
+    elif num_classes <= 20:
+        names = ["tab20"]
+    else:
+        names = ["tab20", "tab20b", "tab20c"]
+    palette = np.concatenate([colormaps[n](np.arange(colormaps[n].N)) for n in names])
+    return palette[np.arange(num_classes) % len(palette)]
+
+
+def _row_normalise(cm: np.ndarray) -> np.ndarray:
+    rows = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, rows, out=np.zeros_like(cm, dtype=np.float64), where=rows > 0)
+
+
+def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
+    """Row-normalised confusion matrix with percentages in the cells (Bondi 2017 Fig. 2).
+
+    Target class on rows, output class on columns; ``cm`` may hold counts or fractions.
+    Empty cells are left blank so 30-class matrices stay readable.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    n = len(classes)
+    if cm.shape != (n, n):
+        raise CamtraceError(f"cm: expected shape {(n, n)} for {n} classes, got {cm.shape}")
+    percent = 100 * _row_normalise(cm)
+    side = max(4.0, 0.42 * n + 2.0)
+    fig = _new_figure(side + 1.0, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="% of target class")
+    fontsize = float(np.clip(110 / max(n, 1), 5, 10))
+    for (i, j), value in np.ndenumerate(percent):
+        if round(value, 1) > 0:
+            ax.text(
+                j,
+                i,
+                f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if value > 50 else "black",
+            )
+    ticks = np.arange(n)
+    ax.set_xticks(
+        ticks,
+        classes,
+        rotation=45 if n <= 10 else 90,
+        ha="right" if n <= 10 else "center",
+        fontsize=max(fontsize, 6),
+    )
+    ax.set_yticks(ticks, classes, fontsize=max(fontsize, 6))
+    ax.set_xlabel("Output class")
+    ax.set_ylabel("Target class")
+    ax.set_title(title)
+    return fig
+
+
+def voting_curve_figure(curves: dict[str, dict[int, float]], title: str) -> Figure:
+    """Image accuracy (%) against the number of voting patches, one line per method
+    (Bondi 2017 Fig. 3)."""
+    fig = _new_figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    all_ks: set[int] = set()
+    for method, curve in curves.items():
+        ks = sorted(curve)
+        all_ks.update(ks)
+        ax.plot(ks, [100 * curve[k] for k in ks], marker="o", label=method)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(all_ks)
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("Number of voting patches")
+    ax.set_ylabel("Image accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend()
+    return fig
+
+
+def _attribution_overlay(
+    shape: tuple[int, int],
+    labels: np.ndarray,
+    positions: np.ndarray,
+    patch_size: int,
+    colors: np.ndarray,
+    alpha: np.ndarray,
+) -> np.ndarray:
+    """RGBA layer of the image size with each block filled by its class colour."""
+    overlay = np.zeros((*shape, 4))
+    for label, (y, x), a in zip(labels, positions, alpha, strict=True):
+        overlay[y : y + patch_size, x : x + patch_size, :3] = colors[label, :3]
+        overlay[y : y + patch_size, x : x + patch_size, 3] = a
+    return overlay
+
+
+def attribution_map_figure(
+    image: np.ndarray,
+    labels: np.ndarray,
+    positions: np.ndarray,
+    patch_size: int,
+    classes: list[str],
+    confidence: np.ndarray | None = None,
+    title: str = "",
+) -> Figure:
+    """Per-block attribution map (Bondi 2017 Fig. 5): each analysed block tinted by the
+    colour of its predicted camera model, so a region spliced from another camera stands out.
+
+    ``positions`` (M, 2) are the blocks' top-left (y, x) pixels, as in the patch store;
+    ``confidence`` (M,) in [0, 1], if given, fades uncertain blocks. The legend lists the
+    predicted models with their block counts.
+    """
+    image = np.asarray(image)
+    labels = np.asarray(labels, dtype=np.int64)
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise CamtraceError(f"image: expected an (H, W, 3) array, got shape {image.shape}")
+    if len(labels) != len(positions):
+        raise CamtraceError(
+            f"labels and positions differ in length: {len(labels)} vs {len(positions)}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise CamtraceError(f"labels: must lie in [0, {len(classes)}) to name a class")
+    if len(positions) and positions.min() < 0:
+        raise CamtraceError("positions: block corners must be non-negative (row, col) pixels")
+    strength = np.ones(len(labels)) if confidence is None else np.clip(confidence, 0.0, 1.0)
+    colors = _class_colors(len(classes))
+    overlay = _attribution_overlay(
+        image.shape[:2], labels, positions, patch_size, colors, 0.55 * strength
+    )
+    height, width = image.shape[:2]
+    fig = _new_figure(7.0, max(3.0, 7.0 * height / width))
+    ax = fig.add_subplot()
+    ax.imshow(image)
+    ax.imshow(overlay)
+    ax.set_axis_off()
+    ax.set_title(title)
+    present, counts = np.unique(labels, return_counts=True)
+    handles = [
+        Patch(facecolor=colors[c], edgecolor="none", label=f"{classes[c]} ({count})")
+        for c, count in zip(present, counts, strict=True)
+    ]
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 3),
+            title="Predicted model",
+            fontsize="small",
+        )
+    return fig
+
+
+def bar_figure(values: dict[str, float], title: str, ylabel: str) -> Figure:
+    """One bar per named value, labelled with its value."""
+    fig = _new_figure(max(4.0, 0.45 * len(values) + 2.0), 4.0)
+    ax = fig.add_subplot()
+    names = list(values)
+    bars = ax.bar(names, [values[name] for name in names], color="tab:blue")
+    ax.bar_label(bars, fmt="%.3g", fontsize="small")
+    ax.tick_params(axis="x", labelrotation=45 if len(names) > 6 else 0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def line_figure(
+    x: Sequence[float], series: dict[str, list[float]], title: str, xlabel: str, ylabel: str
+) -> Figure:
+    """One line per named series over shared x values (e.g. error rate vs epsilon)."""
+    fig = _new_figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    for name, ys in series.items():
+        if len(ys) != len(x):
+            raise CamtraceError(f"series {name!r}: {len(ys)} values for {len(x)} x positions")
+        ax.plot(x, ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend()
+    return fig
+
+
+def figure_to_png_bytes(fig: Figure) -> bytes:
+    """Render ``fig`` as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Atomically save ``fig``; the format follows the file suffix (PNG if none)."""
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=_DPI)
