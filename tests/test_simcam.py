@@ -230,6 +230,7 @@ def test_photo_is_downscaled_at_least_twice_and_linearised() -> None:
     photo = Image.fromarray(np.stack([checker] * 3, -1))
     radiance = photo_radiance(photo, (100, 150), np.random.default_rng(0))
     assert radiance.shape == (100, 150, 3)
-    # a 2x2 box average turns the pixel checkerboard into flat grey 127.5 -> linear ~0.212
-    np.testing.assert_allclose(radiance, 0.2122, atol=0.003)
+    # a box average turns the pixel checkerboard into flat grey 127.5 (stored as 127 or 128,
+    # linear 0.212 or 0.216): no trace of the original pattern is left
+    np.testing.assert_allclose(radiance, 0.214, atol=0.0025)
     assert radiance.dtype == np.float32

@@ -45,7 +45,7 @@ class Manifest:
 
     def __init__(self, records: Iterable[Record], root: str | Path = ".") -> None:
         self.records: list[Record] = list(records)
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     def __len__(self) -> int:
         return len(self.records)

@@ -40,6 +40,8 @@ FORMAT_VERSION = 1
 STORE_JSON = "store.json"
 META_NPZ = "meta.npz"
 UNUSED_SPLIT = "unused"
+MAX_WARNINGS = 10  # one line each for the first ones, then a single count
+
 IMAGE_COLUMNS = ("source", "model", "label", "instance", "scene", "split")
 PATCH_COLUMNS = ("image", "y", "x", "quality")
 
@@ -280,7 +282,7 @@ def _write_store(
         for image_id, (record, result) in enumerate(zip(records, results, strict=True)):
             bar.advance(task)
             if isinstance(result, str):
-                skipped.append(_skip(record, result))
+                skipped.append(_skip(record, result, warn=len(skipped) < MAX_WARNINGS))
                 continue
             patches, positions, scores = result
             writer.write(patches)
@@ -290,6 +292,9 @@ def _write_store(
             f"{manifest.root}: none of the {len(records)} images could be used "
             f"(first: {skipped[0]['reason']})"
         )
+    if len(skipped) > MAX_WARNINGS:
+        warnings.warn(f"... and {len(skipped) - MAX_WARNINGS} more images skipped "
+                      f"(all listed in {STORE_JSON})", SkippedImageWarning, stacklevel=2)
     shards = writer.close()
     meta = _meta_columns(records, manifest.models, used)
     np.savez(folder / META_NPZ, **meta)
@@ -297,9 +302,10 @@ def _write_store(
     return {"shard_size": shard_size, "shards": shards, "summary": summary}
 
 
-def _skip(record: Record, reason: str) -> dict[str, str]:
+def _skip(record: Record, reason: str, warn: bool = True) -> dict[str, str]:
     # Attributed to the image itself (line 0): Python then prints one line, no source line.
-    warnings.warn_explicit(f"skipped {reason}", SkippedImageWarning, record.path, 0)
+    if warn:
+        warnings.warn_explicit(f"skipped {reason}", SkippedImageWarning, record.path, 0)
     return {"path": record.path, "reason": reason}
 
 

@@ -118,7 +118,7 @@ def run_experiment(
 
     def lap(stage: str) -> None:
         timings[stage] = round(time.perf_counter() - t0 - sum(timings.values()), 2)
-        log(f"[{stage}] done in {timings[stage]:.1f} s")
+        log(f"{stage}: done in {timings[stage]:.1f} s")
 
     manifest = prepare_manifest(config, workdir, progress)
     lap("data")

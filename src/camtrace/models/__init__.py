@@ -1,6 +1,12 @@
 """Detectors (camera-model identifiers), their registry and checkpoints."""
 
-from camtrace.models import bondi2017  # noqa: F401  (registers the architecture)
+from camtrace.models import (
+    bondi2017,  # noqa: F401  (registers the architecture)
+    densenet40,  # noqa: F401  (registers the architecture)
+    mislnet,  # noqa: F401  (registers the architecture)
+    timm_detectors,  # noqa: F401  (registers xception, inceptionv3)
+    tuama2016,  # noqa: F401  (registers the architecture)
+)
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, read_card, save_detector
 from camtrace.models.registry import architectures, build

@@ -36,11 +36,11 @@ def fit_svm(
     import torch
 
     scores: dict[float, float] = {}
-    best, best_acc = None, -1.0
+    best, best_C, best_acc = None, 0.0, -1.0
     vf = torch.as_tensor(val_features)
     for C in Cs:
         svm = OvOLinearSVM.fit(train_features, train_labels, num_classes, C=C, seed=seed)
         scores[float(C)] = acc = float((svm.predict(vf).numpy() == val_labels).mean())
         if acc > best_acc:
-            best, best_acc = svm, acc
-    return SVMFit(best, float(best.C), scores)
+            best, best_C, best_acc = svm, float(C), acc
+    return SVMFit(best, best_C, scores)

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import multiprocessing
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -152,7 +153,8 @@ class _Job:
 
     def record(self, model: int, instance: int, shot: int) -> Record:
         c = self.preset.models[model]
-        return Record(str(self.path(model, instance, shot)), c.make, c.label, str(instance),
+        path = f"{IMAGES_DIR}/{self.path(model, instance, shot).name}"  # relative to the manifest
+        return Record(path, c.make, c.label, str(instance),
                       self.scenes[shot].id, f"{shot:0{self.shot_width}d}")
 
     def make_image(self, model: int, instance: int, shot: int) -> None:
@@ -195,7 +197,8 @@ def _run(job: _Job, tasks: list[tuple[int, int, int]], workers: int, progress: b
                 job.make_image(*task)
                 advance()
             return
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(job,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=_clean_context(), initializer=_init_worker,
+                                 initargs=(job,)) as pool:
             futures = [pool.submit(_work, task) for task in tasks]
             try:
                 for future in as_completed(futures):
@@ -204,6 +207,17 @@ def _run(job: _Job, tasks: list[tuple[int, int, int]], workers: int, progress: b
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+
+
+def _clean_context() -> multiprocessing.context.BaseContext:
+    """Workers from a fresh single-threaded process, never a plain fork of this one: a fork
+    inherits OpenCV's thread pool mid-state and deadlocks in it. The forkserver preloads
+    this module once, so workers start without re-importing colour, OpenCV, scikit-image."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 @contextlib.contextmanager

@@ -75,14 +75,18 @@ def _pick(rng: np.random.Generator, items: list[Scene], n: int) -> list[Scene]:
 
 def skimage_photos() -> list[Scene]:
     """The scikit-image colour photos that load offline (some need a download: skipped)."""
-    found = []
-    for name, load in SKIMAGE_PHOTOS.items():
-        try:
-            load()
-        except Exception:  # skimage raises several types when a file needs the network
-            continue
-        found.append(Scene(f"sk-{name}", "skimage", name))
-    return found
+    return [Scene(f"sk-{name}", "skimage", name)
+            for name, load in SKIMAGE_PHOTOS.items() if _loads(load)]
+
+
+def _loads(load: Callable[[], np.ndarray]) -> bool:
+    """Whether a scikit-image sample loads: a missing file needs pooch (ImportError) or the
+    network (OSError), or its cached copy is corrupt (ValueError)."""
+    try:
+        load()
+    except (ImportError, OSError, ValueError):
+        return False
+    return True
 
 
 def folder_photos(scenes_dir: str | Path) -> list[Scene]:

@@ -1,0 +1,66 @@
+"""The shared training loop: it learns, keeps the best epoch, and resumes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from camtrace.models import build, load_detector
+from camtrace.training.engine import PatchSet, TrainConfig, train
+from camtrace.training.precision import resolve_precision
+
+
+def toy_patches(n: int = 96, seed: int = 0) -> PatchSet:
+    """Two 'cameras': one adds a fixed high-frequency pattern, the other a different one."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(60, 190, (n, 64, 64, 3), generator=g).float()
+    y = torch.arange(n) % 2
+    pattern = torch.zeros(2, 64, 64, 3)
+    pattern[0, ::2] = 40
+    pattern[1, :, ::2] = 40
+    return PatchSet((base + pattern[y]).clamp(0, 255).to(torch.uint8), y)
+
+
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build("bondi2017", ["A_1", "B_2"], patch_size=64)
+
+
+CONFIG = dict(batch_size=16, lr=0.015, weight_decay=1e-4, precision="fp32", device="cpu")
+
+
+def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
+    net = model()
+    data = toy_patches()
+    net.fit_preprocessing(data.patches)
+    result = train(net, data, toy_patches(seed=1), TrainConfig(epochs=6, **CONFIG), tmp_path, progress=False)
+    assert len(result.history) == 6
+    best = min(result.history, key=lambda h: h["val_loss"])
+    assert result.best_epoch == best["epoch"]
+    assert best["val_acc"] > 0.85
+    saved = load_detector(tmp_path / "best.safetensors")
+    assert saved.card["best_epoch"] == result.best_epoch
+    x = data.patches[:4].permute(0, 3, 1, 2).float()
+    assert torch.allclose(saved(x), net.eval()(x), atol=1e-5)
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    data, val = toy_patches(), toy_patches(seed=1)
+    straight = model()
+    train(straight, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "a", progress=False)
+    killed = model()
+    train(killed, data, val, TrainConfig(epochs=1, **CONFIG), tmp_path / "b", progress=False)
+    resumed = model()  # a fresh process: nothing but the files survives
+    result = train(resumed, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "b", progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16() -> None:
+    from camtrace.training.precision import cpu_bf16_speedup
+
+    expected = "bf16" if cpu_bf16_speedup() > 1.3 else "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"

@@ -1,0 +1,225 @@
+"""The detector zoo: Tuama2016, MISLnet, DenseNet-40, Xception, InceptionV3."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from camtrace.errors import CamtraceError
+from camtrace.models import Detector, build, load_detector, save_detector
+from camtrace.models.registry import detector_class
+from camtrace.models.tuama2016 import KV_KERNEL
+
+CLASSES = [f"Maker_M{i}" for i in range(10)]
+
+# (arch, native patch size, a small patch size it also runs on)
+ZOO = [
+    ("tuama2016", 256, 64),
+    ("mislnet", 256, 64),
+    ("densenet40", 32, 64),
+    ("xception", 256, 64),
+    ("inceptionv3", 256, 96),
+]
+# Parameter counts at 10 classes (computed once from the built networks, then frozen).
+PARAMS = {
+    ("tuama2016", 256): 46_440_298,  # fc1 alone: 32*15*15 * 4096 + 4096
+    ("tuama2016", 64): 18_128_746,
+    ("mislnet", 256): 1_576_043,  # fc1 alone: 128*7*7 * 200 + 200
+    ("mislnet", 64): 347_243,
+    ("densenet40", 64): 1_019_722,  # the same at any patch size, as for the timm models
+    ("xception", 64): 20_827_442,
+    ("inceptionv3", 96): 21_806_058,
+}
+EMBED_DIM = {
+    "tuama2016": 4096,
+    "mislnet": 200,
+    "densenet40": 448,
+    "xception": 2048,
+    "inceptionv3": 2048,
+}
+
+
+# Only these two have layers sized by the patch; the others are built once and run at any size.
+SIZED = {"tuama2016", "mislnet"}
+
+
+@cache
+def net(arch: str, patch_size: int) -> Detector:
+    """One seeded network per (arch, size): timm models take seconds to initialise."""
+    torch.manual_seed(0)
+    return build(arch, CLASSES, patch_size).eval()
+
+
+def instance(arch: str, native: int, small: int, size: int) -> Detector:
+    """The network that runs ``size`` x ``size`` patches in these tests."""
+    return net(arch, size) if arch in SIZED else net(arch, small)
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def pixels(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g).float()
+
+
+@pytest.mark.parametrize(("arch", "native", "small"), ZOO)
+def test_logits_and_embedding_shapes_at_native_and_small_size(
+    arch: str, native: int, small: int
+) -> None:
+    for size in (native, small):
+        det = instance(arch, native, small, size)
+        assert det.arch == arch and det.num_classes == 10
+        x = pixels(1, size)
+        with torch.no_grad():
+            e = det.embed(x)
+            logits = det(x)
+        assert e.shape == (1, EMBED_DIM[arch])
+        assert logits.shape == (1, 10) and torch.isfinite(logits).all()
+        assert torch.equal(det.head(e), logits)
+
+
+@pytest.mark.parametrize(("arch", "native", "small"), ZOO)
+def test_default_patch_size_is_the_native_one(arch: str, native: int, small: int) -> None:
+    assert detector_class(arch).default_patch_size == native
+    assert net(arch, small).patch_size == small
+
+
+@pytest.mark.parametrize(("arch", "size"), sorted(PARAMS))
+def test_parameter_counts(arch: str, size: int) -> None:
+    assert n_params(net(arch, size)) == PARAMS[arch, size]
+
+
+def test_parameter_counts_match_the_papers() -> None:
+    # Huang et al. 2017, Tab. 2: DenseNet (L=40, k=12) has 1.0M parameters (CIFAR-10).
+    assert abs(PARAMS["densenet40", 64] - 1.0e6) < 0.05e6
+    # Chollet 2017, Tab. 3: Xception has 22,855,952 parameters with a 1000-way classifier.
+    assert PARAMS["xception", 64] + 990 * (2048 + 1) == 22_855_952
+    # timm's inception_v3 without the auxiliary head: 23,834,568 at 1000 classes (Keras,
+    # without BN scales, counts 23,626,728 in Chollet's Tab. 3).
+    assert PARAMS["inceptionv3", 96] + 990 * (2048 + 1) == 23_834_568
+
+
+def sgd_steps(det: Detector, size: int, steps: int, lr: float) -> None:
+    """A few real training steps on random patches, projecting after each like the trainer."""
+    det.train()
+    opt = torch.optim.SGD(det.parameters(), lr=lr, momentum=0.9)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = pixels(4, size, seed=int(torch.randint(0, 1000, (1,), generator=g)))
+        y = torch.randint(0, det.num_classes, (4,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(det(x), y).backward()
+        opt.step()
+        det.project_constraints()
+    det.eval()
+
+
+def assert_constrained(w: torch.Tensor) -> None:
+    centre = w[:, :, 2, 2]
+    off_sum = w.sum(dim=(2, 3)) - centre
+    assert torch.equal(centre, torch.full_like(centre, -1.0))
+    assert torch.allclose(off_sum, torch.ones_like(off_sum), atol=1e-5)
+
+
+def test_constrained_conv_holds_after_real_sgd_steps() -> None:
+    torch.manual_seed(3)
+    det = build("mislnet", CLASSES, 64)
+    w = det.constrained.weight
+    assert w.shape == (3, 3, 5, 5)
+    assert_constrained(w)
+    before = w.detach().clone()
+    sgd_steps(det, 64, steps=3, lr=1e-3)
+    assert not torch.allclose(w, before)  # the filters did learn
+    assert_constrained(w)
+
+
+def test_constrained_projection_is_safe_when_a_step_zeroes_the_sum() -> None:
+    torch.manual_seed(4)
+    det = build("mislnet", CLASSES, 64)
+    conv = det.constrained
+    off = torch.ones(5, 5)
+    off[2, 2] = 0
+    lr = 0.5
+    opt = torch.optim.SGD([conv.weight], lr=lr)
+    # A gradient whose step takes 1/24 off every off-centre weight: their sums go from 1 to ~0.
+    conv.weight.grad = (off / 24 / lr).expand_as(conv.weight).clone()
+    conv.weight.grad += 1e-7 * torch.randn_like(conv.weight)
+    opt.step()
+    stepped = conv.weight.detach().clone()
+    raw_sum = stepped.sum(dim=(2, 3)) - stepped[:, :, 2, 2]
+    assert raw_sum.abs().max() < 1e-4
+    det.project_constraints()
+    assert_constrained(conv.weight)
+    # The projection shifts every off-centre tap by (1 - sum) / 24, it never rescales.
+    shift = (conv.weight - stepped)[:, :, off.bool()]
+    assert torch.allclose(shift, torch.full_like(shift, 1 / 24), atol=1e-5)
+
+
+def test_kv_filter_is_fixed_and_unchanged_by_training() -> None:
+    torch.manual_seed(5)
+    det = build("tuama2016", CLASSES, 64)
+    assert "kv" not in dict(det.named_parameters())
+    sgd_steps(det, 64, steps=2, lr=1e-2)
+    assert torch.equal(det.kv, KV_KERNEL.expand(3, 1, 5, 5))
+    # An impulse returns the (symmetric) kernel on each channel; a flat patch has no residual.
+    impulse = torch.zeros(1, 3, 9, 9)
+    impulse[:, :, 4, 4] = 12.0
+    residual = det.preprocess(impulse)
+    assert residual.shape == (1, 3, 5, 5)
+    assert torch.allclose(residual[0, 1], KV_KERNEL * 12)
+    assert det.preprocess(torch.full((1, 3, 9, 9), 200.0)).abs().max() < 1e-4
+
+
+def test_densenet_fits_per_channel_mean_and_std() -> None:
+    det = build("densenet40", CLASSES)
+    g = torch.Generator().manual_seed(6)
+    patches = torch.randint(0, 256, (40, 32, 32, 3), generator=g, dtype=torch.uint8)
+    patches[..., 2] //= 4  # a darker, flatter blue channel
+    det.fit_preprocessing(patches)
+    arr = patches.numpy().reshape(-1, 3).astype(np.float64)
+    assert np.allclose(det.mean.flatten().numpy(), arr.mean(0), atol=1e-3)
+    assert np.allclose(det.std.flatten().numpy(), arr.std(0), atol=1e-3)
+    z = det.preprocess(patches.permute(0, 3, 1, 2).float())
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+
+
+def test_timm_models_scale_pixels_to_unit_range_and_inception_refuses_tiny_patches() -> None:
+    x = torch.tensor([0.0, 127.5, 255.0]).view(1, 3, 1, 1)
+    assert torch.equal(net("xception", 64).preprocess(x).flatten(), torch.tensor([-1.0, 0.0, 1.0]))
+    with pytest.raises(CamtraceError, match="inceptionv3.*75"):
+        build("inceptionv3", CLASSES, 64)
+
+
+@pytest.mark.parametrize(("arch", "native", "small"), ZOO)
+def test_checkpoint_round_trip_gives_identical_logits(
+    arch: str, native: int, small: int, tmp_path: Path
+) -> None:
+    det = net(arch, small)
+    if arch == "densenet40":
+        det.fit_preprocessing(torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8))
+    path = save_detector(det, tmp_path / arch)
+    back = load_detector(path, arch=arch, classes=CLASSES)
+    assert back.patch_size == small and back.hparams == det.hparams
+    x = pixels(2, small, seed=7)
+    with torch.no_grad():
+        assert torch.equal(det(x), back(x))
+
+
+@pytest.mark.parametrize(("arch", "native", "small"), ZOO)
+def test_channels_last_forward_equals_contiguous(arch: str, native: int, small: int) -> None:
+    det = net(arch, small)
+    x = pixels(2, small, seed=9)
+    with torch.no_grad():
+        ref = det(x)
+        det.to(memory_format=torch.channels_last)
+        out = det(x.contiguous(memory_format=torch.channels_last))
+        det.to(memory_format=torch.contiguous_format)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
