@@ -17,12 +17,11 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import flops_of, matmul_peak, timed
 
 from camtrace.models import architectures, build, load_detector
 from camtrace.models.inference import identify
 from camtrace.training.precision import autocast
-
-from common import flops_of, matmul_peak, timed
 
 
 def step_fn(arch: str, batch: int, device: torch.device, precision: str, channels_last: bool):

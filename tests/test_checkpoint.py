@@ -61,8 +61,8 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path: Path) -> None:
 
 def test_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     path = save_detector(trained_like(), tmp_path / "det.safetensors")
-    from safetensors.torch import load_file
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -78,7 +78,7 @@ def test_save_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     before = path.read_bytes()
     import camtrace.models.checkpoint as ckpt
 
-    def boom(*args, **kwargs):  # noqa: ANN002, ANN003
+    def boom(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt, "save_file", boom)

@@ -112,6 +112,14 @@ def test_devices_differ_on_the_same_shot(tiny: Manifest) -> None:
     assert np.abs(a - b).mean() > 1.0
 
 
+def test_relative_output_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = simulate("tiny", "data/sim", shots=1, size=SIZE, workers=1, progress=False)
+    loaded = Manifest.load(tmp_path / "data" / "sim")
+    assert [r.path for r in loaded] == [r.path for r in made]
+    assert all(r.path.startswith("images/") and loaded.abspath(r).is_file() for r in loaded)
+
+
 def test_finished_run_is_reused_and_changed_run_redone(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = simulate("tiny", out, shots=2, size=SIZE, workers=1, progress=False)

@@ -27,7 +27,7 @@ def model() -> torch.nn.Module:
     return build("bondi2017", ["A_1", "B_2"], patch_size=64)
 
 
-CONFIG = dict(batch_size=16, lr=0.015, weight_decay=1e-4, precision="fp32", device="cpu")
+CONFIG = {"batch_size": 16, "lr": 0.015, "weight_decay": 1e-4, "precision": "fp32", "device": "cpu"}
 
 
 def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:

@@ -1,7 +1,47 @@
 """camtrace: security of camera-model identification.
 
 Identify which camera model shot a photo, attack that answer, defend against the attacks,
-and measure all of it reproducibly.
+and measure all of it reproducibly. The public API mirrors the command line::
+
+    import camtrace
+    manifest = camtrace.simulate("default", "data/simcam", shots=24)
+    det = camtrace.load_detector("runs/quickstart/detector.safetensors")
+    print(det.identify("photo.jpg").model)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    "simulate": "camtrace.data.simcam",
+    "index_dataset": "camtrace.data.layouts",
+    "Manifest": "camtrace.data.manifest",
+    "bondi_split": "camtrace.data.splits",
+    "random_split": "camtrace.data.splits",
+    "check_leaks": "camtrace.data.splits",
+    "build_patch_store": "camtrace.data.patch_store",
+    "PatchStore": "camtrace.data.patch_store",
+    "load_rgb": "camtrace.data.images",
+    "build": "camtrace.models",
+    "load_detector": "camtrace.models",
+    "save_detector": "camtrace.models",
+    "identify": "camtrace.models.inference",
+    "train_detector": "camtrace.training.detector",
+    "TrainConfig": "camtrace.training.engine",
+    "evaluate_identifier": "camtrace.evaluation.identification",
+    "load_config": "camtrace.evaluation.experiment",
+    "run_experiment": "camtrace.evaluation.experiment",
+}
+
+__all__ = ["__version__", *_API.keys()]  # noqa: PLE0604
+
+
+def __getattr__(name: str) -> Any:
+    """Import API members on first use, so ``import camtrace`` stays fast."""
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'camtrace' has no attribute {name!r}")

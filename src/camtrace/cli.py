@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,7 +43,7 @@ def quickstart(
 def run(
     config: Annotated[str, typer.Argument(help="A YAML config file, or a built-in config name.")],
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
-    seed: Annotated[Optional[int], typer.Option(help="Override the config's seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
     progress: Progress = True,
 ) -> None:
     """Run an experiment from one config file; writes metrics.json, report.html, config.yaml."""
@@ -74,7 +74,7 @@ def simulate(
     shots: Annotated[int, typer.Option(help="Scenes shot by every device.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
     size: Annotated[tuple[int, int], typer.Option(help="Image height and width.")] = (384, 512),
-    scenes: Annotated[Optional[Path], typer.Option(help="Folder of photos to use as scenes too.")] = None,
+    scenes: Annotated[Path | None, typer.Option(help="Folder of photos to use as scenes too.")] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
     progress: Progress = True,
 ) -> None:
@@ -93,7 +93,7 @@ def index(
     root: Annotated[Path, typer.Argument(help="Root folder of the dataset.")],
     layout: Annotated[str, typer.Option(help="dresden, vision, kaggle2018, folders or exif.")],
     out: Annotated[Path, typer.Option(help="Manifest file to write.")] = Path("manifest.csv"),
-    scenes_csv: Annotated[Optional[Path], typer.Option(help="CSV with columns file,scene.")] = None,
+    scenes_csv: Annotated[Path | None, typer.Option(help="CSV with columns file,scene.")] = None,
     multi_instance_only: Annotated[bool, typer.Option(help="Keep models with >1 device (Bondi).")] = False,
 ) -> None:
     """Index a real dataset (Dresden, VISION, Kaggle 2018, folders, EXIF) into a manifest."""
@@ -110,11 +110,11 @@ def index(
 def split(
     manifest: Annotated[Path, typer.Argument(help="Manifest to split.")],
     protocol: Annotated[str, typer.Option(help="bondi (scene/device-disjoint) or random.")] = "bondi",
-    out: Annotated[Optional[Path], typer.Option(help="Output manifest (default: overwrite).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output manifest (default: overwrite).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     eval_scene_frac: Annotated[float, typer.Option(help="bondi: fraction of scenes for evaluation.")] = 0.15,
     val_scene_frac: Annotated[float, typer.Option(help="bondi: fraction of scenes for validation.")] = 0.15,
-    eval_instance: Annotated[Optional[str], typer.Option(help="bondi: instance held out for evaluation.")] = None,
+    eval_instance: Annotated[str | None, typer.Option(help="bondi: instance held out for evaluation.")] = None,
 ) -> None:
     """Assign train/val/eval splits and refuse any scene, image or device leak."""
     from camtrace.data.manifest import Manifest
@@ -139,8 +139,8 @@ def patches(
     manifest: Annotated[Path, typer.Argument(help="Split manifest.")],
     out: Annotated[Path, typer.Option(help="Patch store folder.")] = Path("data/patches"),
     protocol: Annotated[str, typer.Option(help="bondi (64, top-32), guera (32, 500 random), gan (256).")] = "bondi",
-    size: Annotated[Optional[int], typer.Option(help="Override the patch size.")] = None,
-    count: Annotated[Optional[int], typer.Option(help="Override patches per image.")] = None,
+    size: Annotated[int | None, typer.Option(help="Override the patch size.")] = None,
+    count: Annotated[int | None, typer.Option(help="Override patches per image.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
     progress: Progress = True,
@@ -168,8 +168,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    svm: Annotated[Optional[bool], typer.Option("--svm/--no-svm", help="Fit OvO SVMs (default: Bondi).")] = None,
-    features_from: Annotated[Optional[Path], typer.Option(help="Frozen CNN: fit SVMs only on new models.")] = None,
+    svm: Annotated[bool | None, typer.Option("--svm/--no-svm", help="Fit OvO SVMs (default: Bondi).")] = None,
+    features_from: Annotated[Path | None, typer.Option(help="Frozen CNN: fit SVMs only on new models.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last saved epoch.")] = True,
     progress: Progress = True,
 ) -> None:
@@ -195,9 +195,9 @@ def train(
 def identify(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors).")],
-    k: Annotated[Optional[int], typer.Option(help="Voting patches (default: the detector's).")] = None,
+    k: Annotated[int | None, typer.Option(help="Voting patches (default: the detector's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    map_out: Annotated[Optional[Path], typer.Option("--map", help="Write the per-block attribution map PNG.")] = None,
+    map_out: Annotated[Path | None, typer.Option("--map", help="Write the per-block attribution map PNG.")] = None,
 ) -> None:
     """Which camera model shot each image: majority vote over patches, with per-model shares."""
     from camtrace.data.images import load_rgb
@@ -225,7 +225,7 @@ def identify(
     console.print(table)
 
 
-def _write_map(det, rgb, target: Path, title: str) -> None:  # noqa: ANN001
+def _write_map(det, rgb, target: Path, title: str) -> None:
     from camtrace.evaluation.plots import attribution_map_figure, save_figure
     from camtrace.models.inference import block_map
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from camtrace.data.patch_store import PatchStore
 from camtrace.evaluation import metrics as M
 from camtrace.evaluation import plots
@@ -34,7 +35,7 @@ def evaluate_identifier(
     patches = store.patches(idx)
     y = store_labels(store, detector, idx)
     images = store.meta["image"][idx]
-    result: dict[str, Any] = {"split": split, "patches": int(len(idx)), "images": int(len(np.unique(images)))}
+    result: dict[str, Any] = {"split": split, "patches": len(idx), "images": len(np.unique(images))}
     card = getattr(detector, "card", {})
     heads = {} if card.get("svm_only") else {"cnn": _softmax_scores(detector, patches)}
     if getattr(detector, "svm", None) is not None:
@@ -42,7 +43,7 @@ def evaluate_identifier(
     for name, scores in heads.items():
         pred = scores.argmax(1)
         k_max = int(np.bincount(images).max())
-        ids, img_pred = M.majority_vote(pred, images, detector.num_classes, k=k_max, scores=scores)
+        _, img_pred = M.majority_vote(pred, images, detector.num_classes, k=k_max, scores=scores)
         _, img_true = M.image_labels(y, images)
         result[name] = {
             "patch": M.classification_summary(y, pred, detector.classes),

@@ -54,6 +54,12 @@ class Detector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
 
+    def identify(self, image: Any, k: int | None = None) -> Any:
+        """Camera model of an image (path or (H, W, 3) uint8) by majority vote over patches."""
+        from camtrace.models.inference import identify
+
+        return identify(self, image, k=k)
+
     def fit_preprocessing(self, patches_uint8: torch.Tensor) -> None:
         """Set data-dependent preprocessing from training patches (N, H, W, 3) uint8."""
 

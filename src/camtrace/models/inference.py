@@ -15,7 +15,13 @@ import numpy as np
 import torch
 
 from camtrace.data.images import load_rgb
-from camtrace.data.patches import PatchProtocol, extract_patches, get_protocol, grid_patches, grid_positions
+from camtrace.data.patches import (
+    PatchProtocol,
+    extract_patches,
+    get_protocol,
+    grid_patches,
+    grid_positions,
+)
 from camtrace.models.base import Detector
 
 DEFAULT_PROTOCOL = {"bondi2017": "bondi", "densenet40": "guera"}

@@ -32,7 +32,7 @@ class OvOLinearSVM(nn.Module):
     @classmethod
     def empty_like(cls, state: dict[str, torch.Tensor], prefix: str = "svm.") -> OvOLinearSVM:
         pairs, dim = state[prefix + "coef"].shape
-        n = int(round((1 + (1 + 8 * pairs) ** 0.5) / 2))
+        n = round((1 + (1 + 8 * pairs) ** 0.5) / 2)
         return cls(n, dim)
 
     @classmethod

@@ -17,7 +17,7 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_bf16_speedup(n: int = 512) -> float:
     """Measured bf16/fp32 matmul throughput ratio on this CPU (one ~50 ms probe)."""
 

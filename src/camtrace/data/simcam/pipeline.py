@@ -101,7 +101,7 @@ def auto_expose(radiance: np.ndarray, exposure: Exposure, rng: np.random.Generat
 
 def iso_of_shot(iso: tuple[float, float], rng: np.random.Generator) -> float:
     """This shot's ISO, log-uniform in the model's range (so the noise level varies)."""
-    return float(np.exp(rng.uniform(np.log(iso[0]), np.log(max(iso)))))
+    return float(np.exp(rng.uniform(np.log(min(iso)), np.log(max(iso)))))
 
 
 def simulate(
@@ -114,6 +114,8 @@ def simulate(
     Files go to ``out/images/{Make}_{Model}_{instance}_{shot}.JPG`` and the table to
     ``out/manifest.csv`` (split left empty). A finished run with the same preset content,
     shots, seed, size and scenes (recorded in ``out/simcam.json``) is returned as is.
+    ``workers > 1`` starts fresh processes (forkserver): from a script, call this under
+    ``if __name__ == "__main__":``.
     """
     _check_args(shots, seed, size, workers)
     spec = load_preset(preset)

@@ -1,0 +1,116 @@
+"""The command line end to end on a tiny simulated dataset, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from camtrace.cli import app
+
+runner = CliRunner()
+
+
+def ok(*args: str) -> str:
+    result = runner.invoke(app, [*map(str, args)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "sim"
+    ok("simulate", "--preset", "tiny", "--out", data, "--shots", "8", "--size", "192", "256", "--quiet")
+    ok("split", data / "manifest.csv", "--eval-scene-frac", "0.25", "--val-scene-frac", "0.25")
+    ok("patches", data / "manifest.csv", "--out", root / "patches", "--quiet")
+    ok("train", root / "patches", "--out", root / "train", "--epochs", "1", "--quiet")
+    return {"root": root, "data": data, "store": root / "patches", "ckpt": root / "train" / "detector.safetensors"}
+
+
+def test_pipeline_writes_a_checkpoint_with_a_card(pipeline: dict[str, Path]) -> None:
+    card = json.loads(ok("info", pipeline["ckpt"]))
+    assert card["arch"] == "bondi2017" and card["svm"] is True
+    assert card["patches"] == {"name": "bondi", "size": 64, "count": 32}
+    assert len(card["data"]["manifest_digest"]) == 64
+
+
+def test_identify_json_and_attribution_map(pipeline: dict[str, Path]) -> None:
+    image = min((pipeline["data"] / "images").glob("*.JPG"))
+    out = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json", "--map", pipeline["root"] / "map.png"))
+    card = json.loads(ok("info", pipeline["ckpt"]))
+    assert out[0]["model"] in card["classes"]
+    assert abs(sum(out[0]["scores"].values()) - 1) < 1e-6
+    assert out[0]["patches"] == 12  # a 192x256 image has 3x4 grid blocks, fewer than K=32
+    assert (pipeline["root"] / "map.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:
+    ok("evaluate", "--detector", pipeline["ckpt"], "--store", pipeline["store"], "--name", "ev",
+       "--runs-dir", pipeline["root"] / "runs")
+    run = pipeline["root"] / "runs" / "ev"
+    metrics = json.loads((run / "metrics.json").read_text())
+    result = next(iter(metrics["detectors"].values()))
+    assert 0 <= result["svm"]["patch"]["accuracy"] <= 1
+    assert result["patches"] == sum(sum(row) for row in result["svm"]["patch"]["confusion"])
+    assert "data:image/png;base64," in (run / "report.html").read_text()
+    assert yaml.safe_load((run / "config.yaml").read_text())["split"] == "eval"
+
+
+def test_run_config_records_what_it_ran(tmp_path: Path) -> None:
+    config = {
+        "name": "tiny", "seed": 3, "workdir": str(tmp_path / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 8, "size": [192, 256]},
+        "split": {"protocol": "bondi", "eval_scene_frac": 0.25, "val_scene_frac": 0.25},
+        "train": {"epochs": 1}, "svm": {"Cs": [0.1]},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    ok("run", path, "--runs-dir", tmp_path / "runs", "--quiet")
+    run = tmp_path / "runs" / "tiny"
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["seed"] == 3 and metrics["identification"]["images"] > 0
+    assert (run / "detector.safetensors").is_file() and (run / "report.html").is_file()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "camtrace.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_user_errors_are_one_line_without_traceback(pipeline: dict[str, Path], tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cases = [
+        (("identify", tmp_path / "missing.jpg", "--detector", pipeline["ckpt"]), "missing.jpg"),
+        (("identify", corrupt, "--detector", pipeline["ckpt"]), "corrupt.jpg"),
+        (("identify", corrupt, "--detector", corrupt), "corrupt.jpg"),
+        (("train", pipeline["store"], "--arch", "resnet9000", "--out", tmp_path / "t"), "resnet9000"),
+    ]
+    for args, named in cases:
+        result = cli(*args)
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0], result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_unseen_models_reuse_the_frozen_cnn(pipeline: dict[str, Path]) -> None:
+    """Bondi III-B: only the SVMs are fitted; the feature extractor is the trained one."""
+    import torch
+
+    from camtrace.models import load_detector
+
+    out = pipeline["root"] / "unseen"
+    ok("train", pipeline["store"], "--features-from", pipeline["ckpt"], "--out", out)
+    new, old = load_detector(out / "detector.safetensors"), load_detector(pipeline["ckpt"])
+    assert new.card["svm_only"] is True and new.svm is not None
+    x = torch.rand(2, 3, 64, 64) * 255
+    assert torch.equal(new.embed(x), old.embed(x))
