@@ -176,8 +176,10 @@ def train(
     """Train a detector on a patch store (resumable); writes OUT/detector.safetensors."""
     from camtrace.data.patch_store import PatchStore
     from camtrace.training.detector import refit_svm_for_new_models, train_detector
+    from camtrace.training.distributed import init_from_env
     from camtrace.training.engine import TrainConfig
 
+    init_from_env()  # under torchrun: DistributedDataParallel, one process per GPU
     patch_store = PatchStore.open(store)
     if features_from is not None:
         from camtrace.models import load_detector

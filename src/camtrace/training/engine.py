@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from camtrace.io import write_json
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
+from camtrace.training.distributed import barrier, local_device, world
 from camtrace.training.precision import autocast, resolve_precision, to_device_format
 from camtrace.training.state import load_state, save_state
 
@@ -88,20 +88,12 @@ class TrainResult:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return local_device() if name == "auto" else torch.device(name)
 
 
 def as_input(patches_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 255], the detector contract."""
     return to_device_format(patches_uint8.permute(0, 3, 1, 2).float(), channels_last)
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def evaluate_loss(
@@ -139,7 +131,7 @@ def train(
     ``best.safetensors`` (a detector checkpoint with its card) when validation improves.
     """
     out_dir = Path(out_dir)
-    rank, world = _world()
+    rank, n_ranks = world()
     device = pick_device(config.device)
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
@@ -152,7 +144,7 @@ def train(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net: torch.nn.Module = model
-    if world > 1:
+    if n_ranks > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -163,7 +155,7 @@ def train(
         info = load_state(state_path, model, optimizer)
     card = {**(card or {}), "training": {**dataclasses.asdict(config), "precision": precision}}
 
-    steps = math.ceil(len(train_set) / (config.batch_size * world))
+    steps = len(train_set) // n_ranks // config.batch_size + 1
     seen, t0 = 0, time.perf_counter()
     bar = Progress(
         TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
@@ -181,7 +173,8 @@ def train(
             order = torch.randperm(
                 len(train_set), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
             ).to(device)
-            order = order[rank::world]
+            # equal shards, so every rank runs the same number of steps (DDP needs it)
+            order = order[: len(order) - len(order) % n_ranks][rank::n_ranks]
             task = bar.add_task("", total=steps, epoch=epoch + 1, loss=float("nan"))
             model.train()
             running = 0.0
@@ -203,17 +196,20 @@ def train(
             record = {"epoch": epoch + 1, "lr": lr, "train_loss": running, "val_loss": val_loss, "val_acc": val_acc}
             info["history"].append(record)
             info["epoch"] = epoch + 1
+            improved = val_loss < info["best_val_loss"]  # identical on every rank
+            if improved:
+                info["best_val_loss"], info["best_epoch"] = val_loss, epoch + 1
             if rank == 0:
                 if progress:
                     bar.console.print(
                         f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {running:.4f}"
                         f"  val loss {val_loss:.4f}  val acc {val_acc:.2%}"
                     )
-                if val_loss < info["best_val_loss"]:
-                    info["best_val_loss"], info["best_epoch"] = val_loss, epoch + 1
+                if improved:
                     save_detector(model, out_dir / BEST_FILE, **card, best_epoch=epoch + 1)
                 save_state(state_path, model, optimizer, info)
                 write_json(out_dir / "history.json", info["history"])
+            barrier()
     elapsed = time.perf_counter() - t0
     if (out_dir / BEST_FILE).is_file():
         best = load_detector(out_dir / BEST_FILE, arch=model.arch, classes=model.classes)
@@ -223,5 +219,5 @@ def train(
         best_val_loss=info["best_val_loss"],
         history=info["history"],
         checkpoint=out_dir / BEST_FILE,
-        patches_per_second=seen * world / elapsed if seen else 0.0,
+        patches_per_second=seen * n_ranks / elapsed if seen else 0.0,
     )
