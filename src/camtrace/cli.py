@@ -56,13 +56,14 @@ def run(
 
 
 def _report_run(metrics: dict, runs_dir: Path) -> None:
-    ident = metrics["identification"]
-    head = ident[ident["primary"]]
-    console.print(
-        f"[bold]{metrics['name']}[/]: single-patch accuracy {head['patch']['accuracy']:.2%}, "
-        f"image accuracy {head['image']['accuracy']:.2%} "
-        f"({ident['images']} evaluation images, {ident['patches']} patches)"
-    )
+    for arch, det in metrics["detectors"].items():
+        ident = det["identification"]
+        head = ident[ident["primary"]]
+        console.print(
+            f"[bold]{arch}[/]: single-patch accuracy {head['patch']['accuracy']:.2%}, "
+            f"image accuracy {head['image']['accuracy']:.2%} "
+            f"({ident['images']} evaluation images, {ident['patches']} patches)"
+        )
     run_dir = Path(runs_dir) / metrics["name"]
     console.print(f"report:  {run_dir / 'report.html'}\nmetrics: {run_dir / 'metrics.json'}")
 

@@ -26,7 +26,8 @@ from camtrace.evaluation.identification import add_identification_report, evalua
 from camtrace.evaluation.report import Report, percent, write_run
 from camtrace.io import write_text
 
-SECTIONS = ("name", "seed", "workdir", "data", "split", "patches", "detector", "train", "svm", "evaluate")
+SECTIONS = ("name", "seed", "workdir", "data", "split", "patches", "detector", "detectors", "train", "svm",
+            "evaluate")
 
 
 def builtin_configs() -> list[str]:
@@ -101,10 +102,31 @@ def split_manifest(manifest: Manifest, spec: dict[str, Any] | None, seed: int) -
     return out
 
 
+DEFAULT_PATCHES = {"bondi2017": "bondi", "densenet40": "guera"}  # the others: 256 (GAN papers)
+
+
+def detector_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``detector`` section (one) or ``detectors`` list (a zoo), each with its patches."""
+    specs = config.get("detectors") or [config.get("detector") or {"arch": "bondi2017"}]
+    out = []
+    for spec in specs:
+        spec = {"arch": spec} if isinstance(spec, str) else dict(spec)
+        arch = spec.setdefault("arch", "bondi2017").lower()
+        patches = spec.get("patches") or config.get("patches") or {"protocol": DEFAULT_PATCHES.get(arch, "gan")}
+        spec["patches"] = {"protocol": patches} if isinstance(patches, str) else dict(patches)
+        out.append(spec)
+    return out
+
+
 def run_experiment(
     config: dict[str, Any], runs_dir: str | Path = "runs", progress: bool = True, log: Any = print
 ) -> dict[str, Any]:
-    """Run a full identification experiment; returns its metrics (also in ``metrics.json``)."""
+    """Run an identification experiment (one detector or a zoo); returns its metrics.
+
+    Writes ``runs/<name>/{metrics.json, report.html, config.yaml}`` and the checkpoints
+    (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo).
+    """
+    from camtrace.data.patches import get_protocol
     from camtrace.training.detector import train_detector
     from camtrace.training.engine import TrainConfig
 
@@ -120,49 +142,56 @@ def run_experiment(
         timings[stage] = round(time.perf_counter() - t0 - sum(timings.values()), 2)
         log(f"{stage}: done in {timings[stage]:.1f} s")
 
+    specs = detector_specs(config)
     manifest = prepare_manifest(config, workdir, progress)
     lap("data")
     manifest = split_manifest(manifest, config.get("split"), seed)
     split_path = manifest.save(run_dir / "manifest.csv")
     lap("split")
-    patch_spec = dict(config.get("patches") or {"protocol": "bondi"})
-    from camtrace.data.patches import get_protocol
-
-    protocol = get_protocol(patch_spec.get("protocol", "bondi"), size=patch_spec.get("size"), count=patch_spec.get("count"))
-    store = build_patch_store(
-        Manifest.load(split_path), workdir / f"patches-{protocol.name}-{manifest.digest()[:12]}",
-        protocol=protocol, seed=seed, progress=progress,
-    )
-    lap("patches")
-    det_spec = dict(config.get("detector") or {"arch": "bondi2017"})
-    train_cfg = TrainConfig.from_dict({"seed": seed, **(config.get("train") or {})})
-    svm_spec = config.get("svm") or {}
-    kwargs = {"Cs": tuple(svm_spec["Cs"])} if "Cs" in svm_spec else {}
-    trained = train_detector(store, det_spec.get("arch", "bondi2017"), run_dir / "train", train_cfg,
-                             svm=svm_spec.get("enabled"), progress=progress, **kwargs)
-    detector_path = run_dir / "detector.safetensors"
-    write_bytes_copy(trained.checkpoint, detector_path)
-    lap("train")
     eval_spec = config.get("evaluate") or {}
-    result = evaluate_identifier(trained.detector, store, split=eval_spec.get("split", "eval"),
-                                 ks=tuple(eval_spec.get("voting_ks", (1, 2, 4, 8, 16, 32))))
-    lap("evaluate")
+    ks = tuple(eval_spec.get("voting_ks", (1, 2, 4, 8, 16, 32)))
+    stores: dict[str, PatchStore] = {}
+    detectors: dict[str, dict[str, Any]] = {}
+    histories: dict[str, list[dict]] = {}
+    for spec in specs:
+        arch, p = spec["arch"], spec["patches"]
+        protocol = get_protocol(p.get("protocol", "bondi"), size=p.get("size"), count=p.get("count"))
+        key = f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
+        if key not in stores:
+            stores[key] = build_patch_store(Manifest.load(split_path), workdir / key, protocol=protocol, seed=seed,
+                                            progress=progress)
+            lap(f"patches {protocol.name} {protocol.size}px")
+        store = stores[key]
+        train_cfg = TrainConfig.from_dict({"seed": seed, **(config.get("train") or {}), **(spec.get("train") or {})})
+        svm_spec = {**(config.get("svm") or {}), **(spec.get("svm") or {})}
+        kwargs = {"Cs": tuple(svm_spec["Cs"])} if "Cs" in svm_spec else {}
+        trained = train_detector(store, arch, run_dir / "train" / arch, train_cfg, svm=svm_spec.get("enabled"),
+                                 progress=progress, **kwargs)
+        path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{arch}.safetensors")
+        write_bytes_copy(trained.checkpoint, path)
+        lap(f"train {arch}")
+        result = evaluate_identifier(trained.detector, store, split=eval_spec.get("split", "eval"), ks=ks)
+        lap(f"evaluate {arch}")
+        histories[arch] = trained.result.history
+        detectors[arch] = {
+            "checkpoint": str(path), "classes": trained.detector.classes, "patch_size": store.patch_size,
+            "patch_store": str(store.path), "patches": len(store), "best_epoch": trained.result.best_epoch,
+            "svm": trained.svm, "train_patches_per_second": round(trained.result.patches_per_second, 1),
+            "skipped_images": store.summary.get("skipped", []), "identification": result,
+        }
+    first = detectors[specs[0]["arch"]]
     metrics = {
         "command": f"camtrace run ({name})",
         "name": name,
         "seed": seed,
-        "detector": {"arch": trained.detector.arch, "checkpoint": str(detector_path),
-                     "classes": trained.detector.classes, "best_epoch": trained.result.best_epoch,
-                     "svm": trained.svm, "train_patches_per_second": round(trained.result.patches_per_second, 1)},
-        "data": {"manifest": str(split_path), "manifest_digest": manifest.digest(), "splits": split_summary(manifest),
-                 "patch_store": str(store.path), "patches": len(store), "skipped_images": store.summary.get("skipped", [])},
-        "identification": result,
+        "identification": first["identification"],
+        "detectors": detectors,
+        "data": {"manifest": str(split_path), "manifest_digest": manifest.digest(), "splits": split_summary(manifest)},
         "timings_s": timings,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()},
     }
-    report = build_report(config, metrics, trained.result.history, store)
-    write_run(run_dir, metrics, report, config)
+    write_run(run_dir, metrics, build_report(config, metrics, histories), config)
     return metrics
 
 
@@ -174,42 +203,44 @@ def write_bytes_copy(src: Path, dst: Path) -> None:
         tmp.write_bytes(src.read_bytes())
 
 
-def build_report(config: dict[str, Any], metrics: dict[str, Any], history: list[dict], store: PatchStore) -> Report:
-    """The HTML report of an identification experiment."""
+def build_report(config: dict[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]) -> Report:
+    """The HTML report of an identification experiment (one detector or a zoo)."""
     from camtrace.evaluation import plots
 
-    ident = metrics["identification"]
-    primary = ident["primary"]
+    dets = metrics["detectors"]
     report = Report(f"camtrace: {metrics['name']}", "Camera-model identification (Bondi et al. 2017 protocol)")
-    report.key_values({
-        "detector": f"{metrics['detector']['arch']} ({len(metrics['detector']['classes'])} camera models)",
-        "single-patch accuracy": percent(ident[primary]["patch"]["accuracy"]),
-        "image accuracy (vote)": percent(ident[primary]["image"]["accuracy"]),
-        "evaluation images / patches": f"{ident['images']} / {ident['patches']}",
-        "seed": metrics["seed"],
-        "manifest digest": metrics["data"]["manifest_digest"][:16],
-        "total time": f"{sum(metrics['timings_s'].values()):.0f} s",
-    }, caption="Summary")
-    add_identification_report(report, ident, metrics["detector"]["classes"])
+    rows = []
+    for arch, d in dets.items():
+        ident = d["identification"]
+        head = ident[ident["primary"]]
+        rows.append({"detector": arch, "patch size": d["patch_size"], "classifier": ident["primary"],
+                     "single-patch accuracy": percent(head["patch"]["accuracy"]),
+                     "image accuracy (vote)": percent(head["image"]["accuracy"]),
+                     "eval images / patches": f"{ident['images']} / {ident['patches']}"})
+    report.table(rows, caption="Accuracy on the scene- and device-disjoint evaluation split")
+    report.key_values({"seed": metrics["seed"], "manifest digest": metrics["data"]["manifest_digest"][:16],
+                       "total time": f"{sum(metrics['timings_s'].values()):.0f} s",
+                       "device": metrics["environment"]["device"]}, caption="Run")
+    for arch, d in dets.items():
+        add_identification_report(report, d["identification"], d["classes"], label=f"- {arch}")
+        history = histories.get(arch) or []
+        if history:
+            epochs = [h["epoch"] for h in history]
+            report.figure(plots.line_figure(epochs, {"train loss": [h["train_loss"] for h in history],
+                                                     "validation loss": [h["val_loss"] for h in history]},
+                                            f"Training curve - {arch}", "epoch", "cross-entropy"),
+                          caption=f"Best validation loss at epoch {d['best_epoch']} (kept).")
+        if d.get("svm"):
+            svm = d["svm"]
+            report.paragraph(f"SVM battery: C = {svm['C']} chosen on validation patch accuracy ("
+                             + ", ".join(f"C={k}: {percent(v)}" for k, v in svm["val_patch_accuracy"].items()) + ").")
+        report.paragraph(f"{d['patches']} patches of {d['patch_size']}x{d['patch_size']}; "
+                         f"{len(d['skipped_images'])} unreadable images skipped.")
     report.heading("Data")
     splits = metrics["data"]["splits"]
     report.table([{"split": s, "images": splits["images"].get(s, 0), "scenes": splits["scenes"].get(s, 0),
-                   "devices": splits["devices"].get(s, 0)} for s in ("train", "val", "eval", "unused")],
-                 caption="Scene- and device-disjoint split (Bondi Sec. III-A)")
-    skipped = metrics["data"]["skipped_images"]
-    report.paragraph(f"{len(store)} patches ({store.protocol.name} protocol, {store.patch_size}x{store.patch_size}); "
-                     f"{len(skipped)} unreadable images skipped.")
-    if history:
-        report.heading("Training")
-        epochs = [h["epoch"] for h in history]
-        report.figure(plots.line_figure(epochs, {"train loss": [h["train_loss"] for h in history],
-                                                 "validation loss": [h["val_loss"] for h in history]},
-                                        "Training curve", "epoch", "cross-entropy"),
-                      caption=f"Best validation loss at epoch {metrics['detector']['best_epoch']} (kept).")
-        svm = metrics["detector"].get("svm")
-        if svm:
-            report.paragraph(f"SVM battery: C = {svm['C']} chosen on validation patch accuracy "
-                             + ", ".join(f"C={k}: {percent(v)}" for k, v in svm["val_patch_accuracy"].items()) + ".")
+                   "devices": splits["devices"].get(s, 0)} for s in splits["images"]],
+                 caption="Split (Bondi Sec. III-A: evaluation on one held-out device per model, unseen scenes)")
     report.heading("Timings")
     report.table([{"stage": k, "seconds": v} for k, v in metrics["timings_s"].items()])
     report.heading("Configuration")
