@@ -251,7 +251,11 @@ def evaluate(
     from camtrace.data.patch_store import PatchStore
     from camtrace.evaluation.evaluate import evaluate_detectors
 
-    path = evaluate_detectors(detector, PatchStore.open(store), Path(runs_dir) / name, split=split_name)
+    path, rows = evaluate_detectors(detector, PatchStore.open(store), Path(runs_dir) / name, split=split_name)
+    table = Table(*rows[0].keys())
+    for row in rows:
+        table.add_row(*map(str, row.values()))
+    console.print(table)
     console.print(f"report:  {path / 'report.html'}\nmetrics: {path / 'metrics.json'}")
 
 

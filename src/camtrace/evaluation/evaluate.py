@@ -15,8 +15,13 @@ from camtrace.evaluation.report import Report, percent, write_run
 from camtrace.models import load_detector
 
 
-def evaluate_detectors(checkpoints: Sequence[Path], store: PatchStore, run_dir: Path, split: str = "eval") -> Path:
-    """Evaluate each checkpoint on ``store``'s ``split``; write the run folder; return it."""
+def evaluate_detectors(
+    checkpoints: Sequence[Path], store: PatchStore, run_dir: Path, split: str = "eval"
+) -> tuple[Path, list[dict]]:
+    """Evaluate each checkpoint on ``store``'s ``split``; write the run folder.
+
+    Returns the run folder and the rows of the comparison table.
+    """
     results = {}
     for path in checkpoints:
         det = load_detector(path)
@@ -39,4 +44,4 @@ def evaluate_detectors(checkpoints: Sequence[Path], store: PatchStore, run_dir: 
     }
     config = {"detectors": [str(p) for p in checkpoints], "store": str(store.path), "split": split}
     write_run(run_dir, metrics, report, config)
-    return run_dir
+    return run_dir, rows

@@ -32,8 +32,7 @@ def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
     """
     import camtrace
 
-    card = dict(extra)
-    card.update({
+    card = {
         "format": FORMAT_VERSION,
         "camtrace_version": camtrace.__version__,
         "arch": detector.arch,
@@ -42,8 +41,8 @@ def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
         "hparams": detector.hparams,
         "input": "float RGB pixels in [0, 255], (N, 3, H, W); normalised inside the model",
         "svm": getattr(detector, "svm", None) is not None,
-    })
-    return card
+    }
+    return {**card, **{k: v for k, v in extra.items() if k not in card}}
 
 
 def save_detector(detector: Detector, path: str | Path, **card_extra: Any) -> Path:
