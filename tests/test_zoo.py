@@ -130,7 +130,7 @@ def assert_constrained(w: torch.Tensor) -> None:
 
 def test_constrained_conv_holds_after_real_sgd_steps() -> None:
     torch.manual_seed(3)
-    det = build("mislnet", CLASSES, 64)
+    det = build("mislnet", CLASSES, 64).to(memory_format=torch.channels_last)  # as the trainer
     w = det.constrained.weight
     assert w.shape == (3, 3, 5, 5)
     assert_constrained(w)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from camtrace.errors import CamtraceError
 from camtrace.io import write_json
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
@@ -41,6 +42,7 @@ class TrainConfig:
     weight_decay: float = 7.5e-3
     lr_step_epochs: int = 10
     lr_gamma: float = 0.5
+    optimizer: str = "sgd"
     seed: int = 0
     precision: str = "auto"
     channels_last: bool = True
@@ -52,8 +54,6 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d or {}) - names
         if unknown:
-            from camtrace.errors import CamtraceError
-
             raise CamtraceError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(names)}")
         return cls(**(d or {}))
 
@@ -85,6 +85,16 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
     patches_per_second: float = 0.0
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the papers') or Adam (``optimizer: adam``, for short budgets)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise CamtraceError(f"optimizer must be sgd or adam, not {config.optimizer!r}")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -139,9 +149,7 @@ def train(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     train_set, val_set = train_set.to(device), val_set.to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net: torch.nn.Module = model
     if n_ranks > 1:

@@ -1,0 +1,398 @@
+"""The attack contract and the one loop every iterative gradient attack shares.
+
+``attack(detector, images_uint8, target=None) -> (adv_uint8, info)`` (ARCHITECTURE.md): a
+callable object per attack, configured at construction. Epsilon and steps are in 0-255 pixel
+units. The shared loop is: gradient step -> projection onto the eps ball (Linf or L2) and
+[0, 255] -> rounding to the 8-bit grid (the model always sees a uint8-valued iterate; the
+float iterate is kept so steps smaller than one grey level accumulate, i.e. a straight-through
+estimator) -> per-sample early stop once the uint8 iterate succeeds (after JPEG too, if asked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch import nn
+
+from camtrace.attacks.jpeg import Jpeg, as_jpeg, recompress
+from camtrace.errors import CamtraceError
+
+Images = torch.Tensor | np.ndarray
+Target = int | torch.Tensor | np.ndarray | list[int] | None
+NORMS = ("linf", "l2")
+
+
+def as_pixel_eps(value: float) -> tuple[float, str]:
+    """Epsilon or step size in 0-255 pixel units; values <= 1 are read as [0, 1]-scale (x 255).
+
+    Returns the value and a sentence saying which convention was used, for the CLI to print.
+    """
+    value = float(value)
+    if not value > 0:
+        raise CamtraceError(f"epsilon {value:g} must be positive (0-255 pixel units, or <= 1 for the [0, 1] scale)")
+    if value <= 1:
+        return value * 255, f"{value:g} read on the [0, 1] scale = {value * 255:g} in 0-255 pixel units"
+    return value, f"{value:g} in 0-255 pixel units"
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a one-line :class:`CamtraceError` for a bad attack parameter."""
+    if not condition:
+        raise CamtraceError(message)
+
+
+@dataclass
+class AttackInfo:
+    """Per-sample outcome (CPU tensors, one entry per image).
+
+    ``success`` is measured on the uint8 output, and also after JPEG when the attack has
+    ``jpeg`` set (``jpeg_success`` alone is given beside); ``float_success`` on the float
+    iterate before rounding, reported beside and never instead. ``targeted`` says whether
+    success means reaching ``target`` or leaving ``labels`` (the detector's clean prediction,
+    or the true labels given). ``target`` is the class each sample was pushed toward (LLCM
+    picks it itself), None when untargeted. Norms are of the uint8 perturbation, in pixel
+    units; L0 counts changed values (pixel x channel).
+    """
+
+    success: torch.Tensor
+    float_success: torch.Tensor
+    jpeg_success: torch.Tensor | None
+    steps: torch.Tensor
+    l0: torch.Tensor
+    l2: torch.Tensor
+    linf: torch.Tensor
+    labels: torch.Tensor
+    target: torch.Tensor | None
+    targeted: bool
+
+    @classmethod
+    def cat(cls, parts: list[AttackInfo]) -> AttackInfo:
+        """Join the infos of consecutive batches."""
+
+        def join(name: str) -> torch.Tensor | None:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else torch.cat(values)
+
+        names = ("success", "float_success", "jpeg_success", "steps", "l0", "l2", "linf", "labels", "target")
+        return cls(**{n: join(n) for n in names}, targeted=parts[0].targeted)
+
+    def summary(self) -> dict[str, float]:
+        """Rates and mean norms, for metrics.json."""
+        out = {
+            "success_rate": self.success.float().mean().item(),
+            "float_success_rate": self.float_success.float().mean().item(),
+            "mean_steps": self.steps.float().mean().item(),
+            "mean_l0": self.l0.float().mean().item(),
+            "mean_l2": self.l2.mean().item(),
+            "mean_linf": self.linf.mean().item(),
+        }
+        if self.jpeg_success is not None:
+            out["jpeg_success_rate"] = self.jpeg_success.float().mean().item()
+        return out
+
+
+@dataclass
+class Goal:
+    """What counts as success: leaving ``labels`` (untargeted) or reaching ``target``."""
+
+    labels: torch.Tensor
+    target: torch.Tensor | None
+
+    def reached(self, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        pred = logits.argmax(1)
+        return pred != self.labels[idx] if self.target is None else pred == self.target[idx]
+
+
+class Attack:
+    """Base of every attack: input conversion, batching, eval mode, the success measurement.
+
+    Subclasses implement :meth:`run` (the attack proper, on float pixels of one batch) and
+    may override :meth:`aim` (which class to push toward).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False) -> None:
+        require(int(batch_size) >= 1, f"{self.name}: batch_size={batch_size} must be >= 1")
+        self.jpeg = as_jpeg(jpeg)
+        self.batch_size = int(batch_size)
+        self.progress = progress
+        self.quantize = True
+
+    def __call__(
+        self, detector: nn.Module, images: Images, target: Target = None, labels: Target = None
+    ) -> tuple[Images, AttackInfo]:
+        """Attack ``images`` (uint8 tensor (N, C, H, W) or numpy (N, H, W, C)); same kind back.
+
+        ``target``: None (untargeted) or class indices (one int or one per image).
+        ``labels``: true labels for untargeted attacks; default the detector's own prediction.
+        """
+        x, back = _as_nchw(images, self.name)
+        device, dtype = _device_of(detector), _dtype_of(detector)
+        n = len(x)
+        target_all = _as_labels(target, n, "target")
+        labels_all = _as_labels(labels, n, "labels")
+        advs, infos = [], []
+        with _eval_mode(detector), _bar(self.progress, n, self.name) as advance:
+            for lo in range(0, n, self.batch_size):
+                hi = min(lo + self.batch_size, n)
+                adv, info = self._batch(
+                    detector,
+                    x[lo:hi].to(device, dtype),
+                    None if target_all is None else target_all[lo:hi].to(device),
+                    None if labels_all is None else labels_all[lo:hi].to(device),
+                )
+                advs.append(adv)
+                infos.append(info)
+                advance(hi - lo)
+        return back(torch.cat(advs).to(x.device)), AttackInfo.cat(infos)
+
+    def aim(self, clean_logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor | None:
+        """Class each sample is pushed toward (None: away from its label)."""
+        return target
+
+    def run(
+        self, detector: nn.Module, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float iterate (N, C, H, W) in [0, 255] and steps used per sample."""
+        raise NotImplementedError
+
+    def reached(self, detector: nn.Module, x: torch.Tensor, logits: torch.Tensor, goal: Goal, idx: torch.Tensor) -> torch.Tensor:
+        """Per-sample success of the iterate ``x`` (uint8-valued) with its ``logits``: the goal is
+        met on ``x`` and, if ``jpeg`` is set, on its JPEG re-compression too."""
+        ok = goal.reached(logits, idx)
+        if self.jpeg is not None and ok.any():
+            sub = ok.nonzero().squeeze(1)
+            jpeg_x = recompress(x[sub].round().clamp(0, 255).to(torch.uint8), self.jpeg).to(x.dtype)
+            with torch.no_grad():
+                ok[sub] = goal.reached(detector(jpeg_x), idx[sub])
+        return ok
+
+    def _batch(
+        self, detector: nn.Module, x0: torch.Tensor, target: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, AttackInfo]:
+        idx = torch.arange(len(x0), device=x0.device)
+        with torch.no_grad():
+            clean = detector(x0)
+        _check_classes(target, clean.shape[1], "target")
+        _check_classes(labels, clean.shape[1], "labels")
+        labels = clean.argmax(1) if labels is None else labels
+        goal = Goal(labels, target)
+        aim = self.aim(clean, target)
+        x_float, steps = self.run(detector, x0, goal, aim)
+        adv_u8 = self.to_grid(x_float, x0).to(torch.uint8)
+        with torch.no_grad():
+            success = goal.reached(detector(adv_u8.to(x0.dtype)), idx)
+            float_success = goal.reached(detector(x_float), idx)
+            jpeg_success = None
+            if self.jpeg is not None:
+                jpeg_success = goal.reached(detector(recompress(adv_u8, self.jpeg).to(x0.dtype)), idx)
+                success = success & jpeg_success
+        delta = (adv_u8.to(x0.dtype) - x0).flatten(1)
+        info = AttackInfo(
+            success=success.cpu(),
+            float_success=float_success.cpu(),
+            jpeg_success=None if jpeg_success is None else jpeg_success.cpu(),
+            steps=steps.cpu(),
+            l0=(delta != 0).sum(1).cpu(),
+            l2=delta.norm(dim=1).cpu(),
+            linf=delta.abs().amax(1).cpu(),
+            labels=labels.cpu(),
+            target=None if aim is None else aim.cpu(),
+            targeted=target is not None,
+        )
+        return (adv_u8 if self.quantize else x_float.detach()), info
+
+    def to_grid(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Nearest 8-bit value of the float iterate."""
+        return x.round().clamp(0, 255)
+
+
+class GradientAttack(Attack):
+    """The shared iterative loop (I-FGSM family): sign (Linf) or L2-normalised steps of size
+    ``alpha`` on the cross-entropy, optional momentum ``mu`` on the L1-normalised gradient
+    (MI-FGSM, Dong et al. 2018, eq. 6), projection, 8-bit rounding, per-sample early stop.
+
+    ``quantize=False`` is the float-only variant (the model sees float iterates, the float
+    image is returned) used to compare with torchattacks; success is still measured on its
+    rounding. ``seed`` fixes the random start.
+    """
+
+    def __init__(
+        self,
+        eps: float,
+        alpha: float,
+        steps: int,
+        *,
+        norm: str = "linf",
+        random_start: bool = False,
+        mu: float | None = None,
+        quantize: bool = True,
+        early_stop: bool = True,
+        jpeg: int | Jpeg | None = None,
+        seed: int | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(jpeg=jpeg, batch_size=batch_size, progress=progress)
+        require(float(eps) > 0, f"{self.name}: eps={eps} must be > 0 (0-255 pixel units)")
+        require(float(alpha) > 0, f"{self.name}: alpha={alpha} must be > 0 (0-255 pixel units)")
+        require(int(steps) >= 1, f"{self.name}: steps={steps} must be >= 1")
+        require(norm in NORMS, f"{self.name}: norm='{norm}' unknown; use 'linf' or 'l2'")
+        require(mu is None or float(mu) >= 0, f"{self.name}: momentum mu={mu} must be >= 0")
+        self.eps, self.alpha, self.steps, self.norm = float(eps), float(alpha), int(steps), norm
+        self.random_start, self.mu, self.seed = random_start, mu, seed
+        self.quantize, self.early_stop = quantize, early_stop
+
+    def transform_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        """Hook on the raw gradient before momentum and the step (TI smooths it here)."""
+        return grad
+
+    def loss(self, logits: torch.Tensor, goal: Goal, aim: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy to ascend: away from the label, or toward ``aim`` (summed, so each
+        sample's gradient is independent of the batch it shares)."""
+        if aim is None:
+            return F.cross_entropy(logits, goal.labels[idx], reduction="sum")
+        return -F.cross_entropy(logits, aim[idx], reduction="sum")
+
+    def run(
+        self, detector: nn.Module, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.start(x0)
+        momentum = torch.zeros_like(x0) if self.mu is not None else None
+        steps = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+        active = torch.ones(len(x0), dtype=torch.bool, device=x0.device)
+        for _ in range(self.steps):
+            idx = active.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xq = self.seen(x[idx], x0[idx]).requires_grad_(True)
+            logits = detector(xq)
+            (grad,) = torch.autograd.grad(self.loss(logits, goal, aim, idx), xq)
+            if self.early_stop:
+                done = self.reached(detector, xq.detach(), logits.detach(), goal, idx)
+                active[idx[done]] = False
+                idx, grad = idx[~done], grad[~done]
+            x[idx] = self.project(x[idx] + self.alpha * self.direction(grad, momentum, idx), x0[idx])
+            steps[idx] += 1
+        return x, steps
+
+    def seen(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """The iterate the model sees: on the 8-bit grid, or the float one if not quantising."""
+        return self.to_grid(x, x0) if self.quantize else x
+
+    def direction(self, grad: torch.Tensor, momentum: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+        """Step direction: sign (Linf) or unit L2 of the (smoothed, momentum) gradient."""
+        g = self.transform_gradient(grad)
+        if momentum is not None:
+            g = g / _flat_norm(g, 1) + self.mu * momentum[idx]
+            momentum[idx] = g
+        return g.sign() if self.norm == "linf" else g / _flat_norm(g, 2)
+
+    def project(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Projection onto the eps ball around ``x0`` and onto [0, 255]."""
+        delta = x - x0
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            delta = delta * (self.eps / delta.flatten(1).norm(dim=1)).clamp(max=1).view(-1, *[1] * (x.ndim - 1))
+        return (x0 + delta).clamp(0, 255)
+
+    def start(self, x0: torch.Tensor) -> torch.Tensor:
+        """Starting point: ``x0``, or a random point of the eps ball (uniform per value for Linf;
+        a Gaussian direction at a uniform radius for L2, as torchattacks does)."""
+        if not self.random_start:
+            return x0.clone()
+        gen = None if self.seed is None else torch.Generator(x0.device).manual_seed(self.seed)
+        if self.norm == "linf":
+            return (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps, generator=gen)).clamp(0, 255)
+        delta = torch.empty_like(x0).normal_(generator=gen)
+        radius = torch.empty(len(x0), device=x0.device, dtype=x0.dtype).uniform_(0, 1, generator=gen)
+        delta = delta * (radius * self.eps / _flat_norm(delta, 2).flatten()).view(-1, *[1] * (x0.ndim - 1))
+        return (x0 + delta).clamp(0, 255)
+
+    def to_grid(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Nearest 8-bit value that stays in the eps ball: values (Linf) or samples (L2) that
+        rounding would push outside are rounded toward ``x0`` instead."""
+        q = x.round()
+        toward = x0 + (x - x0).trunc()
+        if self.norm == "linf":
+            outside = (q - x0).abs() > self.eps
+        else:
+            outside = _flat_norm(q - x0, 2) > self.eps
+        return torch.where(outside, toward, q).clamp(0, 255)
+
+
+def _flat_norm(g: torch.Tensor, p: int) -> torch.Tensor:
+    """Per-sample Lp norm, shaped to broadcast against ``g`` (never zero)."""
+    return g.flatten(1).norm(p=p, dim=1).clamp_min(1e-12).view(-1, *[1] * (g.ndim - 1))
+
+
+def _as_nchw(images: Images, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor], Images]]:
+    """uint8 (N, C, H, W) tensor of the input, and the function giving the output its kind."""
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+        return torch.from_numpy(images).permute(0, 3, 1, 2), lambda t: t.permute(0, 2, 3, 1).cpu().numpy()
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4:
+        return images, lambda t: t
+    kind = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
+    raise CamtraceError(
+        f"{name}: images must be a uint8 tensor (N, C, H, W) or uint8 numpy array (N, H, W, C), got {kind}"
+    )
+
+
+def _as_labels(value: Target, n: int, what: str) -> torch.Tensor | None:
+    """Class indices, one per image (an int is repeated)."""
+    if value is None:
+        return None
+    t = torch.as_tensor(value).long().flatten().cpu()
+    if t.numel() == 1:
+        t = t.expand(n)
+    require(t.numel() == n, f"{what}: got {t.numel()} class indices for {n} images; give one int or one per image")
+    return t.clone()
+
+
+def _check_classes(value: torch.Tensor | None, num_classes: int, what: str) -> None:
+    bad = None if value is None else value[(value < 0) | (value >= num_classes)]
+    if bad is not None and bad.numel():
+        raise CamtraceError(f"{what}: class index {bad[0].item()} outside 0-{num_classes - 1} of this detector")
+
+
+def _device_of(detector: nn.Module) -> torch.device:
+    for tensor in (*detector.parameters(), *detector.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _dtype_of(detector: nn.Module) -> torch.dtype:
+    """The detector's floating dtype: the attack computes in it (float32 by default)."""
+    for tensor in detector.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+@contextmanager
+def _eval_mode(detector: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm uses its running statistics, untouched), every module's own
+    previous mode restored afterwards."""
+    modes = [(m, m.training) for m in detector.modules()]
+    detector.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+@contextmanager
+def _bar(enabled: bool, total: int, name: str) -> Iterator[Callable[[int], None]]:
+    with Progress(disable=not enabled, transient=True) as bar:
+        task = bar.add_task(f"attack {name}", total=total)
+        yield lambda k: bar.advance(task, k)
