@@ -190,7 +190,10 @@ class Attack:
         adv_u8 = self.to_grid(x_float, x0).to(torch.uint8)
         with torch.no_grad():
             success = goal.reached(detector(adv_u8.to(x0.dtype)), idx)
-            float_success = goal.reached(detector(x_float), idx)
+            float_success = success.clone()
+            off_grid = (x_float != adv_u8).flatten(1).any(1)
+            if off_grid.any():
+                float_success[off_grid] = goal.reached(detector(x_float[off_grid]), idx[off_grid])
             jpeg_success = None
             if self.jpeg is not None:
                 jpeg_success = goal.reached(detector(recompress(adv_u8, self.jpeg).to(x0.dtype)), idx)

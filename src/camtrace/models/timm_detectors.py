@@ -23,7 +23,7 @@ class TimmDetector(Detector):
     """A timm classifier behind the Detector contract: embed = pooled features, head = fc."""
 
     timm_name: ClassVar[str] = ""
-    min_patch_size: ClassVar[int] = 32
+    min_patch_size: ClassVar[int] = 1  # smallest patch the network runs on
     default_patch_size = 256
 
     def __init__(self, classes: list[str], patch_size: int | None = None) -> None:
@@ -51,7 +51,7 @@ class TimmDetector(Detector):
 @register
 class Xception(TimmDetector):
     """The original Xception (Chollet 2017; timm's ``legacy_xception``, not the aligned
-    DeepLab variants ``xception41/65/71``); 2048-d embedding."""
+    DeepLab variants ``xception41/65/71``); 2048-d embedding. Runs on patches down to 8 px."""
 
     arch = "xception"
     timm_name = "legacy_xception"
