@@ -12,7 +12,16 @@ import torchattacks
 from PIL import Image
 from torch import nn
 
-from camtrace.attacks import ATTACKS, LLCM, PGD, TIMIFGSM, Jpeg, as_pixel_eps, make_attack, recompress
+from camtrace.attacks import (
+    ATTACKS,
+    LLCM,
+    PGD,
+    TIMIFGSM,
+    Jpeg,
+    as_pixel_eps,
+    make_attack,
+    recompress,
+)
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
 from camtrace.errors import CamtraceError
 from camtrace.models import build
@@ -36,6 +45,7 @@ class Unit01(nn.Module):
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector = detector
+        self.train(detector.training)  # torchattacks restores the wrapper's mode onto the detector
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         return self.detector(x01 * 255)
@@ -60,8 +70,13 @@ class TinyBN(nn.Module):
     def __init__(self, channels: int = 3, classes: int = 4) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, classes),
+            nn.Conv2d(channels, 8, 3),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(128, classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,17 +100,31 @@ def bondi64(bondi) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def patches() -> torch.Tensor:
-    return torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    return torch.randint(
+        0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
 
 
 def reference(name: str, model: nn.Module):
     """The torchattacks twin of each of our attacks, with the same eps/steps (in [0, 1] units)."""
     return {
-        "fgsm": (dict(eps=4), lambda: torchattacks.FGSM(model, eps=4 / 255)),
-        "bim": (dict(eps=4, alpha=1, steps=2), lambda: torchattacks.BIM(model, 4 / 255, 1 / 255, 2)),
-        "pgd": (dict(eps=4, alpha=1, steps=2, seed=5), lambda: torchattacks.PGD(model, 4 / 255, 1 / 255, 2)),
-        "pgd-l2": (dict(eps=90, alpha=30, steps=2, seed=5), lambda: torchattacks.PGDL2(model, 90 / 255, 30 / 255, 2)),
-        "mifgsm": (dict(eps=4, alpha=1, steps=2), lambda: torchattacks.MIFGSM(model, 4 / 255, 1 / 255, 2, 1.0)),
+        "fgsm": ({"eps": 4}, lambda: torchattacks.FGSM(model, eps=4 / 255)),
+        "bim": (
+            {"eps": 4, "alpha": 1, "steps": 2},
+            lambda: torchattacks.BIM(model, 4 / 255, 1 / 255, 2),
+        ),
+        "pgd": (
+            {"eps": 4, "alpha": 1, "steps": 2, "seed": 5},
+            lambda: torchattacks.PGD(model, 4 / 255, 1 / 255, 2),
+        ),
+        "pgd-l2": (
+            {"eps": 90, "alpha": 30, "steps": 2, "seed": 5},
+            lambda: torchattacks.PGDL2(model, 90 / 255, 30 / 255, 2),
+        ),
+        "mifgsm": (
+            {"eps": 4, "alpha": 1, "steps": 2},
+            lambda: torchattacks.MIFGSM(model, 4 / 255, 1 / 255, 2, 1.0),
+        ),
     }[name]
 
 
@@ -122,7 +151,9 @@ def test_float_mode_matches_torchattacks(bondi64, patches, name: str, targeted: 
 
 def test_ti_mi_fgsm_matches_torchattacks_tifgsm(bondi64, patches) -> None:
     det, patches = bondi64, patches[:2]
-    ref = torchattacks.TIFGSM(Unit01(det), 8 / 255, 0.4 / 255, 3, decay=1.0, len_kernel=7, nsig=3, diversity_prob=0.0)
+    ref = torchattacks.TIFGSM(
+        Unit01(det), 8 / 255, 0.4 / 255, 3, decay=1.0, len_kernel=7, nsig=3, diversity_prob=0.0
+    )
     ref.stacked_kernel = ref.stacked_kernel.double()
     with torch.no_grad():
         pred = det(patches.double()).argmax(1)
@@ -133,9 +164,13 @@ def test_ti_mi_fgsm_matches_torchattacks_tifgsm(bondi64, patches) -> None:
 
 
 @pytest.mark.parametrize("name", GRADIENT)
-def test_quantised_output_is_uint8_in_the_ball_and_success_is_on_it(bondi, patches, name: str) -> None:
+def test_quantised_output_is_uint8_in_the_ball_and_success_is_on_it(
+    bondi, patches, name: str
+) -> None:
     eps = 90.5 if name == "pgd-l2" else 2.5  # fractional eps: rounding must not leave the ball
-    kwargs = {"eps": eps} if name in ("fgsm", "llcm") else {"eps": eps, "alpha": eps / 3, "steps": 4}
+    kwargs = (
+        {"eps": eps} if name in ("fgsm", "llcm") else {"eps": eps, "alpha": eps / 3, "steps": 4}
+    )
     rec = Recorder(bondi)
     adv, info = make_attack(name, **kwargs)(rec, patches)
     assert adv.dtype == torch.uint8 and adv.shape == patches.shape
@@ -207,8 +242,10 @@ def test_targeted_attacks_reach_the_target(bondi, patches, name: str) -> None:
 def test_early_stop_freezes_samples_that_succeed(bondi, patches) -> None:
     with torch.no_grad():
         target = (bondi(patches.float()).argmax(1) + 1) % 10
-    adv, info = PGD(eps=8, alpha=1, steps=12, random_start=False)(bondi, patches, target)
-    full, _ = PGD(eps=8, alpha=1, steps=12, random_start=False, early_stop=False)(bondi, patches, target)
+    _, info = PGD(eps=8, alpha=1, steps=12, random_start=False)(bondi, patches, target)
+    full, _ = PGD(eps=8, alpha=1, steps=12, random_start=False, early_stop=False)(
+        bondi, patches, target
+    )
     assert info.success.all() and (info.steps < 12).all()
     assert (info.linf <= (full.float() - patches.float()).flatten(1).abs().amax(1)).all()
 
@@ -250,7 +287,7 @@ def test_ti_attack_runs_on_a_one_channel_detector() -> None:
     torch.manual_seed(0)
     model = TinyBN(channels=1).eval()
     x = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)
-    adv, info = TIMIFGSM(eps=4, alpha=1, steps=3, kernel_size=5)(model, x)
+    adv, _ = TIMIFGSM(eps=4, alpha=1, steps=3, kernel_size=5)(model, x)
     assert adv.shape == x.shape and (adv.float() - x.float()).abs().max() <= 4
 
 
@@ -269,7 +306,9 @@ def test_jpeg_round_trip_quality_and_explicit_tables(tmp_path) -> None:
     assert len(from_file.qtables) == 2
     np.testing.assert_array_equal(recompress(smooth, from_file), q75)
     tensor = torch.from_numpy(smooth).permute(0, 3, 1, 2)
-    np.testing.assert_array_equal(recompress(tensor, Jpeg(quality=75)).permute(0, 2, 3, 1).numpy(), q75)
+    np.testing.assert_array_equal(
+        recompress(tensor, Jpeg(quality=75)).permute(0, 2, 3, 1).numpy(), q75
+    )
     buf = io.BytesIO()
     Image.fromarray(smooth[0]).save(buf, "JPEG", quality=75)
     np.testing.assert_array_equal(q75[0], np.array(Image.open(buf)))
@@ -280,8 +319,12 @@ def test_jpeg_round_trip_quality_and_explicit_tables(tmp_path) -> None:
 def test_success_after_jpeg_flag(bondi) -> None:
     # smooth patches: JPEG barely changes them, so some perturbations can survive it
     g = torch.Generator().manual_seed(1)
-    low = torch.nn.functional.interpolate(torch.rand(4, 3, 8, 8, generator=g) * 200 + 28, size=64, mode="bicubic")
-    patches = (low + torch.randn(4, 3, 64, 64, generator=g) * 2).round().clamp(0, 255).to(torch.uint8)
+    low = torch.nn.functional.interpolate(
+        torch.rand(4, 3, 8, 8, generator=g) * 200 + 28, size=64, mode="bicubic"
+    )
+    patches = (
+        (low + torch.randn(4, 3, 64, 64, generator=g) * 2).round().clamp(0, 255).to(torch.uint8)
+    )
     jpeg = Jpeg(quality=90)
     with torch.no_grad():
         target = (bondi(patches.float()).argmax(1) + 1) % 10
@@ -311,6 +354,8 @@ def test_pixel_eps_conventions_and_errors(bondi, patches) -> None:
         make_attack("pgd", norm="l1")
     with pytest.raises(CamtraceError, match="eps"):
         make_attack("bim", eps=-1)
+    with pytest.raises(CamtraceError, match="bad parameter value"):
+        make_attack("pgd", eps="four")
     with pytest.raises(CamtraceError, match="uint8"):
         make_attack("fgsm")(bondi, patches.float())
     with pytest.raises(CamtraceError, match="outside 0-9"):

@@ -29,11 +29,30 @@ def make_attack(name: str, **kwargs: Any) -> Attack:
     unknown = sorted(set(kwargs) - set(params) - {"self"})
     if unknown:
         accepted = ", ".join(p for p in params if p != "self")
-        raise CamtraceError(f"attack '{name}' has no parameter {', '.join(unknown)}; it takes: {accepted}")
-    return cls(**kwargs)
+        raise CamtraceError(
+            f"attack '{name}' has no parameter {', '.join(unknown)}; it takes: {accepted}"
+        )
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CamtraceError(f"attack '{name}': bad parameter value ({exc})") from None
 
 
 __all__ = [
-    "ATTACKS", "BIM", "FGSM", "JSMA", "LLCM", "MIFGSM", "PGD", "PGDL2", "TIMIFGSM", "Attack",
-    "AttackInfo", "GradientAttack", "Jpeg", "as_pixel_eps", "make_attack", "recompress",
+    "ATTACKS",
+    "BIM",
+    "FGSM",
+    "JSMA",
+    "LLCM",
+    "MIFGSM",
+    "PGD",
+    "PGDL2",
+    "TIMIFGSM",
+    "Attack",
+    "AttackInfo",
+    "GradientAttack",
+    "Jpeg",
+    "as_pixel_eps",
+    "make_attack",
+    "recompress",
 ]

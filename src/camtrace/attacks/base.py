@@ -36,9 +36,14 @@ def as_pixel_eps(value: float) -> tuple[float, str]:
     """
     value = float(value)
     if not value > 0:
-        raise CamtraceError(f"epsilon {value:g} must be positive (0-255 pixel units, or <= 1 for the [0, 1] scale)")
+        raise CamtraceError(
+            f"epsilon {value:g} must be positive (0-255 pixel units, or <= 1 for the [0, 1] scale)"
+        )
     if value <= 1:
-        return value * 255, f"{value:g} read on the [0, 1] scale = {value * 255:g} in 0-255 pixel units"
+        return (
+            value * 255,
+            f"{value:g} read on the [0, 1] scale = {value * 255:g} in 0-255 pixel units",
+        )
     return value, f"{value:g} in 0-255 pixel units"
 
 
@@ -80,7 +85,17 @@ class AttackInfo:
             values = [getattr(p, name) for p in parts]
             return None if values[0] is None else torch.cat(values)
 
-        names = ("success", "float_success", "jpeg_success", "steps", "l0", "l2", "linf", "labels", "target")
+        names = (
+            "success",
+            "float_success",
+            "jpeg_success",
+            "steps",
+            "l0",
+            "l2",
+            "linf",
+            "labels",
+            "target",
+        )
         return cls(**{n: join(n) for n in names}, targeted=parts[0].targeted)
 
     def summary(self) -> dict[str, float]:
@@ -119,7 +134,9 @@ class Attack:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, *, jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False) -> None:
+    def __init__(
+        self, *, jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False
+    ) -> None:
         require(int(batch_size) >= 1, f"{self.name}: batch_size={batch_size} must be >= 1")
         self.jpeg = as_jpeg(jpeg)
         self.batch_size = int(batch_size)
@@ -137,6 +154,7 @@ class Attack:
         x, back = _as_nchw(images, self.name)
         device, dtype = _device_of(detector), _dtype_of(detector)
         n = len(x)
+        require(n > 0, f"{self.name}: got an empty batch of images")
         target_all = _as_labels(target, n, "target")
         labels_all = _as_labels(labels, n, "labels")
         advs, infos = [], []
@@ -164,7 +182,14 @@ class Attack:
         """Float iterate (N, C, H, W) in [0, 255] and steps used per sample."""
         raise NotImplementedError
 
-    def reached(self, detector: nn.Module, x: torch.Tensor, logits: torch.Tensor, goal: Goal, idx: torch.Tensor) -> torch.Tensor:
+    def reached(
+        self,
+        detector: nn.Module,
+        x: torch.Tensor,
+        logits: torch.Tensor,
+        goal: Goal,
+        idx: torch.Tensor,
+    ) -> torch.Tensor:
         """Per-sample success of the iterate ``x`` (uint8-valued) with its ``logits``: the goal is
         met on ``x`` and, if ``jpeg`` is set, on its JPEG re-compression too."""
         ok = goal.reached(logits, idx)
@@ -176,7 +201,11 @@ class Attack:
         return ok
 
     def _batch(
-        self, detector: nn.Module, x0: torch.Tensor, target: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        detector: nn.Module,
+        x0: torch.Tensor,
+        target: torch.Tensor | None,
+        labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, AttackInfo]:
         idx = torch.arange(len(x0), device=x0.device)
         with torch.no_grad():
@@ -196,7 +225,9 @@ class Attack:
                 float_success[off_grid] = goal.reached(detector(x_float[off_grid]), idx[off_grid])
             jpeg_success = None
             if self.jpeg is not None:
-                jpeg_success = goal.reached(detector(recompress(adv_u8, self.jpeg).to(x0.dtype)), idx)
+                jpeg_success = goal.reached(
+                    detector(recompress(adv_u8, self.jpeg).to(x0.dtype)), idx
+                )
                 success = success & jpeg_success
         delta = (adv_u8.to(x0.dtype) - x0).flatten(1)
         info = AttackInfo(
@@ -223,9 +254,9 @@ class GradientAttack(Attack):
     ``alpha`` on the cross-entropy, optional momentum ``mu`` on the L1-normalised gradient
     (MI-FGSM, Dong et al. 2018, eq. 6), projection, 8-bit rounding, per-sample early stop.
 
-    ``quantize=False`` is the float-only variant (the model sees float iterates, the float
-    image is returned) used to compare with torchattacks; success is still measured on its
-    rounding. ``seed`` fixes the random start.
+    ``quantize=False`` is the float-only variant (the model sees float iterates, early stop
+    looks at them, the float image is returned) used to compare with torchattacks; ``success``
+    is still measured on its rounding. ``seed`` fixes the random start.
     """
 
     def __init__(
@@ -258,7 +289,9 @@ class GradientAttack(Attack):
         """Hook on the raw gradient before momentum and the step (TI smooths it here)."""
         return grad
 
-    def loss(self, logits: torch.Tensor, goal: Goal, aim: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, goal: Goal, aim: torch.Tensor | None, idx: torch.Tensor
+    ) -> torch.Tensor:
         """Cross-entropy to ascend: away from the label, or toward ``aim`` (summed, so each
         sample's gradient is independent of the batch it shares)."""
         if aim is None:
@@ -283,7 +316,9 @@ class GradientAttack(Attack):
                 done = self.reached(detector, xq.detach(), logits.detach(), goal, idx)
                 active[idx[done]] = False
                 idx, grad = idx[~done], grad[~done]
-            x[idx] = self.project(x[idx] + self.alpha * self.direction(grad, momentum, idx), x0[idx])
+            x[idx] = self.project(
+                x[idx] + self.alpha * self.direction(grad, momentum, idx), x0[idx]
+            )
             steps[idx] += 1
         return x, steps
 
@@ -291,7 +326,9 @@ class GradientAttack(Attack):
         """The iterate the model sees: on the 8-bit grid, or the float one if not quantising."""
         return self.to_grid(x, x0) if self.quantize else x
 
-    def direction(self, grad: torch.Tensor, momentum: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+    def direction(
+        self, grad: torch.Tensor, momentum: torch.Tensor | None, idx: torch.Tensor
+    ) -> torch.Tensor:
         """Step direction: sign (Linf) or unit L2 of the (smoothed, momentum) gradient."""
         g = self.transform_gradient(grad)
         if momentum is not None:
@@ -305,7 +342,9 @@ class GradientAttack(Attack):
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
-            delta = delta * (self.eps / delta.flatten(1).norm(dim=1)).clamp(max=1).view(-1, *[1] * (x.ndim - 1))
+            delta = delta * (self.eps / delta.flatten(1).norm(dim=1)).clamp(max=1).view(
+                -1, *[1] * (x.ndim - 1)
+            )
         return (x0 + delta).clamp(0, 255)
 
     def start(self, x0: torch.Tensor) -> torch.Tensor:
@@ -315,10 +354,16 @@ class GradientAttack(Attack):
             return x0.clone()
         gen = None if self.seed is None else torch.Generator(x0.device).manual_seed(self.seed)
         if self.norm == "linf":
-            return (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps, generator=gen)).clamp(0, 255)
+            return (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps, generator=gen)).clamp(
+                0, 255
+            )
         delta = torch.empty_like(x0).normal_(generator=gen)
-        radius = torch.empty(len(x0), device=x0.device, dtype=x0.dtype).uniform_(0, 1, generator=gen)
-        delta = delta * (radius * self.eps / _flat_norm(delta, 2).flatten()).view(-1, *[1] * (x0.ndim - 1))
+        radius = torch.empty(len(x0), device=x0.device, dtype=x0.dtype).uniform_(
+            0, 1, generator=gen
+        )
+        delta = delta * (radius * self.eps / _flat_norm(delta, 2).flatten()).view(
+            -1, *[1] * (x0.ndim - 1)
+        )
         return (x0 + delta).clamp(0, 255)
 
     def to_grid(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -341,7 +386,9 @@ def _flat_norm(g: torch.Tensor, p: int) -> torch.Tensor:
 def _as_nchw(images: Images, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor], Images]]:
     """uint8 (N, C, H, W) tensor of the input, and the function giving the output its kind."""
     if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
-        return torch.from_numpy(images).permute(0, 3, 1, 2), lambda t: t.permute(0, 2, 3, 1).cpu().numpy()
+        return torch.from_numpy(images).permute(
+            0, 3, 1, 2
+        ), lambda t: t.permute(0, 2, 3, 1).cpu().numpy()
     if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4:
         return images, lambda t: t
     kind = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
@@ -357,14 +404,19 @@ def _as_labels(value: Target, n: int, what: str) -> torch.Tensor | None:
     t = torch.as_tensor(value).long().flatten().cpu()
     if t.numel() == 1:
         t = t.expand(n)
-    require(t.numel() == n, f"{what}: got {t.numel()} class indices for {n} images; give one int or one per image")
+    require(
+        t.numel() == n,
+        f"{what}: got {t.numel()} class indices for {n} images; give one int or one per image",
+    )
     return t.clone()
 
 
 def _check_classes(value: torch.Tensor | None, num_classes: int, what: str) -> None:
     bad = None if value is None else value[(value < 0) | (value >= num_classes)]
     if bad is not None and bad.numel():
-        raise CamtraceError(f"{what}: class index {bad[0].item()} outside 0-{num_classes - 1} of this detector")
+        raise CamtraceError(
+            f"{what}: class index {bad[0].item()} outside 0-{num_classes - 1} of this detector"
+        )
 
 
 def _device_of(detector: nn.Module) -> torch.device:

@@ -22,10 +22,17 @@ class FGSM(GradientAttack):
     name = "fgsm"
 
     def __init__(
-        self, eps: float = 4.0, *, quantize: bool = True, jpeg: int | Jpeg | None = None,
-        batch_size: int = 128, progress: bool = False,
+        self,
+        eps: float = 4.0,
+        *,
+        quantize: bool = True,
+        jpeg: int | Jpeg | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
-        super().__init__(eps, eps, 1, quantize=quantize, jpeg=jpeg, batch_size=batch_size, progress=progress)
+        super().__init__(
+            eps, eps, 1, quantize=quantize, jpeg=jpeg, batch_size=batch_size, progress=progress
+        )
 
 
 class LLCM(FGSM):
@@ -35,7 +42,9 @@ class LLCM(FGSM):
     name = "llcm"
 
     def aim(self, clean_logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        require(target is None, "llcm picks the least-likely class itself; for a chosen target use fgsm")
+        require(
+            target is None, "llcm picks the least-likely class itself; for a chosen target use fgsm"
+        )
         return clean_logits.argmin(1)
 
 
@@ -46,12 +55,26 @@ class BIM(GradientAttack):
     name = "bim"
 
     def __init__(
-        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, *, quantize: bool = True,
-        early_stop: bool = True, jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False,
+        self,
+        eps: float = 4.0,
+        alpha: float = 1.0,
+        steps: int = 10,
+        *,
+        quantize: bool = True,
+        early_stop: bool = True,
+        jpeg: int | Jpeg | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
         super().__init__(
-            eps, alpha, steps, quantize=quantize, early_stop=early_stop, jpeg=jpeg,
-            batch_size=batch_size, progress=progress,
+            eps,
+            alpha,
+            steps,
+            quantize=quantize,
+            early_stop=early_stop,
+            jpeg=jpeg,
+            batch_size=batch_size,
+            progress=progress,
         )
 
 
@@ -62,13 +85,32 @@ class PGD(GradientAttack):
     name = "pgd"
 
     def __init__(
-        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, random_start: bool = True,
-        norm: str = "linf", *, quantize: bool = True, early_stop: bool = True,
-        jpeg: int | Jpeg | None = None, seed: int | None = None, batch_size: int = 128, progress: bool = False,
+        self,
+        eps: float = 4.0,
+        alpha: float = 1.0,
+        steps: int = 10,
+        random_start: bool = True,
+        norm: str = "linf",
+        *,
+        quantize: bool = True,
+        early_stop: bool = True,
+        jpeg: int | Jpeg | None = None,
+        seed: int | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
         super().__init__(
-            eps, alpha, steps, norm=norm, random_start=random_start, quantize=quantize,
-            early_stop=early_stop, jpeg=jpeg, seed=seed, batch_size=batch_size, progress=progress,
+            eps,
+            alpha,
+            steps,
+            norm=norm,
+            random_start=random_start,
+            quantize=quantize,
+            early_stop=early_stop,
+            jpeg=jpeg,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
         )
 
 
@@ -78,13 +120,31 @@ class PGDL2(PGD):
     name = "pgd-l2"
 
     def __init__(
-        self, eps: float = 128.0, alpha: float = 16.0, steps: int = 10, random_start: bool = True, *,
-        quantize: bool = True, early_stop: bool = True, jpeg: int | Jpeg | None = None,
-        seed: int | None = None, batch_size: int = 128, progress: bool = False,
+        self,
+        eps: float = 128.0,
+        alpha: float = 16.0,
+        steps: int = 10,
+        random_start: bool = True,
+        *,
+        quantize: bool = True,
+        early_stop: bool = True,
+        jpeg: int | Jpeg | None = None,
+        seed: int | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
         super().__init__(
-            eps, alpha, steps, random_start, "l2", quantize=quantize, early_stop=early_stop,
-            jpeg=jpeg, seed=seed, batch_size=batch_size, progress=progress,
+            eps,
+            alpha,
+            steps,
+            random_start,
+            "l2",
+            quantize=quantize,
+            early_stop=early_stop,
+            jpeg=jpeg,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
         )
 
 
@@ -95,13 +155,28 @@ class MIFGSM(GradientAttack):
     name = "mifgsm"
 
     def __init__(
-        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, mu: float = 1.0, *,
-        quantize: bool = True, early_stop: bool = True, jpeg: int | Jpeg | None = None,
-        batch_size: int = 128, progress: bool = False,
+        self,
+        eps: float = 4.0,
+        alpha: float = 1.0,
+        steps: int = 10,
+        mu: float = 1.0,
+        *,
+        quantize: bool = True,
+        early_stop: bool = True,
+        jpeg: int | Jpeg | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
         super().__init__(
-            eps, alpha, steps, mu=mu, quantize=quantize, early_stop=early_stop, jpeg=jpeg,
-            batch_size=batch_size, progress=progress,
+            eps,
+            alpha,
+            steps,
+            mu=mu,
+            quantize=quantize,
+            early_stop=early_stop,
+            jpeg=jpeg,
+            batch_size=batch_size,
+            progress=progress,
         )
 
 
@@ -114,17 +189,36 @@ class TIMIFGSM(MIFGSM):
     name = "timifgsm"
 
     def __init__(
-        self, eps: float = 8.0, alpha: float = 0.4, steps: int = 40, mu: float = 1.0,
-        kernel_size: int = 15, sigma: float | None = None, *, quantize: bool = True,
-        early_stop: bool = True, jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False,
+        self,
+        eps: float = 8.0,
+        alpha: float = 0.4,
+        steps: int = 40,
+        mu: float = 1.0,
+        kernel_size: int = 15,
+        sigma: float | None = None,
+        *,
+        quantize: bool = True,
+        early_stop: bool = True,
+        jpeg: int | Jpeg | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
         super().__init__(
-            eps, alpha, steps, mu, quantize=quantize, early_stop=early_stop, jpeg=jpeg,
-            batch_size=batch_size, progress=progress,
+            eps,
+            alpha,
+            steps,
+            mu,
+            quantize=quantize,
+            early_stop=early_stop,
+            jpeg=jpeg,
+            batch_size=batch_size,
+            progress=progress,
         )
         require(int(kernel_size) >= 1, f"timifgsm: kernel_size={kernel_size} must be >= 1")
         sigma = (int(kernel_size) - 1) / 6 if sigma is None else float(sigma)
-        require(sigma > 0, f"timifgsm: sigma={sigma} must be > 0 (use kernel_size >= 2 or give sigma)")
+        require(
+            sigma > 0, f"timifgsm: sigma={sigma} must be > 0 (use kernel_size >= 2 or give sigma)"
+        )
         self.kernel = gaussian_kernel(int(kernel_size), sigma)
 
     def transform_gradient(self, grad: torch.Tensor) -> torch.Tensor:
@@ -144,4 +238,3 @@ def depthwise_smooth(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     weight = kernel.to(x).expand(c, 1, *kernel.shape)
     return F.conv2d(x, weight, padding="same", groups=c)
-

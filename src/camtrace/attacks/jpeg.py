@@ -33,11 +33,15 @@ class Jpeg:
         if (self.quality is None) == (self.qtables is None):
             raise CamtraceError("Jpeg: give exactly one of quality= or qtables=")
         if self.quality is not None and not 1 <= self.quality <= 100:
-            raise CamtraceError(f"Jpeg: quality={self.quality} is outside 1-100; pick e.g. 75 or 90")
+            raise CamtraceError(
+                f"Jpeg: quality={self.quality} is outside 1-100; pick e.g. 75 or 90"
+            )
         if self.qtables is not None:
             _check_tables(self.qtables)
         if self.subsampling not in _SUBSAMPLING:
-            raise CamtraceError(f"Jpeg: subsampling '{self.subsampling}' unknown; use one of {', '.join(_SUBSAMPLING)}")
+            raise CamtraceError(
+                f"Jpeg: subsampling '{self.subsampling}' unknown; use one of {', '.join(_SUBSAMPLING)}"
+            )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, subsampling: str = "4:2:0") -> Jpeg:
@@ -46,10 +50,17 @@ class Jpeg:
             with Image.open(path) as im:
                 tables = im.quantization
         except (OSError, AttributeError) as exc:
-            raise CamtraceError(f"{path}: cannot read JPEG quantisation tables ({exc}); give a .jpg file") from None
+            raise CamtraceError(
+                f"{path}: cannot read JPEG quantisation tables ({exc}); give a .jpg file"
+            ) from None
         if not tables:
-            raise CamtraceError(f"{path}: not a JPEG file; give a .jpg file or use Jpeg(quality=...)")
-        return cls(qtables=tuple(tuple(int(v) for v in tables[i]) for i in sorted(tables)), subsampling=subsampling)
+            raise CamtraceError(
+                f"{path}: not a JPEG file; give a .jpg file or use Jpeg(quality=...)"
+            )
+        return cls(
+            qtables=tuple(tuple(int(v) for v in tables[i]) for i in sorted(tables)),
+            subsampling=subsampling,
+        )
 
     def encode_one(self, image: np.ndarray) -> np.ndarray:
         """Compress and decode one (H, W) or (H, W, 3) uint8 array."""
@@ -70,7 +81,9 @@ class Jpeg:
 
 
 def _check_tables(tables: tuple[tuple[int, ...], ...]) -> None:
-    if not 1 <= len(tables) <= 4 or any(len(t) != 64 or not all(1 <= v <= 255 for v in t) for t in tables):
+    if not 1 <= len(tables) <= 4 or any(
+        len(t) != 64 or not all(1 <= v <= 255 for v in t) for t in tables
+    ):
         raise CamtraceError("Jpeg: qtables must be 1-4 tables of 64 integers in 1-255 (luma first)")
 
 
@@ -90,7 +103,9 @@ def recompress(images: torch.Tensor | np.ndarray, jpeg: Jpeg) -> torch.Tensor | 
         out = recompress(hwc, jpeg)
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(images.device)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise CamtraceError(f"JPEG re-compression needs uint8 (N, H, W, 1|3) images, got {images.dtype} {images.shape}")
+        raise CamtraceError(
+            f"JPEG re-compression needs uint8 (N, H, W, 1|3) images, got {images.dtype} {images.shape}"
+        )
     gray = images.shape[-1] == 1
     out = [jpeg.encode_one(im[..., 0] if gray else im) for im in images]
     return np.stack(out)[..., None] if gray else np.stack(out)

@@ -12,9 +12,9 @@ delta = clip(x + theta) - x, so alpha and beta become the first-order changes of
 and a value near saturation is not chosen for a change it cannot make. Without clipping this
 is Papernot's map times theta (same choice); ``step_aware=False`` is his map exactly.
 
-Written here because torchattacks' and cleverhans' JSMA build the dense n x n pair matrix
-(n = C H W, 150 M entries already for a 64x64 RGB patch) and ART's variant drops the pair and
-"other classes" terms: this one searches pairs only among the top-k candidates by alpha and by
+Written here because torchattacks' JSMA builds the dense n x n pair matrix (n = C H W, 150 M
+entries already for a 64x64 RGB patch) one image at a time, and ART's variant drops the pair
+and "other classes" terms: this one searches pairs only among the top-k candidates by alpha and by
 -beta ((2k)^2 pairs), batched over samples, with two backward passes per iteration instead of
 one per class.
 """
@@ -38,14 +38,22 @@ class JSMA(Attack):
     name = "jsma"
 
     def __init__(
-        self, theta: float = 255.0, gamma: float = 0.1, k: int = 64, step_aware: bool = True, *,
-        jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False,
+        self,
+        theta: float = 255.0,
+        gamma: float = 0.1,
+        k: int = 64,
+        step_aware: bool = True,
+        *,
+        jpeg: int | Jpeg | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
     ) -> None:
         super().__init__(jpeg=jpeg, batch_size=batch_size, progress=progress)
         require(float(theta) != 0, "jsma: theta must be non-zero (pixel units; 255 saturates)")
         require(0 < float(gamma) <= 1, f"jsma: gamma={gamma} must be in (0, 1]")
         require(int(k) >= 1, f"jsma: k={k} must be >= 1")
-        self.theta, self.gamma, self.k, self.step_aware = float(theta), float(gamma), int(k), step_aware
+        self.theta, self.gamma = float(theta), float(gamma)
+        self.k, self.step_aware = int(k), step_aware
 
     def aim(self, clean_logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         return clean_logits.topk(2, dim=1).indices[:, 1] if target is None else target
@@ -82,7 +90,9 @@ class JSMA(Attack):
         return (x + self.theta).clamp(0, 255) - x if self.step_aware else self.theta
 
 
-def _forward_derivatives(z: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_derivatives(
+    z: torch.Tensor, x: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """alpha = dZ_t/dx and beta = sum_{j != t} dZ_j/dx, flattened (N, n): two backward passes."""
     z_t = z.gather(1, t[:, None]).sum()
     (alpha,) = torch.autograd.grad(z_t, x, retain_graph=True)
