@@ -23,7 +23,7 @@ from torch import nn
 from camtrace.attacks import ATTACKS, make_attack
 from camtrace.models import architectures, build
 
-try:  # ART is optional: the lead adds it to the dev extra
+try:  # ART is in the dev extra; the benchmark still runs without it
     from art.attacks import evasion as art_evasion
     from art.estimators.classification import PyTorchClassifier
 except ImportError:
