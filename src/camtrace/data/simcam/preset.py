@@ -198,26 +198,33 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _spread(value: Any, default: Any, spread: float) -> Any:
-    """``default + spread * (value - default)`` on every continuous field (ints rounded).
+def _spread(value: Any, default: Any, spread: float, bounds: tuple = (-float("inf"), float("inf"))) -> Any:
+    """Move every continuous field ``spread`` times as far from ``default`` (ints rounded).
 
-    Strings (CFA, demosaicing, subsampling, names) and the quantisation-table tweaks are
-    discrete and kept as given.
+    Positive quantities move geometrically, ``default * (value / default) ** spread`` (ISO,
+    full well, blur stay positive and ratios scale), signed ones linearly,
+    ``default + spread * (value - default)``; the result is clipped to the field's valid
+    range. Strings (CFA, demosaicing, subsampling, names) and the quantisation-table tweaks
+    are discrete and kept as given.
     """
     if dataclasses.is_dataclass(value):
         return dataclasses.replace(value, **{
-            f.name: _spread(getattr(value, f.name), getattr(default, f.name), spread)
+            f.name: _spread(getattr(value, f.name), getattr(default, f.name), spread,
+                            f.metadata.get("range", bounds))
             for f in dataclasses.fields(value)
         })
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, tuple)):
         return value
-    if isinstance(value, float):
-        return default + spread * (value - default)
-    if isinstance(value, int):
-        return round(default + spread * (value - default))
-    if isinstance(value, tuple) and all(isinstance(x, float) for x in value):
-        return tuple(_spread(v, d, spread) for v, d in zip(value, default))
-    return value
+    if isinstance(value, tuple):
+        if not all(isinstance(x, float) for x in value):
+            return value
+        return tuple(_spread(v, d, spread, bounds) for v, d in zip(value, default))
+    if value > 0 and default > 0:
+        moved = default * (value / default) ** spread
+    else:
+        moved = default + spread * (value - default)
+    moved = min(max(moved, bounds[0]), bounds[1])
+    return round(moved) if isinstance(value, int) else float(moved)
 
 
 def _is_number(x: Any) -> bool:
