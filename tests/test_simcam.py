@@ -199,13 +199,28 @@ def test_bad_arguments_are_camtrace_errors(tmp_path: Path) -> None:
 
 
 def test_spread_zero_keeps_only_discrete_differences(tmp_path: Path) -> None:
+    """CFA, PSF kind, JPEG quality and table tweaks are choices; spread 0 keeps only them."""
     path = _write_preset(tmp_path, "spread: 1.0", "spread: 0.0")
     models = load_preset(path).models
-    assert {(m.optics.blur, m.sensor, m.jpeg.quality, m.isp) for m in models} == {
-        (0.7, models[0].sensor, 90, models[0].isp)}
+    assert {(m.optics.blur, m.sensor, m.isp) for m in models} == {
+        (0.7, models[0].sensor, models[0].isp)}
+    assert [m.jpeg.quality for m in models] == [90, 95, 97]
     assert [(m.cfa, m.optics.psf) for m in models] == [
         ("RGGB", "gaussian"), ("GRBG", "gaussian"), ("BGGR", "disk")]
     assert models[1].jpeg.luma_tweaks == ((8, 2), (63, -3))
+
+
+def test_large_spread_moves_positive_fields_by_ratio_and_stays_in_range(tmp_path: Path) -> None:
+    base = load_preset(_write_preset(tmp_path, "spread: 1.0", "spread: 0.0")).models[0]
+    models = load_preset(_write_preset(tmp_path, "spread: 1.0", "spread: 5.0")).models
+    for m in models:
+        assert m.sensor.iso[0] >= 25.0 and m.sensor.full_well > 0 and m.optics.blur >= 0
+        assert 0.0 <= m.isp.sharpen_amount <= 5.0
+    one = load_preset("tiny").models
+    for m1, m5 in zip(one, models):
+        if m1.sensor.full_well != base.sensor.full_well:
+            ratio = m1.sensor.full_well / base.sensor.full_well
+            assert m5.sensor.full_well == pytest.approx(min(1e6, base.sensor.full_well * ratio**5))
 
 
 def test_scene_plan_ids_and_user_photos(tmp_path: Path) -> None:

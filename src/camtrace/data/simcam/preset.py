@@ -3,7 +3,8 @@
 A preset lists ``defaults`` (one complete camera model) and ``models`` (each only what
 differs from the defaults). ``spread`` scales every continuous deviation of a model from
 the defaults, so one number tunes how far apart the models are; discrete choices (CFA
-pattern, demosaicing, chroma subsampling, quantisation-table tweaks) are left as given.
+pattern, demosaicing, JPEG quality, chroma subsampling, quantisation-table tweaks) are left
+as given.
 The field meanings are documented at the top of ``presets/default.yaml``.
 """
 
@@ -27,9 +28,10 @@ DEMOSAIC = Literal["bilinear", "malvar2004", "menon2007", "vng", "ea"]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # no '_' (file names split on it), no spaces
 
 
-def _in(lo: float, hi: float) -> Any:
-    """A required field whose numbers (or each element) must lie in [lo, hi]."""
-    return field(metadata={"range": (lo, hi)})
+def _in(lo: float, hi: float, discrete: bool = False) -> Any:
+    """A required field whose numbers (or each element) must lie in [lo, hi]; ``discrete``
+    ones are a choice that ``spread`` leaves as given."""
+    return field(metadata={"range": (lo, hi), "discrete": discrete})
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Isp:
 
 @dataclass(frozen=True)
 class Jpeg:
-    quality: int = _in(1, 100)
+    quality: int = _in(1, 100, discrete=True)  # picks the table, like the tweaks
     subsampling: Literal["4:4:4", "4:2:2", "4:2:0"]
     luma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)  # [entry 0..63, delta] pairs
     chroma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)
@@ -204,14 +206,14 @@ def _spread(value: Any, default: Any, spread: float, bounds: tuple = (-float("in
     Positive quantities move geometrically, ``default * (value / default) ** spread`` (ISO,
     full well, blur stay positive and ratios scale), signed ones linearly,
     ``default + spread * (value - default)``; the result is clipped to the field's valid
-    range. Strings (CFA, demosaicing, subsampling, names) and the quantisation-table tweaks
-    are discrete and kept as given.
+    range. Strings (CFA, demosaicing, subsampling, names), the JPEG quality and the
+    quantisation-table tweaks are discrete and kept as given.
     """
     if dataclasses.is_dataclass(value):
         return dataclasses.replace(value, **{
             f.name: _spread(getattr(value, f.name), getattr(default, f.name), spread,
                             f.metadata.get("range", bounds))
-            for f in dataclasses.fields(value)
+            for f in dataclasses.fields(value) if not f.metadata.get("discrete")
         })
     if isinstance(value, bool) or not isinstance(value, (int, float, tuple)):
         return value
