@@ -47,6 +47,14 @@ def step_fn(arch: str, batch: int, device: torch.device, precision: str, channel
     return step, size
 
 
+def train_gflop(arch: str, size: int) -> float:
+    """GFLOP of one training step per patch: forward FLOPs x 3 (backward ~ 2x forward);
+    FlopCounterMode miscounts the backward of grouped convolutions (Xception's depthwise)."""
+    model = build(arch, [f"M{i}" for i in range(10)]).eval()
+    x = torch.rand(1, 3, size, size) * 255
+    return 3 * flops_of(lambda: model(x)) / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", nargs="*", default=architectures())
@@ -67,11 +75,7 @@ def main() -> None:
         for precision, cl in modes:
             step, size = step_fn(arch, args.batch, device, precision, cl)
             if not cells:
-                # forward FLOPs x 3 (backward ~ 2x forward): FlopCounterMode miscounts the
-                # backward of grouped convolutions (Xception's depthwise layers)
-                model_fwd = build(arch, [f"M{i}" for i in range(10)]).eval()
-                x = torch.rand(1, 3, size, size) * 255
-                gflop = 3 * flops_of(lambda: model_fwd(x)) / 1e9
+                gflop = train_gflop(arch, size)
             sec = timed(step, device, warmup=1, reps=args.reps)
             rate = args.batch / sec
             peak = peak32 if precision == "fp32" else peak16

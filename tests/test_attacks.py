@@ -342,6 +342,7 @@ def test_success_after_jpeg_flag(bondi) -> None:
 
 def test_pixel_eps_conventions_and_errors(bondi, patches) -> None:
     assert as_pixel_eps(4)[0] == 4 and "pixel units" in as_pixel_eps(4)[1]
+    assert as_pixel_eps(1)[0] == 1  # Zhao's smallest eps is one grey level, not the whole range
     value, how = as_pixel_eps(8 / 255)
     assert value == pytest.approx(8) and "[0, 1]" in how
     with pytest.raises(CamtraceError):

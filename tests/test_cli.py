@@ -50,6 +50,21 @@ def test_identify_json_and_attribution_map(pipeline: dict[str, Path]) -> None:
     assert (pipeline["root"] / "map.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_attack_writes_an_image_that_identify_reads_as_the_target(pipeline: dict[str, Path]) -> None:
+    image = min((pipeline["data"] / "images").glob("*.JPG"))
+    before = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json"))[0]
+    target = next(m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"])
+    out = pipeline["root"] / "spoofed.png"
+    result = json.loads(ok("attack", image, "--detector", pipeline["ckpt"], "--target", target, "--eps", "8",
+                           "--steps", "20", "--out", out, "--json", "--quiet"))
+    assert result["success"] and result["after"]["model"] == target and result["linf"] <= 8
+    again = json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]
+    assert again["model"] == target
+    bad = runner.invoke(app, ["attack", str(image), "--detector", str(pipeline["ckpt"]), "--target", "Nokia_3310",
+                              "--out", str(pipeline["root"] / "x.png")])
+    assert bad.exit_code != 0 and not (pipeline["root"] / "x.png").exists()
+
+
 def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:
     ok("evaluate", "--detector", pipeline["ckpt"], "--store", pipeline["store"], "--name", "ev",
        "--runs-dir", pipeline["root"] / "runs")

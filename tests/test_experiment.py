@@ -21,7 +21,7 @@ def test_zoo_detectors_use_their_native_patches() -> None:
     assert detector_specs({}) == [{"arch": "bondi2017", "patches": {"protocol": "bondi"}}]
 
 
-def test_bad_configs_are_refused_in_one_line(tmp_path) -> None:  # noqa: ANN001
+def test_bad_configs_are_refused_in_one_line(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndetektor: {arch: bondi2017}\n")
     with pytest.raises(CamtraceError, match="unknown section"):

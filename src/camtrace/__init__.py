@@ -7,6 +7,7 @@ and measure all of it reproducibly. The public API mirrors the command line::
     manifest = camtrace.simulate("default", "data/simcam", shots=24)
     det = camtrace.load_detector("runs/quickstart/detector.safetensors")
     print(det.identify("photo.jpg").model)
+    camtrace.attack_file(det, "photo.jpg", "spoofed.png", "pgd", target="Nimbus_N300")
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ _API = {
     "train_detector": "camtrace.training.detector",
     "TrainConfig": "camtrace.training.engine",
     "evaluate_identifier": "camtrace.evaluation.identification",
+    "make_attack": "camtrace.attacks",
+    "attack_image": "camtrace.attacks.whole_image",
+    "attack_file": "camtrace.attacks.whole_image",
+    "save_image": "camtrace.attacks.whole_image",
+    "attack_metrics": "camtrace.evaluation.attack_metrics",
     "load_config": "camtrace.evaluation.experiment",
     "run_experiment": "camtrace.evaluation.experiment",
 }

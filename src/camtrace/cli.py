@@ -260,6 +260,57 @@ def evaluate(
 
 
 @app.command()
+def attack(
+    image: Annotated[Path, typer.Argument(help="Image to spoof.")],
+    detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors) to fool.")],
+    out: Annotated[Path, typer.Option(help="Output image: .png (lossless) or .jpg.")],
+    method: Annotated[str, typer.Option(help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm or jsma.")] = "pgd",
+    target: Annotated[str | None, typer.Option(help="Camera model to spoof (default: untargeted).")] = None,
+    eps: Annotated[float | None, typer.Option(help="Budget: 0-255 pixel units (>= 1), or < 1 on the [0, 1] scale.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Step size, same units as --eps.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Iterations (iterative attacks).")] = None,
+    jpeg_quality: Annotated[int | None, typer.Option(help="Write a JPEG of this quality (with a .jpg --out).")] = None,
+    jpeg_like: Annotated[Path | None, typer.Option(help="Write a JPEG with this photo's quantisation tables (e.g. the target camera's).")] = None,
+    rounds: Annotated[int, typer.Option(help="Re-identify and re-attack failing patches up to this many rounds.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the random starts (PGD): same seed, same output.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    progress: Progress = True,
+) -> None:
+    """Spoof a whole image: attack every patch the detector votes with, stitch, write a real file, identify it."""
+    from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
+    import torch
+
+    from camtrace.attacks.whole_image import attack_file
+    from camtrace.models import load_detector
+
+    if jpeg_quality is not None and jpeg_like is not None:
+        raise CamtraceError("give --jpeg-quality or --jpeg-like, not both")
+    params: dict[str, float | int] = {}
+    for key, value in (("eps", eps), ("alpha", alpha)):
+        if value is not None:
+            params[key], said = as_pixel_eps(value)
+            err.print(f"{key}: {said}")
+    if steps is not None:
+        params["steps"] = steps
+    jpeg = Jpeg.from_file(jpeg_like) if jpeg_like is not None else jpeg_quality
+    det = load_detector(detector)
+    torch.manual_seed(seed)
+    result = attack_file(det, image, out, make_attack(method, progress=progress, **params), target,
+                         jpeg=jpeg, rounds=rounds, progress=progress)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    goal = f"target {result.target}" if result.target else f"leave {result.before.model}"
+    console.print(f"{image}: {result.before.model} ({result.before.vote_share:.0%} of votes) -> {out} read back: "
+                  f"{result.after.model} ({result.after.vote_share:.0%}); {goal}: "
+                  f"{'[green]reached[/]' if result.success else '[red]NOT reached[/]'}")
+    console.print(f"{method}: {result.attacked} patches attacked in {result.rounds} round(s), "
+                  f"PSNR {result.psnr:.1f} dB, Linf {result.linf}")
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command()
 def info(checkpoint: Annotated[Path, typer.Argument(help="Detector checkpoint.")]) -> None:
     """Print a checkpoint's card (architecture, classes, preprocessing, training, data)."""
     from camtrace.models import read_card

@@ -30,16 +30,17 @@ NORMS = ("linf", "l2")
 
 
 def as_pixel_eps(value: float) -> tuple[float, str]:
-    """Epsilon or step size in 0-255 pixel units; values <= 1 are read as [0, 1]-scale (x 255).
+    """Epsilon or step size in 0-255 pixel units; values < 1 are read on the [0, 1]
+    scale (x 255, Güera's 0.001..0.01), 1 and above as pixel units (Zhao's 1..5).
 
     Returns the value and a sentence saying which convention was used, for the CLI to print.
     """
     value = float(value)
     if not value > 0:
         raise CamtraceError(
-            f"epsilon {value:g} must be positive (0-255 pixel units, or <= 1 for the [0, 1] scale)"
+            f"epsilon {value:g} must be positive (0-255 pixel units, or < 1 for the [0, 1] scale)"
         )
-    if value <= 1:
+    if value < 1:
         return (
             value * 255,
             f"{value:g} read on the [0, 1] scale = {value * 255:g} in 0-255 pixel units",
@@ -163,7 +164,7 @@ class Attack:
                 hi = min(lo + self.batch_size, n)
                 adv, info = self._batch(
                     detector,
-                    x[lo:hi].to(device, dtype),
+                    x[lo:hi].to(device, dtype, memory_format=torch.channels_last),
                     None if target_all is None else target_all[lo:hi].to(device),
                     None if labels_all is None else labels_all[lo:hi].to(device),
                 )
@@ -353,18 +354,19 @@ class GradientAttack(Attack):
         if not self.random_start:
             return x0.clone()
         gen = None if self.seed is None else torch.Generator(x0.device).manual_seed(self.seed)
+        # drawn in logical (N, C, H, W) order whatever x0's memory layout, as torchattacks draws
+        noise = torch.empty(x0.shape, device=x0.device, dtype=x0.dtype)
         if self.norm == "linf":
-            return (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps, generator=gen)).clamp(
-                0, 255
+            delta = noise.uniform_(-self.eps, self.eps, generator=gen)
+        else:
+            delta = noise.normal_(generator=gen)
+            radius = torch.empty(len(x0), device=x0.device, dtype=x0.dtype).uniform_(
+                0, 1, generator=gen
             )
-        delta = torch.empty_like(x0).normal_(generator=gen)
-        radius = torch.empty(len(x0), device=x0.device, dtype=x0.dtype).uniform_(
-            0, 1, generator=gen
-        )
-        delta = delta * (radius * self.eps / _flat_norm(delta, 2).flatten()).view(
-            -1, *[1] * (x0.ndim - 1)
-        )
-        return (x0 + delta).clamp(0, 255)
+            delta = delta * (radius * self.eps / _flat_norm(delta, 2).flatten()).view(
+                -1, *[1] * (x0.ndim - 1)
+            )
+        return torch.empty_like(x0).copy_(x0 + delta).clamp(0, 255)
 
     def to_grid(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Nearest 8-bit value that stays in the eps ball: values (Linf) or samples (L2) that

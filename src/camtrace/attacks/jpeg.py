@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from camtrace.errors import CamtraceError
 
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+_SAMPLING_NAMES = {code: name for name, code in _SUBSAMPLING.items()}  # Pillow's get_sampling codes
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,13 @@ class Jpeg:
             )
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, subsampling: str = "4:2:0") -> Jpeg:
-        """The quantisation tables of an existing JPEG file (e.g. a camera's)."""
+    def from_file(cls, path: str | os.PathLike, subsampling: str | None = None) -> Jpeg:
+        """The quantisation tables and (unless given) chroma subsampling of an existing JPEG
+        file, e.g. a camera's own."""
         try:
             with Image.open(path) as im:
                 tables = im.quantization
+                sampling = JpegImagePlugin.get_sampling(im) if tables else -1
         except (OSError, AttributeError) as exc:
             raise CamtraceError(
                 f"{path}: cannot read JPEG quantisation tables ({exc}); give a .jpg file"
@@ -59,7 +62,7 @@ class Jpeg:
             )
         return cls(
             qtables=tuple(tuple(int(v) for v in tables[i]) for i in sorted(tables)),
-            subsampling=subsampling,
+            subsampling=subsampling or _SAMPLING_NAMES.get(sampling, "4:2:0"),
         )
 
     def encode_one(self, image: np.ndarray) -> np.ndarray:

@@ -71,7 +71,8 @@ class JSMA(Attack):
             idx = active.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            xa = x[idx].view(-1, *shape[1:]).requires_grad_(True)
+            xa = x[idx].view(-1, *shape[1:]).contiguous(memory_format=torch.channels_last)
+            xa.requires_grad_(True)
             z = detector(xa)
             done = self.reached(detector, xa.detach(), z.detach(), goal, idx)
             alpha, beta = _forward_derivatives(z, xa, aim[idx])

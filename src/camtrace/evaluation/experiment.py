@@ -22,12 +22,13 @@ from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore, build_patch_store
 from camtrace.data.splits import check_leaks, split_summary
 from camtrace.errors import CamtraceError
+from camtrace.evaluation.attack_experiment import parse_attacks, run_attacks
 from camtrace.evaluation.identification import add_identification_report, evaluate_identifier
 from camtrace.evaluation.report import Report, percent, write_run
 from camtrace.io import write_text
 
 SECTIONS = ("name", "seed", "workdir", "data", "split", "patches", "detector", "detectors", "train", "svm",
-            "evaluate")
+            "evaluate", "attacks")
 
 
 def builtin_configs() -> list[str]:
@@ -143,6 +144,7 @@ def run_experiment(
         log(f"{stage}: done in {timings[stage]:.1f} s")
 
     specs = detector_specs(config)
+    attack_plan = parse_attacks(config.get("attacks"), specs)
     manifest = prepare_manifest(config, workdir, progress)
     lap("data")
     manifest = split_manifest(manifest, config.get("split"), seed)
@@ -179,6 +181,9 @@ def run_experiment(
             "svm": trained.svm, "train_patches_per_second": round(trained.result.patches_per_second, 1),
             "skipped_images": store.summary.get("skipped", []), "identification": result,
         }
+    attacks = run_attacks(attack_plan, detectors, manifest, seed, progress, log) if attack_plan else None
+    if attacks:
+        lap("attacks")
     first = detectors[specs[0]["arch"]]
     metrics = {
         "command": f"camtrace run ({name})",
@@ -190,8 +195,12 @@ def run_experiment(
         "timings_s": timings,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()},
+        **({"attacks": attacks.metrics} if attacks else {}),
     }
-    write_run(run_dir, metrics, build_report(config, metrics, histories), config)
+    report = build_report(config, metrics, histories)
+    if attacks:
+        attacks.add_to_report(report)
+    write_run(run_dir, metrics, report, config)
     return metrics
 
 

@@ -1,0 +1,135 @@
+"""The ``attacks`` section of an experiment: parsing, target assignment, the gradient-sign
+image, and one end-to-end run on the tiny SimCam preset (two detectors, 1 epoch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from camtrace.errors import CamtraceError
+from camtrace.evaluation.attack_experiment import (
+    assign_targets,
+    gradient_sign_image,
+    parse_attacks,
+    pixel_eps,
+)
+from camtrace.evaluation.experiment import detector_specs, load_config, run_experiment
+from test_attack_metrics import ColourShare, flat
+
+ZOO = [{"arch": "bondi2017", "patches": {"protocol": "bondi"}},
+       {"arch": "densenet40", "patches": {"protocol": "guera"}}]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small models on a shared 2-core machine: one thread avoids OpenMP spin contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"runs": [{"method": "fgsm"}], "bogus": 1}, "unknown key"),
+    ({"runs": [{"method": "deepfool"}]}, "deepfool"),
+    ({"runs": [{"method": "jsma", "eps": [4]}]}, "no parameter eps"),
+    ({"runs": [{"method": "llcm", "eps": [1], "targets": "all"}]}, "least-likely"),
+    ({"runs": [{"method": "fgsm", "eps": [2], "detectors": ["xception"]}]}, "xception"),
+    ({"runs": [{"method": "fgsm", "eps": [2]}], "jpeg": [None, 101]}, "jpeg item 101"),
+    ({"runs": [{"method": "fgsm", "eps": [2]}], "select": "best"}, "select"),
+    ({"transfer": {"method": "pgd", "eps": 4}}, "different patch sizes"),
+    ({}, "at least one"),
+])
+def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
+    with pytest.raises(CamtraceError, match=message):
+        parse_attacks(section, ZOO)
+
+
+def test_builtin_attack_configs_parse() -> None:
+    for name in ("guera2018", "zhao2019", "transfer"):
+        config = load_config(name)
+        assert parse_attacks(config["attacks"], detector_specs(config)) is not None
+
+
+def test_eps_units() -> None:
+    assert pixel_eps(0.005)[0] == pytest.approx(1.275)  # auto: <= 1 is the [0, 1] scale
+    assert pixel_eps(1, "pixel") == (1, "1 in 0-255 pixel units")
+    assert pixel_eps(0.01, "unit")[0] == pytest.approx(2.55)
+
+
+def test_assign_targets_cycles_and_skips_own_class() -> None:
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    t = assign_targets(labels, [0, 1, 2])
+    assert (t != labels).all() and set(t) == {0, 1, 2}
+    assert assign_targets(np.array([1, 0]), [1]).tolist() == [-1, 1]
+
+
+def test_gradient_sign_image_maps_minus_one_to_black() -> None:
+    """ColourShare's loss at its own label y falls along channel y and rises along the others."""
+    images = flat([(10, 80, 10), (200, 20, 20)])
+    sign = gradient_sign_image(ColourShare(), images)
+    assert sign.dtype == np.uint8 and sign.shape == images.shape
+    assert (sign[0, ..., 1] == 0).all() and (sign[0, ..., [0, 2]] == 255).all()
+    assert (sign[1, ..., 0] == 0).all() and (sign[1, ..., 1:] == 255).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("attacks")
+    config = {
+        "name": "tiny-attacks", "seed": 3, "workdir": str(root / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 8, "size": [192, 256]},
+        "split": {"protocol": "bondi", "eval_scene_frac": 0.25, "val_scene_frac": 0.25},
+        "patches": {"protocol": "bondi", "count": 8}, "train": {"epochs": 1}, "svm": {"Cs": [0.1]},
+        "detectors": ["bondi2017", "mislnet"],
+        "attacks": {
+            "patches": 6, "jpeg": [None, 90, "camera"], "examples": 2,
+            "runs": [
+                {"method": "fgsm", "eps": [0.002, 2]},
+                {"method": "jsma", "targets": "all", "patches": 2, "detectors": ["bondi2017"],
+                 "params": {"theta": 255, "gamma": 0.02, "k": 16}},
+                {"method": "llcm", "eps": [1], "units": "pixel", "detectors": ["bondi2017"]},
+            ],
+            "transfer": {"method": "pgd", "eps": 4, "targets": "all", "params": {"steps": 3}},
+        },
+    }
+    metrics = run_experiment(config, runs_dir=root / "runs", progress=False, log=lambda _: None)
+    return metrics, root / "runs" / "tiny-attacks"
+
+
+def test_end_to_end_tables_follow_the_uint8_contract(tiny_run: tuple[dict, Path]) -> None:
+    metrics, run_dir = tiny_run
+    attacks = json.loads((run_dir / "metrics.json").read_text())["attacks"]
+    bondi = attacks["detectors"]["bondi2017"]
+    assert bondi["clean"]["picked"] > 0 and bondi["clean"]["plain"]["accuracy"] == 1.0  # Güera
+    fgsm, jsma, llcm = bondi["runs"]
+    below_one_level, two = fgsm["settings"]
+    assert below_one_level["eps_pixels"] == pytest.approx(0.51)
+    assert below_one_level["overall"]["unchanged"] == 1.0 and below_one_level["overall"]["psnr"] is None
+    assert below_one_level["overall"]["error_rate"] == 0.0  # unchanged 8-bit image, still correct
+    assert two["overall"]["linf"] <= 2 and two["overall"]["error_rate"] == pytest.approx(
+        two["attack"]["success_rate"])
+    assert set(two["jpeg"]) == {"q90", "camera"}
+    assert [s["target"] for s in jsma["settings"]] == metrics["detectors"]["bondi2017"]["classes"]
+    for s in jsma["settings"]:
+        if s["n"]:
+            assert s["overall"]["sar"] == pytest.approx(s["attack"]["success_rate"])
+            assert s["target"] not in s["per_class"]  # patches of the target are left out
+    assert llcm["settings"][0]["eps_pixels"] == 1 and attacks["detectors"]["mislnet"]["runs"][1] is None
+
+
+def test_end_to_end_transfer_matrix(tiny_run: tuple[dict, Path]) -> None:
+    metrics, run_dir = tiny_run
+    t = metrics["attacks"]["transfer"]
+    assert t["metric"] == "sar" and t["detectors"] == ["bondi2017", "mislnet"]
+    for a, src in t["sources"].items():
+        assert set(src["attacked"]) == {"plain", "q90", "camera"}
+        assert src["attacked"]["plain"][a] == pytest.approx(src["attack"]["success_rate"])  # diagonal
+        assert all(0 <= v <= 1 for row in src["attacked"].values() for v in row.values())
+    html = (run_dir / "report.html").read_text()
+    assert "Transfer: pgd" in html and "Zhao Table 2 layout" in html and "sign of the loss gradient" in html
+    assert "attacks" in metrics["timings_s"]
