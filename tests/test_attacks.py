@@ -22,6 +22,7 @@ from camtrace.attacks import (
     make_attack,
     recompress,
 )
+from camtrace.attacks.base import round_in_l2_ball
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
 from camtrace.errors import CamtraceError
 from camtrace.models import build
@@ -364,3 +365,18 @@ def test_pixel_eps_conventions_and_errors(bondi, patches) -> None:
     with pytest.raises(CamtraceError, match="quality"):
         make_attack("fgsm", jpeg=0)
     assert set(ATTACKS) == {"fgsm", "llcm", "bim", "pgd", "pgd-l2", "mifgsm", "timifgsm", "jsma"}
+
+
+def test_l2_rounding_keeps_the_ball_and_spends_the_budget() -> None:
+    gen = torch.Generator().manual_seed(0)
+    delta = torch.randn(6, 3, 32, 32, generator=gen)
+    eps = 40.5
+    on_sphere = delta * eps / delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    r = round_in_l2_ball(on_sphere, eps)
+    norms = r.flatten(1).norm(dim=1)
+    assert torch.equal(r, r.round()) and (norms <= eps + 1e-4).all()
+    # truncating whole samples (the naive fix) keeps well under 80% of eps here
+    assert (norms >= 0.99 * eps).all()
+    assert (on_sphere.trunc().flatten(1).norm(dim=1) < 0.8 * eps).all()
+    inside = on_sphere * 0.5  # rounding to nearest already fits: nothing is truncated
+    torch.testing.assert_close(round_in_l2_ball(inside, eps), inside.round())

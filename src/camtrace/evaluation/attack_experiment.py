@@ -47,7 +47,7 @@ from rich.progress import Progress
 from torch import nn
 
 from camtrace.attacks import ATTACKS, Jpeg, as_pixel_eps, make_attack, recompress
-from camtrace.attacks.base import _eval_mode
+from camtrace.attacks.base import eval_mode
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
 from camtrace.data.patches import get_protocol
@@ -334,7 +334,7 @@ def gradient_sign_image(detector: nn.Module, images: np.ndarray) -> np.ndarray:
     param = next(detector.parameters())
     x = torch.from_numpy(np.ascontiguousarray(as_nhwc(images))).permute(0, 3, 1, 2)
     x = x.to(param.device, param.dtype).requires_grad_(True)
-    with _eval_mode(detector):
+    with eval_mode(detector):
         logits = detector(x)
         loss = F.cross_entropy(logits, logits.argmax(1).detach(), reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
@@ -584,7 +584,7 @@ def examples_figure(ex: Example, title: str) -> Figure:
     columns = [("clean", ex.clean), ("adversarial", ex.adv), (f"perturbation x{gain:.3g}", shown),
                ("sign of gradient", ex.gradient_sign)]
     k = len(ex.clean)
-    fig = plots._new_figure(8.0, 2.2 * k + 0.4)
+    fig = plots.new_figure(8.0, 2.2 * k + 0.4)
     fig.suptitle(title)
     for i in range(k):
         for j, (name, images) in enumerate(columns):
@@ -599,7 +599,7 @@ def examples_figure(ex: Example, title: str) -> Figure:
 def transfer_figure(matrices: dict[str, np.ndarray], archs: list[str], metric: str) -> Figure:
     """Heat maps of the transfer matrix (rows: crafted on; columns: judged by), one per JPEG
     setting, values in %."""
-    fig = plots._new_figure(3.2 * len(matrices) + 1.0, 3.4)
+    fig = plots.new_figure(3.2 * len(matrices) + 1.0, 3.4)
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     image = None
     for ax, (name, m) in zip(axes, matrices.items(), strict=True):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from camtrace.attacks.base import _eval_mode
+from camtrace.attacks.base import eval_mode
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.metrics import psnr_batch, ssim_batch
 
@@ -51,7 +51,7 @@ def softmax_scores(detector: nn.Module, images: Images, batch_size: int = 256) -
     x = as_nhwc(images)
     param = next(detector.parameters())
     out = []
-    with _eval_mode(detector):
+    with eval_mode(detector):
         for lo in range(0, len(x), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size]))
             batch = batch.to(param.device).permute(0, 3, 1, 2).to(param.dtype)

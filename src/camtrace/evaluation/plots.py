@@ -23,7 +23,8 @@ from camtrace.io import atomic_path
 _DPI = 110
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """Empty figure at the report's resolution, drawn without a display (Agg canvas)."""
     fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -58,7 +59,7 @@ def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
         raise CamtraceError(f"cm: expected shape {(n, n)} for {n} classes, got {cm.shape}")
     percent = 100 * _row_normalise(cm)
     side = max(4.0, 0.42 * n + 2.0)
-    fig = _new_figure(side + 1.0, side)
+    fig = new_figure(side + 1.0, side)
     ax = fig.add_subplot()
     image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
     fig.colorbar(image, ax=ax, shrink=0.8, label="% of target class")
@@ -92,7 +93,7 @@ def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
 def voting_curve_figure(curves: dict[str, dict[int, float]], title: str) -> Figure:
     """Image accuracy (%) against the number of voting patches, one line per method
     (Bondi 2017 Fig. 3)."""
-    fig = _new_figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     all_ks: set[int] = set()
     for method, curve in curves.items():
@@ -163,7 +164,7 @@ def attribution_map_figure(
         image.shape[:2], labels, positions, patch_size, colors, 0.55 * strength
     )
     height, width = image.shape[:2]
-    fig = _new_figure(7.0, max(3.0, 7.0 * height / width))
+    fig = new_figure(7.0, max(3.0, 7.0 * height / width))
     ax = fig.add_subplot()
     ax.imshow(image)
     ax.imshow(overlay)
@@ -187,7 +188,7 @@ def attribution_map_figure(
 
 def bar_figure(values: dict[str, float], title: str, ylabel: str) -> Figure:
     """One bar per named value, labelled with its value."""
-    fig = _new_figure(max(4.0, 0.45 * len(values) + 2.0), 4.0)
+    fig = new_figure(max(4.0, 0.45 * len(values) + 2.0), 4.0)
     ax = fig.add_subplot()
     names = list(values)
     bars = ax.bar(names, [values[name] for name in names], color="tab:blue")
@@ -203,7 +204,7 @@ def line_figure(
     x: Sequence[float], series: dict[str, list[float]], title: str, xlabel: str, ylabel: str
 ) -> Figure:
     """One line per named series over shared x values (e.g. error rate vs epsilon)."""
-    fig = _new_figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     for name, ys in series.items():
         if len(ys) != len(x):
