@@ -11,7 +11,9 @@ rounded to uint8. "ours" is the default (8-bit iterates, per-sample early stop);
 "ours, all iterations" runs every iteration like torchattacks and ART do. Two ratios: our
 default over the row, and our all-iterations run over the row (the like-for-like one).
 Our attacks feed the detector channels-last tensors (faster convolutions and pooling on CPU);
-the others get the usual contiguous (N, C, H, W) input.
+the others get the usual contiguous (N, C, H, W) input. "% peak" is the FLOP/s our rows
+achieve (convolution and matmul FLOPs of the call, counted by torch's FlopCounterMode) over
+the fp32 matmul peak measured at the start of the run.
 
 JSMA is targeted at each patch's runner-up class (on a random-weight model a random target
 is out of reach for every implementation, so all success rates would read 0) on --jsma-n
@@ -23,12 +25,14 @@ JSMA builds the dense n x n pair matrix per iteration, one image at a time (n = 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torchattacks
+from common import flops_of, matmul_peak
 from torch import nn
 
 from camtrace.attacks import ATTACKS, make_attack
@@ -189,7 +193,7 @@ def implementations(
 
 
 def bench_arch(
-    arch: str, attacks: list[str], args: argparse.Namespace, device: torch.device
+    arch: str, attacks: list[str], args: argparse.Namespace, device: torch.device, peak: float
 ) -> None:
     torch.manual_seed(0)
     det = build(arch, [f"M{i}" for i in range(10)])
@@ -211,7 +215,7 @@ def bench_arch(
     print("\n" + "; ".join(setup))
     print(
         f"{'attack':9s} {'implementation':21s} {'patches/s':>10s} {'uint8 success':>13s} "
-        f"{'ours x':>7s} {'ours all-iter x':>15s}"
+        f"{'ours x':>7s} {'ours all-iter x':>15s} {'% peak':>7s}"
     )
     for name in attacks:
         xs, target = (x[: args.jsma_n], runner_up) if name == "jsma" else (x[: args.n], None)
@@ -219,14 +223,17 @@ def bench_arch(
         for label, run in implementations(name, det, args):
             if run is None:
                 continue
-            rate, success = measure(
-                run, det, xs.to(device), None if target is None else target.to(device), args.repeat
-            )
+            xd, td = xs.to(device), None if target is None else target.to(device)
+            rate, success = measure(run, det, xd, td, args.repeat)
             rates[label] = rate
             like = rates.get("ours, all iterations", rates["ours"])
+            share = "-"
+            if label.startswith("ours"):
+                flops = flops_of(functools.partial(run, det, xd, td))
+                share = f"{100 * flops / len(xs) * rate / peak:.0f}%"
             print(
                 f"{name:9s} {label:21s} {rate:10.2f} {success:13.2f} "
-                f"{rates['ours'] / rate:7.1f} {like / rate:15.1f}"
+                f"{rates['ours'] / rate:7.1f} {like / rate:15.1f} {share:>7s}"
             )
 
 
@@ -262,9 +269,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    peak = matmul_peak(device)
     print(
-        f"torch {torch.__version__}, {args.threads} threads; 'ours x' = our patches/s over the "
-        "row's, 'ours all-iter x' = ours without early stop over the row's"
+        f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak "
+        f"{peak / 1e9:.0f} GFLOP/s; 'ours x' = our patches/s over the row's, 'ours all-iter x' "
+        "= ours without early stop over the row's"
     )
     for arch in dict.fromkeys([*args.arch, *args.jsma_arch]):
         attacks = [
@@ -273,7 +283,7 @@ def main() -> None:
             if (arch in args.jsma_arch if a == "jsma" else arch in args.arch)
         ]
         if attacks:
-            bench_arch(arch, attacks, args, torch.device(args.device))
+            bench_arch(arch, attacks, args, device, peak)
 
 
 if __name__ == "__main__":
