@@ -65,6 +65,21 @@ def test_attack_writes_an_image_that_identify_reads_as_the_target(pipeline: dict
     assert bad.exit_code != 0 and not (pipeline["root"] / "x.png").exists()
 
 
+def test_attack_through_jpeg_writes_a_jpeg_that_keeps_the_target(pipeline: dict[str, Path]) -> None:
+    image = min((pipeline["data"] / "images").glob("*.JPG"))
+    before = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json"))[0]
+    target = next(m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"])
+    out = pipeline["root"] / "spoofed.jpg"
+    result = json.loads(ok("attack", image, "--detector", pipeline["ckpt"], "--target", target, "--eps", "8",
+                           "--steps", "20", "--jpeg-quality", "90", "--through-jpeg", "--out", out, "--json",
+                           "--quiet"))
+    assert result["success"] and json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]["model"] == target
+    png = runner.invoke(app, ["attack", str(image), "--detector", str(pipeline["ckpt"]), "--through-jpeg",
+                              "--out", str(pipeline["root"] / "y.png")])
+    assert png.exit_code != 0 and "needs a JPEG output" in f"{png.output}{png.exception}"
+    assert not (pipeline["root"] / "y.png").exists()
+
+
 def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:
     ok("evaluate", "--detector", pipeline["ckpt"], "--store", pipeline["store"], "--name", "ev",
        "--runs-dir", pipeline["root"] / "runs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -271,21 +271,22 @@ def attack(
     steps: Annotated[int | None, typer.Option(help="Iterations (iterative attacks).")] = None,
     jpeg_quality: Annotated[int | None, typer.Option(help="Write a JPEG of this quality (with a .jpg --out).")] = None,
     jpeg_like: Annotated[Path | None, typer.Option(help="Write a JPEG with this photo's quantisation tables (e.g. the target camera's).")] = None,
+    through_jpeg: Annotated[bool, typer.Option(help="Gradient attacks: take the gradient through a differentiable copy of the output JPEG too, so the perturbation survives it.")] = False,
     rounds: Annotated[int, typer.Option(help="Re-identify and re-attack failing patches up to this many rounds.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the random starts (PGD): same seed, same output.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     progress: Progress = True,
 ) -> None:
     """Spoof a whole image: attack every patch the detector votes with, stitch, write a real file, identify it."""
-    from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
     import torch
 
-    from camtrace.attacks.whole_image import attack_file
+    from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
+    from camtrace.attacks.whole_image import attack_file, output_jpeg
     from camtrace.models import load_detector
 
     if jpeg_quality is not None and jpeg_like is not None:
         raise CamtraceError("give --jpeg-quality or --jpeg-like, not both")
-    params: dict[str, float | int] = {}
+    params: dict[str, Any] = {}
     for key, value in (("eps", eps), ("alpha", alpha)):
         if value is not None:
             params[key], said = as_pixel_eps(value)
@@ -293,6 +294,11 @@ def attack(
     if steps is not None:
         params["steps"] = steps
     jpeg = Jpeg.from_file(jpeg_like) if jpeg_like is not None else jpeg_quality
+    if through_jpeg:
+        params["jpeg"] = output_jpeg(out, jpeg)
+        if params["jpeg"] is None:
+            raise CamtraceError(f"{out}: --through-jpeg needs a JPEG output; use a .jpg --out")
+        params["through_jpeg"] = True
     det = load_detector(detector)
     torch.manual_seed(seed)
     result = attack_file(det, image, out, make_attack(method, progress=progress, **params), target,

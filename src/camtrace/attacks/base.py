@@ -258,6 +258,11 @@ class GradientAttack(Attack):
     ``quantize=False`` is the float-only variant (the model sees float iterates, early stop
     looks at them, the float image is returned) used to compare with torchattacks; ``success``
     is still measured on its rounding. ``seed`` fixes the random start.
+
+    ``through_jpeg=True`` (needs ``jpeg``) adds to the loss the same loss on a differentiable
+    JPEG of the iterate (:meth:`Jpeg.differentiable`), an expectation over the two outcomes
+    (stored as is, stored after compression) in the manner of Athalye et al. 2018's EOT, so
+    the perturbation is built to survive the compression it will be judged after.
     """
 
     def __init__(
@@ -272,11 +277,17 @@ class GradientAttack(Attack):
         quantize: bool = True,
         early_stop: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         seed: int | None = None,
         batch_size: int = 128,
         progress: bool = False,
     ) -> None:
         super().__init__(jpeg=jpeg, batch_size=batch_size, progress=progress)
+        require(
+            not through_jpeg or self.jpeg is not None,
+            f"{self.name}: through_jpeg needs the compression to go through: give jpeg=",
+        )
+        self.through_jpeg = through_jpeg
         require(float(eps) > 0, f"{self.name}: eps={eps} must be > 0 (0-255 pixel units)")
         require(float(alpha) > 0, f"{self.name}: alpha={alpha} must be > 0 (0-255 pixel units)")
         require(int(steps) >= 1, f"{self.name}: steps={steps} must be >= 1")
@@ -312,7 +323,10 @@ class GradientAttack(Attack):
                 break
             xq = self.seen(x[idx], x0[idx]).requires_grad_(True)
             logits = detector(xq)
-            (grad,) = torch.autograd.grad(self.loss(logits, goal, aim, idx), xq)
+            loss = self.loss(logits, goal, aim, idx)
+            if self.through_jpeg:
+                loss = loss + self.loss(detector(self.jpeg.differentiable(xq)), goal, aim, idx)
+            (grad,) = torch.autograd.grad(loss, xq)
             if self.early_stop:
                 done = self.reached(detector, xq.detach(), logits.detach(), goal, idx)
                 active[idx[done]] = False

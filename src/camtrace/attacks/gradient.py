@@ -27,11 +27,19 @@ class FGSM(GradientAttack):
         *,
         quantize: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         batch_size: int = 128,
         progress: bool = False,
     ) -> None:
         super().__init__(
-            eps, eps, 1, quantize=quantize, jpeg=jpeg, batch_size=batch_size, progress=progress
+            eps,
+            eps,
+            1,
+            quantize=quantize,
+            jpeg=jpeg,
+            through_jpeg=through_jpeg,
+            batch_size=batch_size,
+            progress=progress,
         )
 
 
@@ -63,6 +71,7 @@ class BIM(GradientAttack):
         quantize: bool = True,
         early_stop: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         batch_size: int = 128,
         progress: bool = False,
     ) -> None:
@@ -73,6 +82,7 @@ class BIM(GradientAttack):
             quantize=quantize,
             early_stop=early_stop,
             jpeg=jpeg,
+            through_jpeg=through_jpeg,
             batch_size=batch_size,
             progress=progress,
         )
@@ -95,6 +105,7 @@ class PGD(GradientAttack):
         quantize: bool = True,
         early_stop: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         seed: int | None = None,
         batch_size: int = 128,
         progress: bool = False,
@@ -108,6 +119,7 @@ class PGD(GradientAttack):
             quantize=quantize,
             early_stop=early_stop,
             jpeg=jpeg,
+            through_jpeg=through_jpeg,
             seed=seed,
             batch_size=batch_size,
             progress=progress,
@@ -129,6 +141,7 @@ class PGDL2(PGD):
         quantize: bool = True,
         early_stop: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         seed: int | None = None,
         batch_size: int = 128,
         progress: bool = False,
@@ -142,6 +155,7 @@ class PGDL2(PGD):
             quantize=quantize,
             early_stop=early_stop,
             jpeg=jpeg,
+            through_jpeg=through_jpeg,
             seed=seed,
             batch_size=batch_size,
             progress=progress,
@@ -164,6 +178,7 @@ class MIFGSM(GradientAttack):
         quantize: bool = True,
         early_stop: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         batch_size: int = 128,
         progress: bool = False,
     ) -> None:
@@ -175,6 +190,7 @@ class MIFGSM(GradientAttack):
             quantize=quantize,
             early_stop=early_stop,
             jpeg=jpeg,
+            through_jpeg=through_jpeg,
             batch_size=batch_size,
             progress=progress,
         )
@@ -200,6 +216,7 @@ class TIMIFGSM(MIFGSM):
         quantize: bool = True,
         early_stop: bool = True,
         jpeg: int | Jpeg | None = None,
+        through_jpeg: bool = False,
         batch_size: int = 128,
         progress: bool = False,
     ) -> None:
@@ -211,6 +228,7 @@ class TIMIFGSM(MIFGSM):
             quantize=quantize,
             early_stop=early_stop,
             jpeg=jpeg,
+            through_jpeg=through_jpeg,
             batch_size=batch_size,
             progress=progress,
         )

@@ -1,8 +1,9 @@
 """JPEG re-compression of uint8 batches, to check that an attack survives it (SPOC Table 4, bottom).
 
-Not differentiable: it only measures success after compression. Pillow (libjpeg) encodes with
-a quality factor or with explicit quantisation tables (for instance a camera's own, read with
-:meth:`Jpeg.from_file`).
+Pillow (libjpeg) encodes with a quality factor or with explicit quantisation tables (for
+instance a camera's own, read with :meth:`Jpeg.from_file`): that is the compression success
+is judged on. :meth:`Jpeg.differentiable` is kornia's differentiable stand-in for it, for
+attacks that take their gradient through the compression.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image, JpegImagePlugin
 
 from camtrace.errors import CamtraceError
@@ -81,6 +83,20 @@ class Jpeg:
     def __call__(self, images: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         """Re-compress a uint8 batch: tensor (N, C, H, W) or numpy (N, H, W, C); same kind back."""
         return recompress(images, self)
+
+    def differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable approximation of this compression for float RGB (N, 3, H, W) in
+        [0, 255]: kornia's codec (Reich et al. 2024; Shin & Song 2017's cubic rounding), always
+        4:2:0, within a grey level or two of libjpeg's output on average."""
+        one = torch.ones(1, device=x.device, dtype=torch.float32)
+        if self.qtables is None:
+            return jpeg_codec_differentiable(x / 255, one * self.quality) * 255
+        luma, chroma = (
+            torch.tensor(self.qtables[i], device=x.device, dtype=torch.float32).view(8, 8)
+            for i in (0, min(1, len(self.qtables) - 1))
+        )
+        # quality 50 is kornia's unit scale: floor((table * 100 + 50) / 100) = table
+        return jpeg_codec_differentiable(x / 255, one * 50, luma, chroma) * 255
 
 
 def _check_tables(tables: tuple[tuple[int, ...], ...]) -> None:

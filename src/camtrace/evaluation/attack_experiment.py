@@ -20,6 +20,8 @@
                                                              # the [0, 1] scale (x 255)
         - {method: jsma, targets: all, patches: 20, params: {theta: 255, gamma: 0.1}}
         - {method: llcm, eps: [1, 2, 3, 4, 5]}               # > 1: 0-255 pixel units
+        - {method: pgd, eps: [4], params: {jpeg: 90, through_jpeg: true}}  # built to survive
+                                                             # JPEG q90 (gradient through it)
       transfer:           # crafted on each detector, judged by every one (SpoC Table 4)
         {method: pgd, eps: 4, targets: all, patches: 200, params: {steps: 10}}
 
