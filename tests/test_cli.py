@@ -50,10 +50,15 @@ def test_identify_json_and_attribution_map(pipeline: dict[str, Path]) -> None:
     assert (pipeline["root"] / "map.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_attack_writes_an_image_that_identify_reads_as_the_target(pipeline: dict[str, Path]) -> None:
+def photo_and_other_model(pipeline: dict[str, Path]) -> tuple[Path, str]:
+    """A simulated photo and a camera model the detector does not give it: an attack target."""
     image = min((pipeline["data"] / "images").glob("*.JPG"))
     before = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json"))[0]
-    target = next(m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"])
+    return image, next(m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"])
+
+
+def test_attack_writes_an_image_that_identify_reads_as_the_target(pipeline: dict[str, Path]) -> None:
+    image, target = photo_and_other_model(pipeline)
     out = pipeline["root"] / "spoofed.png"
     result = json.loads(ok("attack", image, "--detector", pipeline["ckpt"], "--target", target, "--eps", "8",
                            "--steps", "20", "--out", out, "--json", "--quiet"))
@@ -66,9 +71,7 @@ def test_attack_writes_an_image_that_identify_reads_as_the_target(pipeline: dict
 
 
 def test_attack_through_jpeg_writes_a_jpeg_that_keeps_the_target(pipeline: dict[str, Path]) -> None:
-    image = min((pipeline["data"] / "images").glob("*.JPG"))
-    before = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json"))[0]
-    target = next(m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"])
+    image, target = photo_and_other_model(pipeline)
     out = pipeline["root"] / "spoofed.jpg"
     result = json.loads(ok("attack", image, "--detector", pipeline["ckpt"], "--target", target, "--eps", "8",
                            "--steps", "20", "--jpeg-quality", "90", "--through-jpeg", "--out", out, "--json",
