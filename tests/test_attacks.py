@@ -416,3 +416,12 @@ def test_gradient_through_jpeg_makes_the_attack_survive_it(bondi, smooth_patches
 def test_through_jpeg_needs_a_jpeg() -> None:
     with pytest.raises(CamtraceError, match="give jpeg="):
         PGD(4, through_jpeg=True)
+
+
+@pytest.mark.parametrize("name", GRADIENT)
+def test_every_gradient_attack_takes_its_gradient_through_jpeg(
+    bondi, smooth_patches, name: str
+) -> None:
+    params = {"eps": 4} if name in ("fgsm", "llcm") else {"eps": 4, "alpha": 2, "steps": 2}
+    adv, info = make_attack(name, jpeg=90, through_jpeg=True, **params)(bondi, smooth_patches[:2])
+    assert adv.dtype == torch.uint8 and info.jpeg_success is not None
