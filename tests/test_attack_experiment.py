@@ -13,6 +13,7 @@ import torch
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.attack_experiment import (
     assign_targets,
+    eps_curves,
     gradient_sign_image,
     parse_attacks,
     pixel_eps,
@@ -133,3 +134,17 @@ def test_end_to_end_transfer_matrix(tiny_run: tuple[dict, Path]) -> None:
     html = (run_dir / "report.html").read_text()
     assert "Transfer: pgd" in html and "Zhao Table 2 layout" in html and "sign of the loss gradient" in html
     assert "attacks" in metrics["timings_s"]
+
+
+def test_error_vs_eps_curves_have_uint8_jpeg_and_float_lines_in_one_colour_per_run() -> None:
+    def setting(eps: float, rate: float) -> dict:
+        return {"n": 10, "eps": eps, "eps_pixels": eps, "overall": {"error_rate": rate},
+                "attack": {"float_success_rate": rate + 0.1}, "jpeg": {"q90": {"overall": {"error_rate": rate / 2}}}}
+
+    runs = [{"method": m, "targeted": False, "settings": [setting(1, 0.2), setting(2, 0.6)]} for m in ("fgsm", "llcm")]
+    ((xs, (series, styles)),) = eps_curves(runs).items()
+    assert xs == (1, 2)
+    assert series["fgsm (uint8)"] == [20, 60] and series["llcm (after q90)"] == [10, 30]
+    assert series["fgsm (float, beside)"] == pytest.approx([30, 70])
+    assert styles["fgsm (after q90)"]["color"] == styles["fgsm (uint8)"]["color"] != styles["llcm (uint8)"]["color"]
+    assert styles["fgsm (after q90)"]["linestyle"] == "--" and styles["fgsm (uint8)"]["linestyle"] == "-"

@@ -550,17 +550,28 @@ def _run_rows(run: dict[str, Any], jpeg_names: list[str]) -> list[dict[str, Any]
     return rows
 
 
-def _eps_curves(runs: list[dict[str, Any]]) -> dict[tuple[float, ...], dict[str, list[float]]]:
-    """Error rate (%) per eps of every untargeted eps sweep, grouped by their eps values."""
-    groups: dict[tuple[float, ...], dict[str, list[float]]] = {}
-    for run in runs:
+Curves = dict[str, list[float]]
+Styles = dict[str, dict[str, Any]]
+JUDGED_STYLE = {"uint8": "-", "float, beside": (0, (1, 2))}  # JPEGs: dashed
+
+
+def eps_curves(runs: list[dict[str, Any]]) -> dict[tuple[float, ...], tuple[Curves, Styles]]:
+    """Error rate (%) per eps of every untargeted eps sweep, grouped by their eps values: on
+    uint8 (solid), float beside (dotted), after each JPEG (dashed); one colour per run."""
+    groups: dict[tuple[float, ...], tuple[Curves, Styles]] = {}
+    for i, run in enumerate(runs):
         settings = [s for s in run["settings"] if s["n"]]
         if run["targeted"] or len(settings) < 2 or settings[0]["eps"] is None:
             continue
-        xs = tuple(s["eps_pixels"] for s in settings)
-        series = groups.setdefault(xs, {})
-        series[f"{run['method']} (uint8)"] = [100 * s["overall"]["error_rate"] for s in settings]
-        series[f"{run['method']} (float, beside)"] = [100 * s["attack"]["float_success_rate"] for s in settings]
+        series, styles = groups.setdefault(tuple(s["eps_pixels"] for s in settings), ({}, {}))
+        judged = {"uint8": [s["overall"]["error_rate"] for s in settings],
+                  "float, beside": [s["attack"]["float_success_rate"] for s in settings]}
+        for name in settings[0]["jpeg"]:
+            judged[f"after {name}"] = [s["jpeg"][name]["overall"]["error_rate"] for s in settings]
+        for judge, rates in judged.items():
+            label = f"{run['method']} ({judge})"
+            series[label] = [100 * r for r in rates]
+            styles[label] = {"color": f"C{i % 10}", "linestyle": JUDGED_STYLE.get(judge, "--")}
     return groups
 
 
@@ -680,9 +691,10 @@ def add_attack_report(report: Report, metrics: dict[str, Any], examples: dict[tu
         zhao = _zhao_rows(runs, clean)
         if zhao:
             report.table(zhao, caption=f"{arch}: accuracy under attack, ε in 0-255 units (Zhao Table 2 layout)")
-        for xs, series in _eps_curves(runs).items():
+        for xs, (series, styles) in eps_curves(runs).items():
             report.figure(plots.line_figure(list(xs), series, f"Error rate vs epsilon - {arch}",
-                                            "epsilon (0-255 pixel units)", "error rate (%)"),
-                          caption="Error rate of the attacked patches on the 8-bit output, float beside.")
+                                            "epsilon (0-255 pixel units)", "error rate (%)", styles),
+                          caption="Error rate of the attacked patches on the 8-bit output (solid), after "
+                                  "JPEG re-compression (dashed), and in float (dotted, beside).")
     if "transfer" in metrics:
         _add_transfer(report, metrics["transfer"], ["plain", *jpeg_names])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -201,15 +202,21 @@ def bar_figure(values: dict[str, float], title: str, ylabel: str) -> Figure:
 
 
 def line_figure(
-    x: Sequence[float], series: dict[str, list[float]], title: str, xlabel: str, ylabel: str
+    x: Sequence[float],
+    series: dict[str, list[float]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    styles: dict[str, dict[str, Any]] | None = None,
 ) -> Figure:
-    """One line per named series over shared x values (e.g. error rate vs epsilon)."""
+    """One line per named series over shared x values (e.g. error rate vs epsilon);
+    ``styles`` gives a series matplotlib line options (colour, linestyle...)."""
     fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     for name, ys in series.items():
         if len(ys) != len(x):
             raise CamtraceError(f"series {name!r}: {len(ys)} values for {len(x)} x positions")
-        ax.plot(x, ys, marker="o", label=name)
+        ax.plot(x, ys, **{"marker": "o", **(styles or {}).get(name, {})}, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
