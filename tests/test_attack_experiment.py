@@ -44,6 +44,7 @@ def one_thread():
     ({"runs": [{"method": "fgsm", "eps": [2]}], "select": "best"}, "select"),
     ({"transfer": {"method": "pgd", "eps": 4}}, "different patch sizes"),
     ({}, "at least one"),
+    ({"runs": [{"method": "pgd", "eps": [4], "params": {"jpeg": "camera", "through_jpeg": True}}]}, "needs targets"),
 ])
 def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
     with pytest.raises(CamtraceError, match=message):
@@ -94,6 +95,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
                 {"method": "jsma", "targets": "all", "patches": 2, "detectors": ["bondi2017"],
                  "params": {"theta": 255, "gamma": 0.02, "k": 16}},
                 {"method": "llcm", "eps": [1], "units": "pixel", "detectors": ["bondi2017"]},
+                {"method": "pgd", "eps": [4], "targets": "all", "patches": 2, "detectors": ["bondi2017"],
+                 "params": {"steps": 3, "jpeg": "camera", "through_jpeg": True}},
             ],
             "transfer": {"method": "pgd", "eps": 4, "targets": "all", "params": {"steps": 3}},
         },
@@ -107,7 +110,7 @@ def test_end_to_end_tables_follow_the_uint8_contract(tiny_run: tuple[dict, Path]
     attacks = json.loads((run_dir / "metrics.json").read_text())["attacks"]
     bondi = attacks["detectors"]["bondi2017"]
     assert bondi["clean"]["picked"] > 0 and bondi["clean"]["plain"]["accuracy"] == 1.0  # Güera
-    fgsm, jsma, llcm = bondi["runs"]
+    fgsm, jsma, llcm, through_camera_jpeg = bondi["runs"]
     below_one_level, two = fgsm["settings"]
     assert below_one_level["eps_pixels"] == pytest.approx(0.51)
     assert below_one_level["overall"]["unchanged"] == 1.0 and below_one_level["overall"]["psnr"] is None
@@ -121,6 +124,10 @@ def test_end_to_end_tables_follow_the_uint8_contract(tiny_run: tuple[dict, Path]
             assert s["overall"]["sar"] == pytest.approx(s["attack"]["success_rate"])
             assert s["target"] not in s["per_class"]  # patches of the target are left out
     assert llcm["settings"][0]["eps_pixels"] == 1 and attacks["detectors"]["mislnet"]["runs"][1] is None
+    for s in through_camera_jpeg["settings"]:  # success needs the target camera's JPEG too
+        if s["n"]:
+            rate = s["attack"]["success_rate"]
+            assert rate <= s["overall"]["sar"] + 1e-6 and rate <= s["jpeg"]["camera"]["overall"]["sar"] + 1e-6
 
 
 def test_end_to_end_transfer_matrix(tiny_run: tuple[dict, Path]) -> None:

@@ -22,6 +22,8 @@
         - {method: llcm, eps: [1, 2, 3, 4, 5]}               # > 1: 0-255 pixel units
         - {method: pgd, eps: [4], params: {jpeg: 90, through_jpeg: true}}  # built to survive
                                                              # JPEG q90 (gradient through it)
+        - {method: pgd, eps: [4], targets: all, params: {jpeg: camera, through_jpeg: true}}
+                                                             # ... the target camera's JPEG
       transfer:           # crafted on each detector, judged by every one (SpoC Table 4)
         {method: pgd, eps: 4, targets: all, patches: 200, params: {steps: 10}}
 
@@ -158,6 +160,9 @@ def _parse_run(raw: Any, archs: list[str], what: str) -> RunSpec:
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         _fail(f"{what}: params must be a mapping of the attack's keyword arguments")
+    if params.get("jpeg") == "camera" and (targets is None or what == "transfer"):
+        _fail(f"{what}: params jpeg 'camera' means the target camera's tables: it needs targets, one "
+              "per setting (not in a transfer); use a quality there")
     detectors = raw.get("detectors")
     if detectors is not None:
         if not isinstance(detectors, list):
@@ -226,8 +231,12 @@ def pixel_eps(eps: float, units: str = "auto") -> tuple[float, str]:
     return eps * 255, f"{eps:g} read on the [0, 1] scale = {eps * 255:g} in 0-255 pixel units"
 
 
-def _build_attack(spec: RunSpec, eps: float | None, batch_size: int) -> Any:
+def _build_attack(spec: RunSpec, eps: float | None, batch_size: int, camera: Jpeg | None = None) -> Any:
+    """The run's attack at ``eps``; ``params: {jpeg: camera}`` takes ``camera``, the target
+    camera's own JPEG settings (quality 90 stands in for them while the config is validated)."""
     kwargs = {"batch_size": batch_size, **spec.params}
+    if kwargs.get("jpeg") == "camera":
+        kwargs["jpeg"] = camera or Jpeg(quality=90)
     if eps is not None:
         kwargs["eps"] = pixel_eps(eps, spec.units)[0]
     return make_attack(spec.method, **kwargs)
@@ -365,7 +374,8 @@ def _attack_setting(spec: RunSpec, eps: float | None, target: int | None, det: D
         ctx.log(f"  {spec.method}: no patch to attack for target {row['target']} (skipped)")
         return row, None
     torch.manual_seed(ctx.seed)
-    adv, info = _build_attack(spec, eps, ctx.plan.batch_size)(det, x, target=target, labels=y)
+    camera = ctx.camera(det.classes[target]) if spec.params.get("jpeg") == "camera" else None
+    adv, info = _build_attack(spec, eps, ctx.plan.batch_size, camera)(det, x, target=target, labels=y)
     row.update(attack_metrics(det, x, y, adv, target=target, batch_size=ctx.plan.batch_size))
     row["attack"] = info.summary()
     t = None if target is None else np.full(len(y), target)
