@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.attack_experiment import (
@@ -25,13 +24,7 @@ ZOO = [{"arch": "bondi2017", "patches": {"protocol": "bondi"}},
        {"arch": "densenet40", "patches": {"protocol": "guera"}}]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core machine: one thread avoids OpenMP spin contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("section, message", [

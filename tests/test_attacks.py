@@ -31,14 +31,7 @@ from camtrace.models import build
 GRADIENT = ["fgsm", "llcm", "bim", "pgd", "pgd-l2", "mifgsm", "timifgsm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core machine: one thread avoids OpenMP spin contention
-    (measured 60x slower backward passes with 2 threads under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Unit01(nn.Module):

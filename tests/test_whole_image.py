@@ -26,13 +26,7 @@ K = 8  # voting patches per image (Bondi's top-K by quality), fewer than the 20 
 SOURCE, TARGET = "Halden_H20", "Nimbus_N300"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small model on a shared 2-core machine: one thread avoids OpenMP spin contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def shoot(scene: np.ndarray, camera: int) -> np.ndarray:
