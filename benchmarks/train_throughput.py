@@ -49,7 +49,7 @@ def step_fn(arch: str, batch: int, device: torch.device, precision: str, channel
 
 def train_gflop(arch: str, size: int) -> float:
     """GFLOP of one training step per patch: forward FLOPs x 3 (backward ~ 2x forward);
-    FlopCounterMode miscounts the backward of grouped convolutions (Xception's depthwise)."""
+    torch's FLOP formulas miscount the backward of grouped convolutions (Xception's depthwise)."""
     model = build(arch, [f"M{i}" for i in range(10)]).eval()
     x = torch.rand(1, 3, size, size) * 255
     return 3 * flops_of(lambda: model(x)) / 1e9

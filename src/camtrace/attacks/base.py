@@ -399,14 +399,14 @@ def round_in_l2_ball(delta: torch.Tensor, eps: float) -> torch.Tensor:
     distance to ``delta`` per unit of squared norm given back), until the sample fits.
     Truncating whole samples instead spends only ~60% of the budget."""
     t, q = delta.trunc(), delta.round()
-    excess = (q.flatten(1).square().sum(1) - eps**2).view(-1, *[1] * (delta.ndim - 1))
+    excess = q.flatten(1).square().sum(1, keepdim=True) - eps**2
     gain = (q.square() - t.square()).flatten(1)  # squared norm given back by truncating
     frac = (delta - t).abs().flatten(1)  # in [0.5, 1) where rounding went away from zero
     cost = torch.where(gain > 0, (2 * frac - 1) / gain.clamp_min(1e-12), torch.inf)
     order = cost.argsort(dim=1, stable=True)
     sorted_gain = gain.gather(1, order)
-    given_before = sorted_gain.cumsum(1) - sorted_gain
-    revert_sorted = (given_before < excess.flatten(1)) & (sorted_gain > 0)
+    # values with gain 0 have t == q: reverting them changes nothing
+    revert_sorted = sorted_gain.cumsum(1) - sorted_gain < excess
     revert = torch.zeros_like(revert_sorted).scatter_(1, order, revert_sorted)
     return torch.where(revert.view_as(delta), t, q)
 
