@@ -11,8 +11,12 @@ from camtrace.training.engine import PatchSet, TrainConfig, train
 from camtrace.training.precision import resolve_precision
 
 
-def toy_patches(n: int = 96, seed: int = 0) -> PatchSet:
-    """Two 'cameras': one adds a fixed high-frequency pattern, the other a different one."""
+def toy_patches(n: int = 192, seed: int = 0) -> PatchSet:
+    """Two 'cameras': one adds a fixed high-frequency pattern, the other a different one.
+
+    Sized to be learnt by a margin on every CPU: fp32 summation order differs between kernels
+    (AVX2 vs AVX512), and at 96 patches and lr 0.015 one of them ended at 81% after 6 epochs;
+    at these settings both reach 100% validation accuracy by epoch 4."""
     g = torch.Generator().manual_seed(seed)
     base = torch.randint(60, 190, (n, 64, 64, 3), generator=g).float()
     y = torch.arange(n) % 2
@@ -27,7 +31,7 @@ def model() -> torch.nn.Module:
     return build("bondi2017", ["A_1", "B_2"], patch_size=64)
 
 
-CONFIG = {"batch_size": 16, "lr": 0.015, "weight_decay": 1e-4, "precision": "fp32", "device": "cpu"}
+CONFIG = {"batch_size": 16, "lr": 0.01, "weight_decay": 1e-4, "precision": "fp32", "device": "cpu"}
 
 
 def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
