@@ -10,7 +10,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5) -> float:
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5
+) -> float:
     """Measured dense matmul FLOP/s on ``device`` (the 'peak' we report fractions of)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")

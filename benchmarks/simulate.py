@@ -1,6 +1,6 @@
 """Time SimCam: images per second for a preset (default: 10 models x 3 devices x 24 shots).
 
-    python benchmarks/simulate.py --shots 24 --workers 2 --size 384x512
+python benchmarks/simulate.py --shots 24 --workers 2 --size 384x512
 """
 
 from __future__ import annotations
@@ -42,8 +42,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="simcam-bench-") as out:
         start = time.perf_counter()
-        manifest = simulate(args.preset, Path(out), shots=args.shots, seed=args.seed,
-                            size=args.size, workers=args.workers, progress=False)
+        manifest = simulate(
+            args.preset,
+            Path(out),
+            shots=args.shots,
+            seed=args.seed,
+            size=args.size,
+            workers=args.workers,
+            progress=False,
+        )
         total = time.perf_counter() - start
     h, w = args.size
     print(f"preset {args.preset}: {len(manifest)} images of {h}x{w}, workers={args.workers}")

@@ -56,20 +56,35 @@ def train_gflop(arch: str, size: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--arch", nargs="*", default=architectures())
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--checkpoint", nargs="*", default=[], help="trained detectors for identification latency")
+    ap.add_argument(
+        "--checkpoint", nargs="*", default=[], help="trained detectors for identification latency"
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU x{torch.get_num_threads()} threads"
+    )
     peak32 = matmul_peak(device)
     peak16 = matmul_peak(device, torch.bfloat16, n=1024 if device.type == "cpu" else 4096, reps=1)
-    print(f"device: {name}; measured matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s")
-    modes = [("fp32", False), ("fp32", True), ("bf16", True)] + ([("fp16", True)] if device.type == "cuda" else [])
-    print(f"{'arch':<12}{'patch':>6}{'GFLOP/patch':>12}  " + "".join(f"{p + (' CL' if cl else ''):>20}" for p, cl in modes))
+    print(
+        f"device: {name}; measured matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s"
+    )
+    modes = [("fp32", False), ("fp32", True), ("bf16", True)] + (
+        [("fp16", True)] if device.type == "cuda" else []
+    )
+    print(
+        f"{'arch':<12}{'patch':>6}{'GFLOP/patch':>12}  "
+        + "".join(f"{p + (' CL' if cl else ''):>20}" for p, cl in modes)
+    )
     for arch in args.arch:
         cells = []
         for precision, cl in modes:
@@ -82,7 +97,9 @@ def main() -> None:
             # tiny and a bf16 fraction of it would read as several hundred percent
             peak = peak32 if precision == "fp32" else max(peak16, peak32)
             cells.append(f"{rate:>8.0f}/s ({100 * rate * gflop * 1e9 / peak:>4.0f}%)")
-        print(f"{arch:<12}{size:>6}{gflop:>12.3f}  " + "".join(f"{c:>20}" for c in cells), flush=True)
+        print(
+            f"{arch:<12}{size:>6}{gflop:>12.3f}  " + "".join(f"{c:>20}" for c in cells), flush=True
+        )
     for path in args.checkpoint:
         det = load_detector(path, device=device)
         image = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
@@ -90,7 +107,9 @@ def main() -> None:
         reps = 3
         for _ in range(reps):
             identify(det, image)
-        print(f"identify {det.arch} on a 4000x3000 image: {(time.perf_counter() - t) / reps * 1e3:.0f} ms")
+        print(
+            f"identify {det.arch} on a 4000x3000 image: {(time.perf_counter() - t) / reps * 1e3:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

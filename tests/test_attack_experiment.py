@@ -20,25 +20,41 @@ from camtrace.evaluation.attack_experiment import (
 from camtrace.evaluation.experiment import detector_specs, load_config, run_experiment
 from test_attack_metrics import ColourShare, flat
 
-ZOO = [{"arch": "bondi2017", "patches": {"protocol": "bondi"}},
-       {"arch": "densenet40", "patches": {"protocol": "guera"}}]
+ZOO = [
+    {"arch": "bondi2017", "patches": {"protocol": "bondi"}},
+    {"arch": "densenet40", "patches": {"protocol": "guera"}},
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"runs": [{"method": "fgsm"}], "bogus": 1}, "unknown key"),
-    ({"runs": [{"method": "deepfool"}]}, "deepfool"),
-    ({"runs": [{"method": "jsma", "eps": [4]}]}, "no parameter eps"),
-    ({"runs": [{"method": "llcm", "eps": [1], "targets": "all"}]}, "least-likely"),
-    ({"runs": [{"method": "fgsm", "eps": [2], "detectors": ["xception"]}]}, "xception"),
-    ({"runs": [{"method": "fgsm", "eps": [2]}], "jpeg": [None, 101]}, "jpeg item 101"),
-    ({"runs": [{"method": "fgsm", "eps": [2]}], "select": "best"}, "select"),
-    ({"transfer": {"method": "pgd", "eps": 4}}, "different patch sizes"),
-    ({}, "at least one"),
-    ({"runs": [{"method": "pgd", "eps": [4], "params": {"jpeg": "camera", "through_jpeg": True}}]}, "needs targets"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"runs": [{"method": "fgsm"}], "bogus": 1}, "unknown key"),
+        ({"runs": [{"method": "deepfool"}]}, "deepfool"),
+        ({"runs": [{"method": "jsma", "eps": [4]}]}, "no parameter eps"),
+        ({"runs": [{"method": "llcm", "eps": [1], "targets": "all"}]}, "least-likely"),
+        ({"runs": [{"method": "fgsm", "eps": [2], "detectors": ["xception"]}]}, "xception"),
+        ({"runs": [{"method": "fgsm", "eps": [2]}], "jpeg": [None, 101]}, "jpeg item 101"),
+        ({"runs": [{"method": "fgsm", "eps": [2]}], "select": "best"}, "select"),
+        ({"transfer": {"method": "pgd", "eps": 4}}, "different patch sizes"),
+        ({}, "at least one"),
+        (
+            {
+                "runs": [
+                    {
+                        "method": "pgd",
+                        "eps": [4],
+                        "params": {"jpeg": "camera", "through_jpeg": True},
+                    }
+                ]
+            },
+            "needs targets",
+        ),
+    ],
+)
 def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
     with pytest.raises(CamtraceError, match=message):
         parse_attacks(section, ZOO)
@@ -76,20 +92,37 @@ def test_gradient_sign_image_maps_minus_one_to_black() -> None:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("attacks")
     config = {
-        "name": "tiny-attacks", "seed": 3, "workdir": str(root / "work"),
+        "name": "tiny-attacks",
+        "seed": 3,
+        "workdir": str(root / "work"),
         "data": {"source": "simulate", "preset": "tiny", "shots": 8, "size": [192, 256]},
         "split": {"protocol": "bondi", "eval_scene_frac": 0.25, "val_scene_frac": 0.25},
-        "patches": {"protocol": "bondi", "count": 8}, "train": {"epochs": 1}, "svm": {"Cs": [0.1]},
+        "patches": {"protocol": "bondi", "count": 8},
+        "train": {"epochs": 1},
+        "svm": {"Cs": [0.1]},
         "detectors": ["bondi2017", "mislnet"],
         "attacks": {
-            "patches": 6, "jpeg": [None, 90, "camera"], "examples": 2,
+            "patches": 6,
+            "jpeg": [None, 90, "camera"],
+            "examples": 2,
             "runs": [
                 {"method": "fgsm", "eps": [0.002, 2]},
-                {"method": "jsma", "targets": "all", "patches": 2, "detectors": ["bondi2017"],
-                 "params": {"theta": 255, "gamma": 0.02, "k": 16}},
+                {
+                    "method": "jsma",
+                    "targets": "all",
+                    "patches": 2,
+                    "detectors": ["bondi2017"],
+                    "params": {"theta": 255, "gamma": 0.02, "k": 16},
+                },
                 {"method": "llcm", "eps": [1], "units": "pixel", "detectors": ["bondi2017"]},
-                {"method": "pgd", "eps": [4], "targets": "all", "patches": 2, "detectors": ["bondi2017"],
-                 "params": {"steps": 3, "jpeg": "camera", "through_jpeg": True}},
+                {
+                    "method": "pgd",
+                    "eps": [4],
+                    "targets": "all",
+                    "patches": 2,
+                    "detectors": ["bondi2017"],
+                    "params": {"steps": 3, "jpeg": "camera", "through_jpeg": True},
+                },
             ],
             "transfer": {"method": "pgd", "eps": 4, "targets": "all", "params": {"steps": 3}},
         },
@@ -106,21 +139,31 @@ def test_end_to_end_tables_follow_the_uint8_contract(tiny_run: tuple[dict, Path]
     fgsm, jsma, llcm, through_camera_jpeg = bondi["runs"]
     below_one_level, two = fgsm["settings"]
     assert below_one_level["eps_pixels"] == pytest.approx(0.51)
-    assert below_one_level["overall"]["unchanged"] == 1.0 and below_one_level["overall"]["psnr"] is None
+    assert (
+        below_one_level["overall"]["unchanged"] == 1.0
+        and below_one_level["overall"]["psnr"] is None
+    )
     assert below_one_level["overall"]["error_rate"] == 0.0  # unchanged 8-bit image, still correct
     assert two["overall"]["linf"] <= 2 and two["overall"]["error_rate"] == pytest.approx(
-        two["attack"]["success_rate"])
+        two["attack"]["success_rate"]
+    )
     assert set(two["jpeg"]) == {"q90", "camera"}
     assert [s["target"] for s in jsma["settings"]] == metrics["detectors"]["bondi2017"]["classes"]
     for s in jsma["settings"]:
         if s["n"]:
             assert s["overall"]["sar"] == pytest.approx(s["attack"]["success_rate"])
             assert s["target"] not in s["per_class"]  # patches of the target are left out
-    assert llcm["settings"][0]["eps_pixels"] == 1 and attacks["detectors"]["mislnet"]["runs"][1] is None
+    assert (
+        llcm["settings"][0]["eps_pixels"] == 1
+        and attacks["detectors"]["mislnet"]["runs"][1] is None
+    )
     for s in through_camera_jpeg["settings"]:  # success needs the target camera's JPEG too
         if s["n"]:
             rate = s["attack"]["success_rate"]
-            assert rate <= s["overall"]["sar"] + 1e-6 and rate <= s["jpeg"]["camera"]["overall"]["sar"] + 1e-6
+            assert (
+                rate <= s["overall"]["sar"] + 1e-6
+                and rate <= s["jpeg"]["camera"]["overall"]["sar"] + 1e-6
+            )
 
 
 def test_end_to_end_transfer_matrix(tiny_run: tuple[dict, Path]) -> None:
@@ -129,22 +172,44 @@ def test_end_to_end_transfer_matrix(tiny_run: tuple[dict, Path]) -> None:
     assert t["metric"] == "sar" and t["detectors"] == ["bondi2017", "mislnet"]
     for a, src in t["sources"].items():
         assert set(src["attacked"]) == {"plain", "q90", "camera"}
-        assert src["attacked"]["plain"][a] == pytest.approx(src["attack"]["success_rate"])  # diagonal
+        assert src["attacked"]["plain"][a] == pytest.approx(
+            src["attack"]["success_rate"]
+        )  # diagonal
         assert all(0 <= v <= 1 for row in src["attacked"].values() for v in row.values())
     html = (run_dir / "report.html").read_text()
-    assert "Transfer: pgd" in html and "Zhao Table 2 layout" in html and "sign of the loss gradient" in html
+    assert (
+        "Transfer: pgd" in html
+        and "Zhao Table 2 layout" in html
+        and "sign of the loss gradient" in html
+    )
     assert "attacks" in metrics["timings_s"]
 
 
 def test_error_vs_eps_curves_have_uint8_jpeg_and_float_lines_in_one_colour_per_run() -> None:
     def setting(eps: float, rate: float) -> dict:
-        return {"n": 10, "eps": eps, "eps_pixels": eps, "overall": {"error_rate": rate},
-                "attack": {"float_success_rate": rate + 0.1}, "jpeg": {"q90": {"overall": {"error_rate": rate / 2}}}}
+        return {
+            "n": 10,
+            "eps": eps,
+            "eps_pixels": eps,
+            "overall": {"error_rate": rate},
+            "attack": {"float_success_rate": rate + 0.1},
+            "jpeg": {"q90": {"overall": {"error_rate": rate / 2}}},
+        }
 
-    runs = [{"method": m, "targeted": False, "settings": [setting(1, 0.2), setting(2, 0.6)]} for m in ("fgsm", "llcm")]
+    runs = [
+        {"method": m, "targeted": False, "settings": [setting(1, 0.2), setting(2, 0.6)]}
+        for m in ("fgsm", "llcm")
+    ]
     ((xs, (series, styles)),) = eps_curves(runs).items()
     assert xs == (1, 2)
     assert series["fgsm (uint8)"] == [20, 60] and series["llcm (after q90)"] == [10, 30]
     assert series["fgsm (float, beside)"] == pytest.approx([30, 70])
-    assert styles["fgsm (after q90)"]["color"] == styles["fgsm (uint8)"]["color"] != styles["llcm (uint8)"]["color"]
-    assert styles["fgsm (after q90)"]["linestyle"] == "--" and styles["fgsm (uint8)"]["linestyle"] == "-"
+    assert (
+        styles["fgsm (after q90)"]["color"]
+        == styles["fgsm (uint8)"]["color"]
+        != styles["llcm (uint8)"]["color"]
+    )
+    assert (
+        styles["fgsm (after q90)"]["linestyle"] == "--"
+        and styles["fgsm (uint8)"]["linestyle"] == "-"
+    )

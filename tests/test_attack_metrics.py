@@ -39,7 +39,9 @@ class ColourShare(nn.Module):
 
 def flat(colours: list[tuple[int, int, int]], size: int = 8) -> np.ndarray:
     """(N, size, size, 3) uint8 images of constant colour."""
-    return np.stack([np.broadcast_to(np.array(c, np.uint8), (size, size, 3)) for c in colours]).copy()
+    return np.stack(
+        [np.broadcast_to(np.array(c, np.uint8), (size, size, 3)) for c in colours]
+    ).copy()
 
 
 def test_outcome_on_hand_scores() -> None:
@@ -66,8 +68,13 @@ def test_attack_metrics_per_class_and_layouts() -> None:
     assert (k["n"], k["error_rate"], k["confidence"]) == (2, 0.5, pytest.approx(0.7))
     assert k["unchanged"] == 0.5 and m["per_class"]["Halden_H20"]["error_rate"] == 1.0
     assert "Nimbus_N300" not in m["per_class"]
-    nchw = attack_metrics(det, torch.from_numpy(clean).permute(0, 3, 1, 2), labels,
-                          torch.from_numpy(adv).permute(0, 3, 1, 2), target=[0, 0, 2])
+    nchw = attack_metrics(
+        det,
+        torch.from_numpy(clean).permute(0, 3, 1, 2),
+        labels,
+        torch.from_numpy(adv).permute(0, 3, 1, 2),
+        target=[0, 0, 2],
+    )
     assert nchw == m
     with_jpeg = attack_metrics(det, clean, labels, adv, jpeg_adv=clean)
     assert with_jpeg["jpeg"]["overall"]["error_rate"] == 0.0

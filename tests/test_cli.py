@@ -26,11 +26,28 @@ def ok(*args: str) -> str:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli")
     data = root / "sim"
-    ok("simulate", "--preset", "tiny", "--out", data, "--shots", "8", "--size", "192", "256", "--quiet")
+    ok(
+        "simulate",
+        "--preset",
+        "tiny",
+        "--out",
+        data,
+        "--shots",
+        "8",
+        "--size",
+        "192",
+        "256",
+        "--quiet",
+    )
     ok("split", data / "manifest.csv", "--eval-scene-frac", "0.25", "--val-scene-frac", "0.25")
     ok("patches", data / "manifest.csv", "--out", root / "patches", "--quiet")
     ok("train", root / "patches", "--out", root / "train", "--epochs", "1", "--quiet")
-    return {"root": root, "data": data, "store": root / "patches", "ckpt": root / "train" / "detector.safetensors"}
+    return {
+        "root": root,
+        "data": data,
+        "store": root / "patches",
+        "ckpt": root / "train" / "detector.safetensors",
+    }
 
 
 def test_pipeline_writes_a_checkpoint_with_a_card(pipeline: dict[str, Path]) -> None:
@@ -42,7 +59,17 @@ def test_pipeline_writes_a_checkpoint_with_a_card(pipeline: dict[str, Path]) -> 
 
 def test_identify_json_and_attribution_map(pipeline: dict[str, Path]) -> None:
     image = min((pipeline["data"] / "images").glob("*.JPG"))
-    out = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json", "--map", pipeline["root"] / "map.png"))
+    out = json.loads(
+        ok(
+            "identify",
+            image,
+            "--detector",
+            pipeline["ckpt"],
+            "--json",
+            "--map",
+            pipeline["root"] / "map.png",
+        )
+    )
     card = json.loads(ok("info", pipeline["ckpt"]))
     assert out[0]["model"] in card["classes"]
     assert out[0]["patches"] == 12  # a 192x256 image has 3x4 grid blocks, fewer than K=32
@@ -57,38 +84,110 @@ def photo_and_other_model(pipeline: dict[str, Path]) -> tuple[Path, str]:
     """A simulated photo and a camera model the detector does not give it: an attack target."""
     image = min((pipeline["data"] / "images").glob("*.JPG"))
     before = json.loads(ok("identify", image, "--detector", pipeline["ckpt"], "--json"))[0]
-    return image, next(m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"])
+    return image, next(
+        m for m in json.loads(ok("info", pipeline["ckpt"]))["classes"] if m != before["model"]
+    )
 
 
-def test_attack_writes_an_image_that_identify_reads_as_the_target(pipeline: dict[str, Path]) -> None:
+def test_attack_writes_an_image_that_identify_reads_as_the_target(
+    pipeline: dict[str, Path],
+) -> None:
     image, target = photo_and_other_model(pipeline)
     out = pipeline["root"] / "spoofed.png"
-    result = json.loads(ok("attack", image, "--detector", pipeline["ckpt"], "--target", target, "--eps", "8",
-                           "--steps", "20", "--out", out, "--json", "--quiet"))
+    result = json.loads(
+        ok(
+            "attack",
+            image,
+            "--detector",
+            pipeline["ckpt"],
+            "--target",
+            target,
+            "--eps",
+            "8",
+            "--steps",
+            "20",
+            "--out",
+            out,
+            "--json",
+            "--quiet",
+        )
+    )
     assert result["success"] and result["after"]["model"] == target and result["linf"] <= 8
     again = json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]
     assert again["model"] == target
-    bad = runner.invoke(app, ["attack", str(image), "--detector", str(pipeline["ckpt"]), "--target", "Nokia_3310",
-                              "--out", str(pipeline["root"] / "x.png")])
+    bad = runner.invoke(
+        app,
+        [
+            "attack",
+            str(image),
+            "--detector",
+            str(pipeline["ckpt"]),
+            "--target",
+            "Nokia_3310",
+            "--out",
+            str(pipeline["root"] / "x.png"),
+        ],
+    )
     assert bad.exit_code != 0 and not (pipeline["root"] / "x.png").exists()
 
 
 def test_attack_through_jpeg_writes_a_jpeg_that_keeps_the_target(pipeline: dict[str, Path]) -> None:
     image, target = photo_and_other_model(pipeline)
     out = pipeline["root"] / "spoofed.jpg"
-    result = json.loads(ok("attack", image, "--detector", pipeline["ckpt"], "--target", target, "--eps", "8",
-                           "--steps", "20", "--jpeg-quality", "90", "--through-jpeg", "--out", out, "--json",
-                           "--quiet"))
-    assert result["success"] and json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]["model"] == target
-    png = runner.invoke(app, ["attack", str(image), "--detector", str(pipeline["ckpt"]), "--through-jpeg",
-                              "--out", str(pipeline["root"] / "y.png")])
+    result = json.loads(
+        ok(
+            "attack",
+            image,
+            "--detector",
+            pipeline["ckpt"],
+            "--target",
+            target,
+            "--eps",
+            "8",
+            "--steps",
+            "20",
+            "--jpeg-quality",
+            "90",
+            "--through-jpeg",
+            "--out",
+            out,
+            "--json",
+            "--quiet",
+        )
+    )
+    assert (
+        result["success"]
+        and json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]["model"]
+        == target
+    )
+    png = runner.invoke(
+        app,
+        [
+            "attack",
+            str(image),
+            "--detector",
+            str(pipeline["ckpt"]),
+            "--through-jpeg",
+            "--out",
+            str(pipeline["root"] / "y.png"),
+        ],
+    )
     assert png.exit_code != 0 and "needs a JPEG output" in f"{png.output}{png.exception}"
     assert not (pipeline["root"] / "y.png").exists()
 
 
 def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:
-    ok("evaluate", "--detector", pipeline["ckpt"], "--store", pipeline["store"], "--name", "ev",
-       "--runs-dir", pipeline["root"] / "runs")
+    ok(
+        "evaluate",
+        "--detector",
+        pipeline["ckpt"],
+        "--store",
+        pipeline["store"],
+        "--name",
+        "ev",
+        "--runs-dir",
+        pipeline["root"] / "runs",
+    )
     run = pipeline["root"] / "runs" / "ev"
     metrics = json.loads((run / "metrics.json").read_text())
     result = next(iter(metrics["detectors"].values()))
@@ -100,10 +199,13 @@ def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:
 
 def test_run_config_records_what_it_ran(tmp_path: Path) -> None:
     config = {
-        "name": "tiny", "seed": 3, "workdir": str(tmp_path / "work"),
+        "name": "tiny",
+        "seed": 3,
+        "workdir": str(tmp_path / "work"),
         "data": {"source": "simulate", "preset": "tiny", "shots": 8, "size": [192, 256]},
         "split": {"protocol": "bondi", "eval_scene_frac": 0.25, "val_scene_frac": 0.25},
-        "train": {"epochs": 1}, "svm": {"Cs": [0.1]},
+        "train": {"epochs": 1},
+        "svm": {"Cs": [0.1]},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -116,24 +218,36 @@ def test_run_config_records_what_it_ran(tmp_path: Path) -> None:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "camtrace.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "camtrace.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def test_user_errors_are_one_line_without_traceback(pipeline: dict[str, Path], tmp_path: Path) -> None:
+def test_user_errors_are_one_line_without_traceback(
+    pipeline: dict[str, Path], tmp_path: Path
+) -> None:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cases = [
         (("identify", tmp_path / "missing.jpg", "--detector", pipeline["ckpt"]), "missing.jpg"),
         (("identify", corrupt, "--detector", pipeline["ckpt"]), "corrupt.jpg"),
         (("identify", corrupt, "--detector", corrupt), "corrupt.jpg"),
-        (("train", pipeline["store"], "--arch", "resnet9000", "--out", tmp_path / "t"), "resnet9000"),
+        (
+            ("train", pipeline["store"], "--arch", "resnet9000", "--out", tmp_path / "t"),
+            "resnet9000",
+        ),
     ]
     for args, named in cases:
         result = cli(*args)
         assert result.returncode == 2, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0], result.stderr
+        assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0], (
+            result.stderr
+        )
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "t").exists()
 

@@ -17,9 +17,18 @@ CONFIG = {"lr": 0.015, "weight_decay": 1e-4, "precision": "fp32", "device": "cpu
 
 def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     try:
-        train(model(), toy_patches(), toy_patches(seed=1), TrainConfig(batch_size=16, **CONFIG), out, progress=False)
+        train(
+            model(),
+            toy_patches(),
+            toy_patches(seed=1),
+            TrainConfig(batch_size=16, **CONFIG),
+            out,
+            progress=False,
+        )
     finally:
         dist.destroy_process_group()
 
@@ -27,8 +36,14 @@ def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
 def test_ddp_two_processes_matches_single_process_global_batch(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp")), nprocs=2, join=True)
     single = model()
-    train(single, toy_patches(), toy_patches(seed=1), TrainConfig(batch_size=32, **CONFIG), tmp_path / "one",
-          progress=False)
+    train(
+        single,
+        toy_patches(),
+        toy_patches(seed=1),
+        TrainConfig(batch_size=32, **CONFIG),
+        tmp_path / "one",
+        progress=False,
+    )
     ddp = load_detector(tmp_path / "ddp" / "best.safetensors")
     one = load_detector(tmp_path / "one" / "best.safetensors")
     assert ddp.card["best_epoch"] == one.card["best_epoch"]

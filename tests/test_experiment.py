@@ -16,8 +16,14 @@ def test_builtin_configs_load() -> None:
 
 def test_zoo_detectors_use_their_native_patches() -> None:
     specs = {s["arch"]: s["patches"]["protocol"] for s in detector_specs(load_config("zoo"))}
-    assert specs == {"bondi2017": "bondi", "densenet40": "guera", "mislnet": "gan", "tuama2016": "gan",
-                     "xception": "gan", "inceptionv3": "gan"}
+    assert specs == {
+        "bondi2017": "bondi",
+        "densenet40": "guera",
+        "mislnet": "gan",
+        "tuama2016": "gan",
+        "xception": "gan",
+        "inceptionv3": "gan",
+    }
     assert detector_specs({}) == [{"arch": "bondi2017", "patches": {"protocol": "bondi"}}]
 
 

@@ -95,19 +95,24 @@ def test_ijg_tables_at_quality_50_are_annex_k() -> None:
 
 
 def test_deterministic_across_runs_and_worker_counts(tiny: Manifest, tmp_path: Path) -> None:
-    again = simulate("tiny", tmp_path / "a", shots=SHOTS, size=SIZE, seed=3, workers=2,
-                     progress=False)
+    again = simulate(
+        "tiny", tmp_path / "a", shots=SHOTS, size=SIZE, seed=3, workers=2, progress=False
+    )
     assert _bytes(again) == _bytes(tiny)
-    other = simulate("tiny", tmp_path / "b", shots=SHOTS, size=SIZE, seed=4, workers=1,
-                     progress=False)
+    other = simulate(
+        "tiny", tmp_path / "b", shots=SHOTS, size=SIZE, seed=4, workers=1, progress=False
+    )
     assert _bytes(other).keys() == _bytes(tiny).keys()
     assert all(a != b for a, b in zip(_bytes(other).values(), _bytes(tiny).values()))
 
 
 def test_devices_differ_on_the_same_shot(tiny: Manifest) -> None:
     """Instances of a model see the same scene but differ in framing, noise and PRNU."""
-    pixels = {(r.model, r.instance): np.asarray(Image.open(tiny.abspath(r)), np.float32)
-              for r in tiny if r.shot == "0000"}
+    pixels = {
+        (r.model, r.instance): np.asarray(Image.open(tiny.abspath(r)), np.float32)
+        for r in tiny
+        if r.shot == "0000"
+    }
     a, b = pixels["Halden_H20", "0"], pixels["Halden_H20", "1"]
     assert np.abs(a - b).mean() > 1.0
 
@@ -129,7 +134,8 @@ def test_finished_run_is_reused_and_changed_run_redone(tmp_path: Path) -> None:
     assert stamp == {r.path: second.abspath(r).stat().st_mtime_ns for r in second}
     fewer = simulate("tiny", out, shots=1, size=SIZE, workers=1, progress=False)
     assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
-        Path(r.path).name for r in fewer)
+        Path(r.path).name for r in fewer
+    )
     assert '"shots": 1' in (out / CONFIG_NAME).read_text()
 
 
@@ -203,10 +209,14 @@ def test_spread_zero_keeps_only_discrete_differences(tmp_path: Path) -> None:
     path = _write_preset(tmp_path, "spread: 1.0", "spread: 0.0")
     models = load_preset(path).models
     assert {(m.optics.blur, m.sensor, m.isp) for m in models} == {
-        (0.7, models[0].sensor, models[0].isp)}
+        (0.7, models[0].sensor, models[0].isp)
+    }
     assert [m.jpeg.quality for m in models] == [90, 95, 97]
     assert [(m.cfa, m.optics.psf) for m in models] == [
-        ("RGGB", "gaussian"), ("GRBG", "gaussian"), ("BGGR", "disk")]
+        ("RGGB", "gaussian"),
+        ("GRBG", "gaussian"),
+        ("BGGR", "disk"),
+    ]
     assert models[1].jpeg.luma_tweaks == ((8, 2), (63, -3))
 
 

@@ -38,7 +38,9 @@ def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
     net = model()
     data = toy_patches()
     net.fit_preprocessing(data.patches)
-    result = train(net, data, toy_patches(seed=1), TrainConfig(epochs=6, **CONFIG), tmp_path, progress=False)
+    result = train(
+        net, data, toy_patches(seed=1), TrainConfig(epochs=6, **CONFIG), tmp_path, progress=False
+    )
     assert len(result.history) == 6
     best = min(result.history, key=lambda h: h["val_loss"])
     assert result.best_epoch == best["epoch"]
@@ -56,7 +58,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None
     killed = model()
     train(killed, data, val, TrainConfig(epochs=1, **CONFIG), tmp_path / "b", progress=False)
     resumed = model()  # a fresh process: nothing but the files survives
-    result = train(resumed, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "b", progress=False)
+    result = train(
+        resumed, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "b", progress=False
+    )
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)

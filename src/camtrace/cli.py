@@ -28,7 +28,9 @@ Progress = Annotated[bool, typer.Option("--progress/--quiet", help="Show progres
 @app.command()
 def quickstart(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
-    workdir: Annotated[Path, typer.Option(help="Cache for simulated data and patch stores.")] = Path("data"),
+    workdir: Annotated[
+        Path, typer.Option(help="Cache for simulated data and patch stores.")
+    ] = Path("data"),
     progress: Progress = True,
 ) -> None:
     """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images, report."""
@@ -36,7 +38,9 @@ def quickstart(
 
     config = load_config("quickstart")
     config["workdir"] = str(workdir)
-    _report_run(run_experiment(config, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir)
+    _report_run(
+        run_experiment(config, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir
+    )
 
 
 @app.command()
@@ -52,7 +56,9 @@ def run(
     cfg = load_config(config)
     if seed is not None:
         cfg["seed"] = seed
-    _report_run(run_experiment(cfg, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir)
+    _report_run(
+        run_experiment(cfg, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir
+    )
 
 
 def _report_run(metrics: dict, runs_dir: Path) -> None:
@@ -70,23 +76,37 @@ def _report_run(metrics: dict, runs_dir: Path) -> None:
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Option(help="Output folder (images/ and manifest.csv).")] = Path("data/simcam"),
+    out: Annotated[Path, typer.Option(help="Output folder (images/ and manifest.csv).")] = Path(
+        "data/simcam"
+    ),
     preset: Annotated[str, typer.Option(help="Preset name or YAML file.")] = "default",
     shots: Annotated[int, typer.Option(help="Scenes shot by every device.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
     size: Annotated[tuple[int, int], typer.Option(help="Image height and width.")] = (384, 512),
-    scenes: Annotated[Path | None, typer.Option(help="Folder of photos to use as scenes too.")] = None,
+    scenes: Annotated[
+        Path | None, typer.Option(help="Folder of photos to use as scenes too.")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
     progress: Progress = True,
 ) -> None:
     """Shoot a simulated camera dataset (SimCam): real JPEGs with EXIF and a manifest."""
     from camtrace.data.simcam import simulate as _simulate
 
-    manifest = _simulate(preset, out, shots=shots, seed=seed, size=size, scenes_dir=scenes,
-                         workers=workers, progress=progress)
+    manifest = _simulate(
+        preset,
+        out,
+        shots=shots,
+        seed=seed,
+        size=size,
+        scenes_dir=scenes,
+        workers=workers,
+        progress=progress,
+    )
     devices = len({r.device for r in manifest})
-    console.print(f"{len(manifest)} images from {len(manifest.models)} models / {devices} devices "
-                  f"-> {Path(out) / 'manifest.csv'}")
+    console.print(
+        f"{len(manifest)} images from {len(manifest.models)} models / {devices} devices "
+        f"-> {Path(out) / 'manifest.csv'}"
+    )
 
 
 @app.command()
@@ -95,27 +115,41 @@ def index(
     layout: Annotated[str, typer.Option(help="dresden, vision, kaggle2018, folders or exif.")],
     out: Annotated[Path, typer.Option(help="Manifest file to write.")] = Path("manifest.csv"),
     scenes_csv: Annotated[Path | None, typer.Option(help="CSV with columns file,scene.")] = None,
-    multi_instance_only: Annotated[bool, typer.Option(help="Keep models with >1 device (Bondi).")] = False,
+    multi_instance_only: Annotated[
+        bool, typer.Option(help="Keep models with >1 device (Bondi).")
+    ] = False,
 ) -> None:
     """Index a real dataset (Dresden, VISION, Kaggle 2018, folders, EXIF) into a manifest."""
     from camtrace.data.layouts import index_dataset
 
-    manifest = index_dataset(root, layout, scenes_csv=scenes_csv, multi_instance_only=multi_instance_only)
+    manifest = index_dataset(
+        root, layout, scenes_csv=scenes_csv, multi_instance_only=multi_instance_only
+    )
     manifest.root = root
     path = manifest.save(out)
     skipped = len(getattr(manifest, "skipped", ()))
-    console.print(f"{len(manifest)} images, {len(manifest.models)} models, {skipped} skipped -> {path}")
+    console.print(
+        f"{len(manifest)} images, {len(manifest.models)} models, {skipped} skipped -> {path}"
+    )
 
 
 @app.command()
 def split(
     manifest: Annotated[Path, typer.Argument(help="Manifest to split.")],
-    protocol: Annotated[str, typer.Option(help="bondi (scene/device-disjoint) or random.")] = "bondi",
+    protocol: Annotated[
+        str, typer.Option(help="bondi (scene/device-disjoint) or random.")
+    ] = "bondi",
     out: Annotated[Path | None, typer.Option(help="Output manifest (default: overwrite).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    eval_scene_frac: Annotated[float, typer.Option(help="bondi: fraction of scenes for evaluation.")] = 0.15,
-    val_scene_frac: Annotated[float, typer.Option(help="bondi: fraction of scenes for validation.")] = 0.15,
-    eval_instance: Annotated[str | None, typer.Option(help="bondi: instance held out for evaluation.")] = None,
+    eval_scene_frac: Annotated[
+        float, typer.Option(help="bondi: fraction of scenes for evaluation.")
+    ] = 0.15,
+    val_scene_frac: Annotated[
+        float, typer.Option(help="bondi: fraction of scenes for validation.")
+    ] = 0.15,
+    eval_instance: Annotated[
+        str | None, typer.Option(help="bondi: instance held out for evaluation.")
+    ] = None,
 ) -> None:
     """Assign train/val/eval splits and refuse any scene, image or device leak."""
     from camtrace.data.manifest import Manifest
@@ -124,7 +158,11 @@ def split(
 
     spec: dict = {"protocol": protocol}
     if protocol == "bondi":
-        spec.update(eval_scene_frac=eval_scene_frac, val_scene_frac=val_scene_frac, eval_instance=eval_instance)
+        spec.update(
+            eval_scene_frac=eval_scene_frac,
+            val_scene_frac=val_scene_frac,
+            eval_instance=eval_instance,
+        )
     result = split_manifest(Manifest.load(manifest), spec, seed)
     path = result.save(out or manifest)
     summary = split_summary(result)
@@ -139,7 +177,9 @@ def split(
 def patches(
     manifest: Annotated[Path, typer.Argument(help="Split manifest.")],
     out: Annotated[Path, typer.Option(help="Patch store folder.")] = Path("data/patches"),
-    protocol: Annotated[str, typer.Option(help="bondi (64, top-32), guera (32, 500 random), gan (256).")] = "bondi",
+    protocol: Annotated[
+        str, typer.Option(help="bondi (64, top-32), guera (32, 500 random), gan (256).")
+    ] = "bondi",
     size: Annotated[int | None, typer.Option(help="Override the patch size.")] = None,
     count: Annotated[int | None, typer.Option(help="Override patches per image.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -151,26 +191,40 @@ def patches(
     from camtrace.data.patch_store import build_patch_store
     from camtrace.data.patches import get_protocol
 
-    store = build_patch_store(Manifest.load(manifest), out, get_protocol(protocol, size=size, count=count),
-                              seed=seed, workers=workers, progress=progress)
+    store = build_patch_store(
+        Manifest.load(manifest),
+        out,
+        get_protocol(protocol, size=size, count=count),
+        seed=seed,
+        workers=workers,
+        progress=progress,
+    )
     skipped = len(store.summary.get("skipped", []))
-    console.print(f"{len(store)} patches of {store.patch_size}x{store.patch_size} from "
-                  f"{len(store.meta.images['model'])} images ({skipped} skipped) -> {store.path}")
+    console.print(
+        f"{len(store)} patches of {store.patch_size}x{store.patch_size} from "
+        f"{len(store.meta.images['model'])} images ({skipped} skipped) -> {store.path}"
+    )
 
 
 @app.command()
 def train(
     store: Annotated[Path, typer.Argument(help="Patch store (from 'camtrace patches').")],
     arch: Annotated[str, typer.Option(help="Detector architecture.")] = "bondi2017",
-    out: Annotated[Path, typer.Option(help="Training folder (state, best, detector).")] = Path("runs/train"),
+    out: Annotated[Path, typer.Option(help="Training folder (state, best, detector).")] = Path(
+        "runs/train"
+    ),
     epochs: Annotated[int, typer.Option(help="Epochs (Bondi: best val loss within 50).")] = 50,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 0.015,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    svm: Annotated[bool | None, typer.Option("--svm/--no-svm", help="Fit OvO SVMs (default: Bondi).")] = None,
-    features_from: Annotated[Path | None, typer.Option(help="Frozen CNN: fit SVMs only on new models.")] = None,
+    svm: Annotated[
+        bool | None, typer.Option("--svm/--no-svm", help="Fit OvO SVMs (default: Bondi).")
+    ] = None,
+    features_from: Annotated[
+        Path | None, typer.Option(help="Frozen CNN: fit SVMs only on new models.")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last saved epoch.")] = True,
     progress: Progress = True,
 ) -> None:
@@ -185,13 +239,21 @@ def train(
     if features_from is not None:
         from camtrace.models import load_detector
 
-        path = refit_svm_for_new_models(load_detector(features_from), patch_store, out / "detector.safetensors", seed=seed)
+        path = refit_svm_for_new_models(
+            load_detector(features_from), patch_store, out / "detector.safetensors", seed=seed
+        )
         console.print(f"SVMs fitted on frozen features of {features_from} -> {path}")
         return
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, device=device)
-    trained = train_detector(patch_store, arch, out, config, svm=svm, resume=resume, progress=progress)
-    console.print(f"best epoch {trained.result.best_epoch} (val loss {trained.result.best_val_loss:.4f}), "
-                  f"{trained.result.patches_per_second:.0f} patches/s -> {trained.checkpoint}")
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, device=device
+    )
+    trained = train_detector(
+        patch_store, arch, out, config, svm=svm, resume=resume, progress=progress
+    )
+    console.print(
+        f"best epoch {trained.result.best_epoch} (val loss {trained.result.best_val_loss:.4f}), "
+        f"{trained.result.patches_per_second:.0f} patches/s -> {trained.checkpoint}"
+    )
 
 
 @app.command()
@@ -200,7 +262,9 @@ def identify(
     detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors).")],
     k: Annotated[int | None, typer.Option(help="Voting patches (default: the detector's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    map_out: Annotated[Path | None, typer.Option("--map", help="Write the per-block attribution map PNG.")] = None,
+    map_out: Annotated[
+        Path | None, typer.Option("--map", help="Write the per-block attribution map PNG.")
+    ] = None,
 ) -> None:
     """Which camera model shot each image: majority vote over patches, with per-model shares."""
     from camtrace.data.images import load_rgb
@@ -215,7 +279,11 @@ def identify(
         result.path = str(path)
         results.append(result)
         if map_out is not None:
-            target = map_out if len(images) == 1 else map_out.with_name(f"{map_out.stem}_{path.stem}.png")
+            target = (
+                map_out
+                if len(images) == 1
+                else map_out.with_name(f"{map_out.stem}_{path.stem}.png")
+            )
             _write_map(det, rgb, target, path.name)
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -233,15 +301,24 @@ def _write_map(det, rgb, target: Path, title: str) -> None:
     from camtrace.models.inference import block_map
 
     labels, positions, conf = block_map(det, rgb)
-    fig = attribution_map_figure(rgb, labels, positions, det.patch_size, det.classes, conf,
-                                 title=f"{title}: camera model per {det.patch_size}x{det.patch_size} block")
+    fig = attribution_map_figure(
+        rgb,
+        labels,
+        positions,
+        det.patch_size,
+        det.classes,
+        conf,
+        title=f"{title}: camera model per {det.patch_size}x{det.patch_size} block",
+    )
     save_figure(fig, target)
     err.print(f"attribution map -> {target}")
 
 
 @app.command()
 def evaluate(
-    detector: Annotated[list[Path], typer.Option(help="Detector checkpoint(s); repeat to compare.")],
+    detector: Annotated[
+        list[Path], typer.Option(help="Detector checkpoint(s); repeat to compare.")
+    ],
     store: Annotated[Path, typer.Option(help="Patch store with an evaluation split.")],
     split_name: Annotated[str, typer.Option("--split", help="Split to evaluate on.")] = "eval",
     name: Annotated[str, typer.Option(help="Run name: writes runs/NAME/.")] = "evaluate",
@@ -251,7 +328,9 @@ def evaluate(
     from camtrace.data.patch_store import PatchStore
     from camtrace.evaluation.evaluate import evaluate_detectors
 
-    path, rows = evaluate_detectors(detector, PatchStore.open(store), Path(runs_dir) / name, split=split_name)
+    path, rows = evaluate_detectors(
+        detector, PatchStore.open(store), Path(runs_dir) / name, split=split_name
+    )
     table = Table(*rows[0].keys())
     for row in rows:
         table.add_row(*map(str, row.values()))
@@ -264,16 +343,39 @@ def attack(
     image: Annotated[Path, typer.Argument(help="Image to spoof.")],
     detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors) to fool.")],
     out: Annotated[Path, typer.Option(help="Output image: .png (lossless) or .jpg.")],
-    method: Annotated[str, typer.Option(help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm or jsma.")] = "pgd",
-    target: Annotated[str | None, typer.Option(help="Camera model to spoof (default: untargeted).")] = None,
-    eps: Annotated[float | None, typer.Option(help="Budget: 0-255 pixel units (>= 1), or < 1 on the [0, 1] scale.")] = None,
+    method: Annotated[
+        str, typer.Option(help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm or jsma.")
+    ] = "pgd",
+    target: Annotated[
+        str | None, typer.Option(help="Camera model to spoof (default: untargeted).")
+    ] = None,
+    eps: Annotated[
+        float | None,
+        typer.Option(help="Budget: 0-255 pixel units (>= 1), or < 1 on the [0, 1] scale."),
+    ] = None,
     alpha: Annotated[float | None, typer.Option(help="Step size, same units as --eps.")] = None,
     steps: Annotated[int | None, typer.Option(help="Iterations (iterative attacks).")] = None,
-    jpeg_quality: Annotated[int | None, typer.Option(help="Write a JPEG of this quality (with a .jpg --out).")] = None,
-    jpeg_like: Annotated[Path | None, typer.Option(help="Write a JPEG with this photo's quantisation tables (e.g. the target camera's).")] = None,
-    through_jpeg: Annotated[bool, typer.Option(help="Gradient attacks: take the gradient through a differentiable copy of the output JPEG too, so the perturbation survives it.")] = False,
-    rounds: Annotated[int, typer.Option(help="Re-identify and re-attack failing patches up to this many rounds.")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the random starts (PGD): same seed, same output.")] = 0,
+    jpeg_quality: Annotated[
+        int | None, typer.Option(help="Write a JPEG of this quality (with a .jpg --out).")
+    ] = None,
+    jpeg_like: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a JPEG with this photo's quantisation tables (e.g. the target camera's)."
+        ),
+    ] = None,
+    through_jpeg: Annotated[
+        bool,
+        typer.Option(
+            help="Gradient attacks: take the gradient through a differentiable copy of the output JPEG too, so the perturbation survives it."
+        ),
+    ] = False,
+    rounds: Annotated[
+        int, typer.Option(help="Re-identify and re-attack failing patches up to this many rounds.")
+    ] = 3,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random starts (PGD): same seed, same output.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     progress: Progress = True,
 ) -> None:
@@ -301,17 +403,29 @@ def attack(
         params["through_jpeg"] = True
     det = load_detector(detector)
     torch.manual_seed(seed)
-    result = attack_file(det, image, out, make_attack(method, progress=progress, **params), target,
-                         jpeg=jpeg, rounds=rounds, progress=progress)
+    result = attack_file(
+        det,
+        image,
+        out,
+        make_attack(method, progress=progress, **params),
+        target,
+        jpeg=jpeg,
+        rounds=rounds,
+        progress=progress,
+    )
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
     goal = f"target {result.target}" if result.target else f"leave {result.before.model}"
-    console.print(f"{image}: {result.before.model} ({result.before.vote_share:.0%} of votes) -> {out} read back: "
-                  f"{result.after.model} ({result.after.vote_share:.0%}); {goal}: "
-                  f"{'[green]reached[/]' if result.success else '[red]NOT reached[/]'}")
-    console.print(f"{method}: {result.attacked} patches attacked in {result.rounds} round(s), "
-                  f"PSNR {result.psnr:.1f} dB, Linf {result.linf}")
+    console.print(
+        f"{image}: {result.before.model} ({result.before.vote_share:.0%} of votes) -> {out} read back: "
+        f"{result.after.model} ({result.after.vote_share:.0%}); {goal}: "
+        f"{'[green]reached[/]' if result.success else '[red]NOT reached[/]'}"
+    )
+    console.print(
+        f"{method}: {result.attacked} patches attacked in {result.rounds} round(s), "
+        f"PSNR {result.psnr:.1f} dB, Linf {result.linf}"
+    )
     if not result.success:
         raise typer.Exit(1)
 
@@ -335,7 +449,9 @@ def main() -> None:
         err.print("interrupted; completed outputs are kept, partial ones were not written")
         sys.exit(130)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        err.print(f"[red]error:[/] {e.filename or ''}: {e.strerror}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]error:[/] {e.filename or ''}: {e.strerror}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
 
 

@@ -293,8 +293,12 @@ def _write_store(
             f"(first: {skipped[0]['reason']})"
         )
     if len(skipped) > MAX_WARNINGS:
-        warnings.warn(f"... and {len(skipped) - MAX_WARNINGS} more images skipped "
-                      f"(all listed in {STORE_JSON})", SkippedImageWarning, stacklevel=2)
+        warnings.warn(
+            f"... and {len(skipped) - MAX_WARNINGS} more images skipped "
+            f"(all listed in {STORE_JSON})",
+            SkippedImageWarning,
+            stacklevel=2,
+        )
     shards = writer.close()
     meta = _meta_columns(records, manifest.models, used)
     np.savez(folder / META_NPZ, **meta)

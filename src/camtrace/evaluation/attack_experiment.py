@@ -130,8 +130,10 @@ def _check_keys(section: Any, known: Sequence[str], what: str) -> dict[str, Any]
 def _parse_jpeg(value: Any) -> tuple[JpegItem, ...]:
     items = tuple(value) if isinstance(value, list) else (value,)
     for item in items:
-        ok = item is None or item == "camera" or (
-            isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= 100
+        ok = (
+            item is None
+            or item == "camera"
+            or (isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= 100)
         )
         if not ok:
             _fail(f"jpeg item {item!r}: use null (as is), a quality 1-100 or 'camera'")
@@ -150,10 +152,15 @@ def _parse_run(raw: Any, archs: list[str], what: str) -> RunSpec:
     eps = tuple(float(e) for e in eps)
     units = raw.get("units", "auto")
     if units not in UNITS:
-        _fail(f"{what}: units={units!r}: use auto (<= 1 is the [0, 1] scale), pixel (0-255) or unit ([0, 1])")
+        _fail(
+            f"{what}: units={units!r}: use auto (<= 1 is the [0, 1] scale), pixel (0-255) or unit ([0, 1])"
+        )
     targets = raw.get("targets")
-    if not (targets is None or targets == "all" or
-            (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
+    if not (
+        targets is None
+        or targets == "all"
+        or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
         _fail(f"{what}: targets {targets!r} must be null, 'all' or a list of camera model names")
     if method == "llcm" and targets is not None:
         _fail(f"{what}: llcm picks the least-likely class itself; drop targets or use fgsm")
@@ -161,8 +168,10 @@ def _parse_run(raw: Any, archs: list[str], what: str) -> RunSpec:
     if not isinstance(params, dict):
         _fail(f"{what}: params must be a mapping of the attack's keyword arguments")
     if params.get("jpeg") == "camera" and (targets is None or what == "transfer"):
-        _fail(f"{what}: params jpeg 'camera' means the target camera's tables: it needs targets, one "
-              "per setting (not in a transfer); use a quality there")
+        _fail(
+            f"{what}: params jpeg 'camera' means the target camera's tables: it needs targets, one "
+            "per setting (not in a transfer); use a quality there"
+        )
     detectors = raw.get("detectors")
     if detectors is not None:
         if not isinstance(detectors, list):
@@ -170,9 +179,15 @@ def _parse_run(raw: Any, archs: list[str], what: str) -> RunSpec:
         unknown = sorted(set(detectors) - set(archs))
         if unknown:
             _fail(f"{what}: detectors {unknown} are not trained here; trained: {', '.join(archs)}")
-    spec = RunSpec(method, eps, units, tuple(targets) if isinstance(targets, list) else targets, params,
-                   None if raw.get("patches") is None else _integer(raw["patches"], f"{what}.patches"),
-                   None if detectors is None else tuple(detectors))
+    spec = RunSpec(
+        method,
+        eps,
+        units,
+        tuple(targets) if isinstance(targets, list) else targets,
+        params,
+        None if raw.get("patches") is None else _integer(raw["patches"], f"{what}.patches"),
+        None if detectors is None else tuple(detectors),
+    )
     for e in spec.eps or (None,):
         _build_attack(spec, e, 1)  # unknown parameters or bad values fail before training
     return spec
@@ -184,7 +199,9 @@ def parse_attacks(section: Any, specs: list[dict[str, Any]]) -> AttackPlan | Non
         return None
     section = _check_keys(section, SECTION_KEYS, "the section")
     archs = [s["arch"] for s in specs]
-    runs = tuple(_parse_run(r, archs, f"runs[{i}]") for i, r in enumerate(section.get("runs") or []))
+    runs = tuple(
+        _parse_run(r, archs, f"runs[{i}]") for i, r in enumerate(section.get("runs") or [])
+    )
     transfer = section.get("transfer")
     if transfer is not None:
         transfer = _parse_run(transfer, archs, "transfer")
@@ -195,8 +212,11 @@ def parse_attacks(section: Any, specs: list[dict[str, Any]]) -> AttackPlan | Non
     if select not in SELECT:
         _fail(f"select={select!r}: use 'correct' (Güera) or 'all' (Zhao)")
     return AttackPlan(
-        runs=runs, transfer=transfer, split=str(section.get("split", "eval")),
-        patches=_integer(section.get("patches", 500), "patches"), select=select,
+        runs=runs,
+        transfer=transfer,
+        split=str(section.get("split", "eval")),
+        patches=_integer(section.get("patches", 500), "patches"),
+        select=select,
         jpeg=_parse_jpeg(section.get("jpeg")),
         batch_size=_integer(section.get("batch_size", 128), "batch_size"),
         examples=_integer(section.get("examples", 4), "examples", minimum=0),
@@ -215,7 +235,9 @@ def _check_transfer(spec: RunSpec, specs: list[dict[str, Any]]) -> None:
         sizes[s["arch"]] = get_protocol(p.get("protocol", "bondi"), size=p.get("size")).size
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{a}: {v}" for a, v in sizes.items())
-        _fail(f"transfer: detectors see different patch sizes ({listed}); give them one patches protocol/size")
+        _fail(
+            f"transfer: detectors see different patch sizes ({listed}); give them one patches protocol/size"
+        )
 
 
 def pixel_eps(eps: float, units: str = "auto") -> tuple[float, str]:
@@ -231,7 +253,9 @@ def pixel_eps(eps: float, units: str = "auto") -> tuple[float, str]:
     return eps * 255, f"{eps:g} read on the [0, 1] scale = {eps * 255:g} in 0-255 pixel units"
 
 
-def _build_attack(spec: RunSpec, eps: float | None, batch_size: int, camera: Jpeg | None = None) -> Any:
+def _build_attack(
+    spec: RunSpec, eps: float | None, batch_size: int, camera: Jpeg | None = None
+) -> Any:
     """The run's attack at ``eps``; ``params: {jpeg: camera}`` takes ``camera``, the target
     camera's own JPEG settings (quality 90 stands in for them while the config is validated)."""
     kwargs = {"batch_size": batch_size, **spec.params}
@@ -289,8 +313,9 @@ def _jpeg_name(item: JpegItem) -> str:
     return PLAIN if item is None else ("camera" if item == "camera" else f"q{item}")
 
 
-def judged(images: np.ndarray, item: JpegItem, models: np.ndarray, camera: CameraJpeg,
-           classes: list[str]) -> np.ndarray:
+def judged(
+    images: np.ndarray, item: JpegItem, models: np.ndarray, camera: CameraJpeg, classes: list[str]
+) -> np.ndarray:
     """``images`` as the detector is asked to judge them: as is, or JPEG re-compressed with
     one quality or with the tables of the camera model ``models[i]`` of each image."""
     if item is None:
@@ -359,31 +384,45 @@ def _target_indices(targets: str | tuple[str, ...] | None, classes: list[str]) -
         return list(range(len(classes)))
     unknown = sorted(set(targets) - set(classes))
     if unknown:
-        raise CamtraceError(f"attacks: targets {unknown} are not classes of the detector: {', '.join(classes)}")
+        raise CamtraceError(
+            f"attacks: targets {unknown} are not classes of the detector: {', '.join(classes)}"
+        )
     return [classes.index(t) for t in targets]
 
 
-def _attack_setting(spec: RunSpec, eps: float | None, target: int | None, det: Detector,
-                    pool: Pool, ctx: _Context) -> tuple[dict[str, Any], tuple[np.ndarray, ...] | None]:
+def _attack_setting(
+    spec: RunSpec, eps: float | None, target: int | None, det: Detector, pool: Pool, ctx: _Context
+) -> tuple[dict[str, Any], tuple[np.ndarray, ...] | None]:
     """Attack one setting (eps, target) of a run; its metrics row and (clean, adv) patches."""
     keep = np.ones(len(pool.labels), bool) if target is None else pool.labels != target
     x, y = pool.images[keep][: spec.patches], pool.labels[keep][: spec.patches]
-    row: dict[str, Any] = {"eps": eps, "eps_pixels": None if eps is None else pixel_eps(eps, spec.units)[0],
-                           "target": None if target is None else det.classes[target], "n": len(x)}
+    row: dict[str, Any] = {
+        "eps": eps,
+        "eps_pixels": None if eps is None else pixel_eps(eps, spec.units)[0],
+        "target": None if target is None else det.classes[target],
+        "n": len(x),
+    }
     if len(x) == 0:
         ctx.log(f"  {spec.method}: no patch to attack for target {row['target']} (skipped)")
         return row, None
     torch.manual_seed(ctx.seed)
     camera = ctx.camera(det.classes[target]) if spec.params.get("jpeg") == "camera" else None
-    adv, info = _build_attack(spec, eps, ctx.plan.batch_size, camera)(det, x, target=target, labels=y)
+    adv, info = _build_attack(spec, eps, ctx.plan.batch_size, camera)(
+        det, x, target=target, labels=y
+    )
     row.update(attack_metrics(det, x, y, adv, target=target, batch_size=ctx.plan.batch_size))
     row["attack"] = info.summary()
     t = None if target is None else np.full(len(y), target)
     models = y if target is None else t
     row["jpeg"] = {
         _jpeg_name(item): outcome_metrics(
-            softmax_scores(det, judged(adv, item, models, ctx.camera, det.classes)), y, det.classes, t)
-        for item in ctx.plan.jpeg if item is not None
+            softmax_scores(det, judged(adv, item, models, ctx.camera, det.classes)),
+            y,
+            det.classes,
+            t,
+        )
+        for item in ctx.plan.jpeg
+        if item is not None
     }
     return row, (x, adv)
 
@@ -394,13 +433,22 @@ def _describe(row: dict[str, Any], targeted: bool) -> str:
     where += [] if row["target"] is None else [f"-> {row['target']}"]
     rate = f"SAR {percent(o['sar'])}, " if targeted else ""
     psnr = "unchanged" if o["psnr"] is None else f"PSNR {o['psnr']:.1f} dB"
-    return (f"{' '.join(where)}: {rate}error rate {percent(o['error_rate'])}, confidence "
-            f"{percent(o['confidence'])} (float beside: {percent(row['attack']['float_success_rate'])}), "
-            f"{psnr}, n={o['n']}")
+    return (
+        f"{' '.join(where)}: {rate}error rate {percent(o['error_rate'])}, confidence "
+        f"{percent(o['confidence'])} (float beside: {percent(row['attack']['float_success_rate'])}), "
+        f"{psnr}, n={o['n']}"
+    )
 
 
-def _run_on_detector(spec: RunSpec, index: int, arch: str, det: Detector, pool: Pool, ctx: _Context,
-                     examples: dict[tuple[str, int], Example]) -> dict[str, Any]:
+def _run_on_detector(
+    spec: RunSpec,
+    index: int,
+    arch: str,
+    det: Detector,
+    pool: Pool,
+    ctx: _Context,
+    examples: dict[tuple[str, int], Example],
+) -> dict[str, Any]:
     targets = _target_indices(spec.targets, det.classes)
     settings = [(e, t) for e in (spec.eps or (None,)) for t in targets]
     shown = settings[len(settings) // 2]
@@ -414,24 +462,42 @@ def _run_on_detector(spec: RunSpec, index: int, arch: str, det: Detector, pool: 
         ctx.log(f"  {arch} {spec.method} {_describe(row, target is not None)}")
         if (eps, target) == shown and ctx.plan.examples > 0:
             examples[(arch, index)] = _example(det, *patches, row, ctx.plan.examples)
-    return {"method": spec.method, "params": spec.params, "targeted": spec.targets is not None,
-            "settings": rows}
+    return {
+        "method": spec.method,
+        "params": spec.params,
+        "targeted": spec.targets is not None,
+        "settings": rows,
+    }
 
 
-def _example(det: Detector, x: np.ndarray, adv: np.ndarray, row: dict[str, Any], count: int) -> Example:
+def _example(
+    det: Detector, x: np.ndarray, adv: np.ndarray, row: dict[str, Any], count: int
+) -> Example:
     x, adv = x[:count], adv[:count]
     names = [det.classes[i] for i in softmax_scores(det, x).argmax(1)]
     names_adv = [det.classes[i] for i in softmax_scores(det, adv).argmax(1)]
-    setting = ", ".join(filter(None, [
-        None if row["eps"] is None else f"eps {row['eps']:g} ({row['eps_pixels']:g} px)",
-        None if row["target"] is None else f"target {row['target']}"]))
-    return Example(x, adv, gradient_sign_image(det, x), names, names_adv, setting or "default parameters")
+    setting = ", ".join(
+        filter(
+            None,
+            [
+                None if row["eps"] is None else f"eps {row['eps']:g} ({row['eps_pixels']:g} px)",
+                None if row["target"] is None else f"target {row['target']}",
+            ],
+        )
+    )
+    return Example(
+        x, adv, gradient_sign_image(det, x), names, names_adv, setting or "default parameters"
+    )
 
 
 def _clean_outcome(det: Detector, pool: Pool, ctx: _Context) -> dict[str, Any]:
     """The detector on the picked patches before any attack, as is and after each JPEG."""
-    out: dict[str, Any] = {"available": pool.available, "examined": pool.examined, "picked": len(pool.labels),
-                           "select": ctx.plan.select}
+    out: dict[str, Any] = {
+        "available": pool.available,
+        "examined": pool.examined,
+        "picked": len(pool.labels),
+        "select": ctx.plan.select,
+    }
     if len(pool.labels) == 0:
         return out
     for item in ctx.plan.jpeg:
@@ -451,19 +517,29 @@ def assign_targets(labels: np.ndarray, targets: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _transfer(spec: RunSpec, dets: dict[str, Detector], pools: dict[str, Pool], ctx: _Context) -> dict[str, Any]:
+def _transfer(
+    spec: RunSpec, dets: dict[str, Detector], pools: dict[str, Pool], ctx: _Context
+) -> dict[str, Any]:
     """Craft on each detector, judge on every one (SpoC Table 4), plain and after JPEG."""
     archs = [a for a in dets if spec.detectors is None or a in spec.detectors]
     classes = dets[archs[0]].classes
     for a in archs:
         if dets[a].classes != classes:
-            raise CamtraceError(f"attacks: transfer needs one class list; {a} has {dets[a].classes}")
+            raise CamtraceError(
+                f"attacks: transfer needs one class list; {a} has {dets[a].classes}"
+            )
     targeted = spec.targets is not None
     metric = "sar" if targeted else "error_rate"
     eps = spec.eps[0] if spec.eps else None
-    out: dict[str, Any] = {"method": spec.method, "eps": eps,
-                           "eps_pixels": None if eps is None else pixel_eps(eps, spec.units)[0],
-                           "params": spec.params, "metric": metric, "detectors": archs, "sources": {}}
+    out: dict[str, Any] = {
+        "method": spec.method,
+        "eps": eps,
+        "eps_pixels": None if eps is None else pixel_eps(eps, spec.units)[0],
+        "params": spec.params,
+        "metric": metric,
+        "detectors": archs,
+        "sources": {},
+    }
     for a in archs:
         x, y = pools[a].images[: spec.patches], pools[a].labels[: spec.patches]
         t = assign_targets(y, _target_indices(spec.targets, classes)) if targeted else None
@@ -480,28 +556,46 @@ def _transfer(spec: RunSpec, dets: dict[str, Detector], pools: dict[str, Pool], 
         for item in ctx.plan.jpeg:
             adv_j = judged(adv, item, models, ctx.camera, classes)
             x_j = judged(x, item, models, ctx.camera, classes)
-            attacked[_jpeg_name(item)] = {b: outcome_from_scores(softmax_scores(dets[b], adv_j), y, t)[metric]
-                                          for b in archs}
-            clean[_jpeg_name(item)] = {b: outcome_from_scores(softmax_scores(dets[b], x_j), y, t)[metric]
-                                       for b in archs}
-        out["sources"][a] = {"n": len(x), "attack": info.summary(),
-                             "distortion": summarise_distortion(distortion(x, adv)),
-                             "attacked": attacked, "clean": clean}
-        cells = ", ".join(f"{b} {percent(v)}" for b, v in attacked[_jpeg_name(ctx.plan.jpeg[0])].items())
+            attacked[_jpeg_name(item)] = {
+                b: outcome_from_scores(softmax_scores(dets[b], adv_j), y, t)[metric] for b in archs
+            }
+            clean[_jpeg_name(item)] = {
+                b: outcome_from_scores(softmax_scores(dets[b], x_j), y, t)[metric] for b in archs
+            }
+        out["sources"][a] = {
+            "n": len(x),
+            "attack": info.summary(),
+            "distortion": summarise_distortion(distortion(x, adv)),
+            "attacked": attacked,
+            "clean": clean,
+        }
+        cells = ", ".join(
+            f"{b} {percent(v)}" for b, v in attacked[_jpeg_name(ctx.plan.jpeg[0])].items()
+        )
         ctx.log(f"  transfer {spec.method} crafted on {a}: {metric} {cells}")
         ctx.advance()
     return out
 
 
-def run_attacks(plan: AttackPlan, detectors: dict[str, dict[str, Any]], manifest: Manifest, seed: int = 0,
-                progress: bool = True, log: Callable[[str], None] = print) -> AttackResults:
+def run_attacks(
+    plan: AttackPlan,
+    detectors: dict[str, dict[str, Any]],
+    manifest: Manifest,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> AttackResults:
     """Run ``plan`` on trained detectors (``run_experiment``'s ``detectors`` entries: their
     ``checkpoint`` and ``patch_store``); ``manifest`` gives the cameras' own JPEG tables."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dets = {a: load_detector(d["checkpoint"], device=device) for a, d in detectors.items()}
     stores = {a: PatchStore.open(d["patch_store"]) for a, d in detectors.items()}
-    steps = sum(len(r.eps or (None,)) * len(_target_indices(r.targets, dets[a].classes))
-                for r in plan.runs for a in dets if r.detectors is None or a in r.detectors)
+    steps = sum(
+        len(r.eps or (None,)) * len(_target_indices(r.targets, dets[a].classes))
+        for r in plan.runs
+        for a in dets
+        if r.detectors is None or a in r.detectors
+    )
     steps += 0 if plan.transfer is None else len(plan.transfer.detectors or dets)
     results = AttackResults({"plan": _plan_dict(plan), "detectors": {}})
     with Progress(disable=not progress, transient=True) as bar:
@@ -510,10 +604,16 @@ def run_attacks(plan: AttackPlan, detectors: dict[str, dict[str, Any]], manifest
         pools = {a: build_pool(det, stores[a], plan, seed) for a, det in dets.items()}
         for a, det in dets.items():
             clean = _clean_outcome(det, pools[a], ctx)
-            log(f"attacks on {a}: {clean['picked']} patches picked ({plan.select}) of {clean['available']} "
-                f"in '{plan.split}', {clean['examined']} examined")
-            runs = [_run_on_detector(r, i, a, det, pools[a], ctx, results.examples)
-                    if r.detectors is None or a in r.detectors else None for i, r in enumerate(plan.runs)]
+            log(
+                f"attacks on {a}: {clean['picked']} patches picked ({plan.select}) of {clean['available']} "
+                f"in '{plan.split}', {clean['examined']} examined"
+            )
+            runs = [
+                _run_on_detector(r, i, a, det, pools[a], ctx, results.examples)
+                if r.detectors is None or a in r.detectors
+                else None
+                for i, r in enumerate(plan.runs)
+            ]
             results.metrics["detectors"][a] = {"clean": clean, "runs": runs}
         if plan.transfer is not None:
             results.metrics["transfer"] = _transfer(plan.transfer, dets, pools, ctx)
@@ -521,10 +621,19 @@ def run_attacks(plan: AttackPlan, detectors: dict[str, dict[str, Any]], manifest
 
 
 def _plan_dict(plan: AttackPlan) -> dict[str, Any]:
-    notes = {f"{r.method} {e:g}": pixel_eps(e, r.units)[1]
-             for r in (*plan.runs, plan.transfer) if r for e in r.eps}
-    return {"split": plan.split, "patches": plan.patches, "select": plan.select,
-            "jpeg": [_jpeg_name(j) for j in plan.jpeg], "eps_units": notes}
+    notes = {
+        f"{r.method} {e:g}": pixel_eps(e, r.units)[1]
+        for r in (*plan.runs, plan.transfer)
+        if r
+        for e in r.eps
+    }
+    return {
+        "split": plan.split,
+        "patches": plan.patches,
+        "select": plan.select,
+        "jpeg": [_jpeg_name(j) for j in plan.jpeg],
+        "eps_units": notes,
+    }
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -548,14 +657,18 @@ def _run_rows(run: dict[str, Any], jpeg_names: list[str]) -> list[dict[str, Any]
             row["SAR"] = percent(o["sar"])
         row["error rate"] = percent(o["error_rate"])
         row["confidence"] = percent(o["confidence"])
-        row[f"{'SAR' if targeted else 'error rate'} float (beside)"] = percent(a["float_success_rate"])
+        row[f"{'SAR' if targeted else 'error rate'} float (beside)"] = percent(
+            a["float_success_rate"]
+        )
         row["PSNR (dB)"] = "unchanged" if o["psnr"] is None else f"{o['psnr']:.1f}"
         row["SSIM"] = f"{o['ssim']:.4f}"
         row["L0"] = f"{o['l0']:.0f}"
         row["L∞"] = f"{o['linf']:.2f}"
         for name in jpeg_names:
             j = s["jpeg"][name]["overall"]
-            row[f"{'SAR' if targeted else 'error rate'} after {name}"] = percent(j["sar" if targeted else "error_rate"])
+            row[f"{'SAR' if targeted else 'error rate'} after {name}"] = percent(
+                j["sar" if targeted else "error_rate"]
+            )
         rows.append(row)
     return rows
 
@@ -574,8 +687,10 @@ def eps_curves(runs: list[dict[str, Any]]) -> dict[tuple[float, ...], tuple[Curv
         if run["targeted"] or len(settings) < 2 or settings[0]["eps"] is None:
             continue
         series, styles = groups.setdefault(tuple(s["eps_pixels"] for s in settings), ({}, {}))
-        judged = {"uint8": [s["overall"]["error_rate"] for s in settings],
-                  "float, beside": [s["attack"]["float_success_rate"] for s in settings]}
+        judged = {
+            "uint8": [s["overall"]["error_rate"] for s in settings],
+            "float, beside": [s["attack"]["float_success_rate"] for s in settings],
+        }
         for name in settings[0]["jpeg"]:
             judged[f"after {name}"] = [s["jpeg"][name]["overall"]["error_rate"] for s in settings]
         for judge, rates in judged.items():
@@ -604,8 +719,12 @@ def examples_figure(ex: Example, title: str) -> Figure:
     delta = ex.adv.astype(np.float64) - ex.clean.astype(np.float64)
     gain = max(127.5 / max(float(np.abs(delta).max()), 1.0), 1.0)
     shown = np.clip(127.5 + gain * delta, 0, 255).astype(np.uint8)
-    columns = [("clean", ex.clean), ("adversarial", ex.adv), (f"perturbation x{gain:.3g}", shown),
-               ("sign of gradient", ex.gradient_sign)]
+    columns = [
+        ("clean", ex.clean),
+        ("adversarial", ex.adv),
+        (f"perturbation x{gain:.3g}", shown),
+        ("sign of gradient", ex.gradient_sign),
+    ]
     k = len(ex.clean)
     fig = plots.new_figure(8.0, 2.2 * k + 0.4)
     fig.suptitle(title)
@@ -629,8 +748,15 @@ def transfer_figure(matrices: dict[str, np.ndarray], archs: list[str], metric: s
         image = ax.imshow(100 * m, cmap="Reds", vmin=0, vmax=100)
         for (i, j), v in np.ndenumerate(m):
             if np.isfinite(v):
-                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center",
-                        color="white" if v > 0.5 else "black", fontsize="small")
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * v:.0f}",
+                    ha="center",
+                    va="center",
+                    color="white" if v > 0.5 else "black",
+                    fontsize="small",
+                )
         ticks = np.arange(len(archs))
         ax.set_xticks(ticks, archs, rotation=45, ha="right")
         ax.set_yticks(ticks, archs)
@@ -645,9 +771,11 @@ def _add_transfer(report: Report, t: dict[str, Any], jpeg_names: list[str]) -> N
     archs, metric = t["detectors"], METRIC_NAMES[t["metric"]]
     eps = "" if t["eps"] is None else f", eps {t['eps']:g} ({t['eps_pixels']:g} px)"
     report.heading(f"Transfer: {t['method']}{eps} (SpoC Table 4 layout)")
-    report.paragraph(f"Rows: the detector the attack was crafted on (white box); columns: the detector "
-                     f"judging the attacked patches. Cells: {metric} on the uint8 "
-                     "output; the diagonal is the white-box case.")
+    report.paragraph(
+        f"Rows: the detector the attack was crafted on (white box); columns: the detector "
+        f"judging the attacked patches. Cells: {metric} on the uint8 "
+        "output; the diagonal is the white-box case."
+    )
     matrices = {}
     for name in jpeg_names:
         m = np.full((len(archs), len(archs)), np.nan)
@@ -656,8 +784,13 @@ def _add_transfer(report: Report, t: dict[str, Any], jpeg_names: list[str]) -> N
             src = t["sources"].get(a)
             if src is None:
                 continue
-            row = {"crafted on": a, "patches": src["n"],
-                   "PSNR (dB)": "unchanged" if src["distortion"]["psnr"] is None else f"{src['distortion']['psnr']:.1f}"}
+            row = {
+                "crafted on": a,
+                "patches": src["n"],
+                "PSNR (dB)": "unchanged"
+                if src["distortion"]["psnr"] is None
+                else f"{src['distortion']['psnr']:.1f}",
+            }
             for j, b in enumerate(archs):
                 m[i, j] = src["attacked"][name][b]
                 row[b] = f"{percent(m[i, j])} (clean {percent(src['clean'][name][b])})"
@@ -665,46 +798,77 @@ def _add_transfer(report: Report, t: dict[str, Any], jpeg_names: list[str]) -> N
         matrices[name] = m
         where = "as written" if name == PLAIN else f"after JPEG {name}"
         report.table(rows, caption=f"{metric} {where}; in brackets the same patches unattacked")
-    report.figure(transfer_figure(matrices, archs, metric),
-                  caption="Transfer matrix: rows crafted on, columns judged by.")
+    report.figure(
+        transfer_figure(matrices, archs, metric),
+        caption="Transfer matrix: rows crafted on, columns judged by.",
+    )
 
 
-def add_attack_report(report: Report, metrics: dict[str, Any], examples: dict[tuple[str, int], Example]) -> None:
+def add_attack_report(
+    report: Report, metrics: dict[str, Any], examples: dict[tuple[str, int], Example]
+) -> None:
     """Tables and figures of :func:`run_attacks` into an experiment report."""
     plan = metrics["plan"]
     jpeg_names = [n for n in plan["jpeg"] if n != PLAIN]
     report.heading("Attacks")
-    who = "correctly classified patches (Güera)" if plan["select"] == "correct" else "patches (Zhao)"
-    report.paragraph(f"Up to {plan['patches']} {who} of the '{plan['split']}' split per detector, picked "
-                     "with the experiment seed. Success, error rate and confidence are measured on the "
-                     "uint8 outputs; the float-domain rate of the attack is given beside, never instead. "
-                     "Confidence: Güera's average of the highest soft-max probability. "
-                     + " ".join(f"{k}: {v}." for k, v in plan["eps_units"].items()))
+    who = (
+        "correctly classified patches (Güera)" if plan["select"] == "correct" else "patches (Zhao)"
+    )
+    report.paragraph(
+        f"Up to {plan['patches']} {who} of the '{plan['split']}' split per detector, picked "
+        "with the experiment seed. Success, error rate and confidence are measured on the "
+        "uint8 outputs; the float-domain rate of the attack is given beside, never instead. "
+        "Confidence: Güera's average of the highest soft-max probability. "
+        + " ".join(f"{k}: {v}." for k, v in plan["eps_units"].items())
+    )
     for arch, d in metrics["detectors"].items():
         clean = d["clean"]
-        report.key_values({"patches in split": clean["available"], "examined": clean["examined"],
-                           "attacked (picked)": clean["picked"],
-                           **{f"clean accuracy ({name})": percent(clean.get(name, {}).get("accuracy"))
-                              for name in plan["jpeg"]}}, caption=f"{arch}: patches attacked")
+        report.key_values(
+            {
+                "patches in split": clean["available"],
+                "examined": clean["examined"],
+                "attacked (picked)": clean["picked"],
+                **{
+                    f"clean accuracy ({name})": percent(clean.get(name, {}).get("accuracy"))
+                    for name in plan["jpeg"]
+                },
+            },
+            caption=f"{arch}: patches attacked",
+        )
         runs = [r for r in d["runs"] if r is not None]
         for i, run in enumerate(d["runs"]):
             if run is None:
                 continue
-            kind = "targeted, one row per target (Güera Table 4)" if run["targeted"] else "untargeted"
+            kind = (
+                "targeted, one row per target (Güera Table 4)" if run["targeted"] else "untargeted"
+            )
             report.table(_run_rows(run, jpeg_names), caption=f"{arch} - {run['method']} ({kind})")
             if (arch, i) in examples:
                 ex = examples[(arch, i)]
-                report.figure(examples_figure(ex, f"{arch} - {run['method']}, {ex.setting}"),
-                              caption="Clean and adversarial patches with the predicted model, the "
-                                      "perturbation amplified, and the sign of the loss gradient at the "
-                                      "detector's own label (-1 black, 0 and +1 white; Güera Fig. 4).")
+                report.figure(
+                    examples_figure(ex, f"{arch} - {run['method']}, {ex.setting}"),
+                    caption="Clean and adversarial patches with the predicted model, the "
+                    "perturbation amplified, and the sign of the loss gradient at the "
+                    "detector's own label (-1 black, 0 and +1 white; Güera Fig. 4).",
+                )
         zhao = _zhao_rows(runs, clean)
         if zhao:
-            report.table(zhao, caption=f"{arch}: accuracy under attack, ε in 0-255 units (Zhao Table 2 layout)")
+            report.table(
+                zhao,
+                caption=f"{arch}: accuracy under attack, ε in 0-255 units (Zhao Table 2 layout)",
+            )
         for xs, (series, styles) in eps_curves(runs).items():
-            report.figure(plots.line_figure(list(xs), series, f"Error rate vs epsilon - {arch}",
-                                            "epsilon (0-255 pixel units)", "error rate (%)", styles),
-                          caption="Error rate of the attacked patches on the 8-bit output (solid), after "
-                                  "JPEG re-compression (dashed), and in float (dotted, beside).")
+            report.figure(
+                plots.line_figure(
+                    list(xs),
+                    series,
+                    f"Error rate vs epsilon - {arch}",
+                    "epsilon (0-255 pixel units)",
+                    "error rate (%)",
+                    styles,
+                ),
+                caption="Error rate of the attacked patches on the 8-bit output (solid), after "
+                "JPEG re-compression (dashed), and in float (dotted, beside).",
+            )
     if "transfer" in metrics:
         _add_transfer(report, metrics["transfer"], ["plain", *jpeg_names])

@@ -26,21 +26,35 @@ def evaluate_detectors(
     for path in checkpoints:
         det = load_detector(path)
         results[str(path)] = (det, evaluate_identifier(det, store, split=split))
-    report = Report("camtrace: evaluation", f"{len(results)} detector(s) on {store.path} ({split} split)")
+    report = Report(
+        "camtrace: evaluation", f"{len(results)} detector(s) on {store.path} ({split} split)"
+    )
     rows = []
     for path, (det, res) in results.items():
         head = res[res["primary"]]
-        rows.append({"detector": det.arch, "checkpoint": Path(path).name, "patch size": det.patch_size,
-                     "single-patch accuracy": percent(head["patch"]["accuracy"]),
-                     "image accuracy": percent(head["image"]["accuracy"]), "patches": res["patches"]})
+        rows.append(
+            {
+                "detector": det.arch,
+                "checkpoint": Path(path).name,
+                "patch size": det.patch_size,
+                "single-patch accuracy": percent(head["patch"]["accuracy"]),
+                "image accuracy": percent(head["image"]["accuracy"]),
+                "patches": res["patches"],
+            }
+        )
     report.table(rows, caption="Accuracy on the evaluation split")
     for path, (det, res) in results.items():
-        add_identification_report(report, res, det.classes, label=f"- {det.arch} ({Path(path).name})")
+        add_identification_report(
+            report, res, det.classes, label=f"- {det.arch} ({Path(path).name})"
+        )
     metrics = {
         "command": "camtrace evaluate",
         "patch_store": str(store.path),
         "split": split,
-        "detectors": {path: {"arch": det.arch, "classes": det.classes, **res} for path, (det, res) in results.items()},
+        "detectors": {
+            path: {"arch": det.arch, "classes": det.classes, **res}
+            for path, (det, res) in results.items()
+        },
     }
     config = {"detectors": [str(p) for p in checkpoints], "store": str(store.path), "split": split}
     write_run(run_dir, metrics, report, config)

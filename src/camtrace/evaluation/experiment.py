@@ -27,13 +27,29 @@ from camtrace.evaluation.identification import add_identification_report, evalua
 from camtrace.evaluation.report import Report, percent, write_run
 from camtrace.io import write_text
 
-SECTIONS = ("name", "seed", "workdir", "data", "split", "patches", "detector", "detectors", "train", "svm",
-            "evaluate", "attacks")
+SECTIONS = (
+    "name",
+    "seed",
+    "workdir",
+    "data",
+    "split",
+    "patches",
+    "detector",
+    "detectors",
+    "train",
+    "svm",
+    "evaluate",
+    "attacks",
+)
 
 
 def builtin_configs() -> list[str]:
     """Names of the configs shipped with camtrace (``camtrace run NAME``)."""
-    return sorted(p.name[:-5] for p in resources.files("camtrace.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[:-5]
+        for p in resources.files("camtrace.configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
 
 
 def load_config(source: str | Path) -> dict[str, Any]:
@@ -53,10 +69,14 @@ def load_config(source: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise CamtraceError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(config, dict):
-        raise CamtraceError(f"{source}: a config is a YAML mapping with sections {', '.join(SECTIONS)}")
+        raise CamtraceError(
+            f"{source}: a config is a YAML mapping with sections {', '.join(SECTIONS)}"
+        )
     unknown = set(config) - set(SECTIONS)
     if unknown:
-        raise CamtraceError(f"{source}: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+        raise CamtraceError(
+            f"{source}: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}"
+        )
     return config
 
 
@@ -72,12 +92,24 @@ def prepare_manifest(config: dict[str, Any], workdir: Path, progress: bool) -> M
         shots = int(data.get("shots", 24))
         size = tuple(data.get("size", (384, 512)))
         out = workdir / f"simcam-{Path(str(preset)).stem}-{shots}x{size[0]}x{size[1]}-s{seed}"
-        return simulate(preset, out, shots=shots, seed=seed, size=size, scenes_dir=data.get("scenes"), progress=progress)
+        return simulate(
+            preset,
+            out,
+            shots=shots,
+            seed=seed,
+            size=size,
+            scenes_dir=data.get("scenes"),
+            progress=progress,
+        )
     if source == "index":
         from camtrace.data.layouts import index_dataset
 
-        return index_dataset(data["root"], data["layout"], scenes_csv=data.get("scenes_csv"),
-                             multi_instance_only=bool(data.get("multi_instance_only", False)))
+        return index_dataset(
+            data["root"],
+            data["layout"],
+            scenes_csv=data.get("scenes_csv"),
+            multi_instance_only=bool(data.get("multi_instance_only", False)),
+        )
     if source == "manifest":
         return Manifest.load(data["path"])
     raise CamtraceError(f"data.source '{source}' is not one of simulate, index, manifest")
@@ -113,7 +145,11 @@ def detector_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
     for spec in specs:
         spec = {"arch": spec} if isinstance(spec, str) else dict(spec)
         arch = spec.setdefault("arch", "bondi2017").lower()
-        patches = spec.get("patches") or config.get("patches") or {"protocol": DEFAULT_PATCHES.get(arch, "gan")}
+        patches = (
+            spec.get("patches")
+            or config.get("patches")
+            or {"protocol": DEFAULT_PATCHES.get(arch, "gan")}
+        )
         spec["patches"] = {"protocol": patches} if isinstance(patches, str) else dict(patches)
         out.append(spec)
     return out
@@ -157,31 +193,57 @@ def run_experiment(
     histories: dict[str, list[dict]] = {}
     for spec in specs:
         arch, p = spec["arch"], spec["patches"]
-        protocol = get_protocol(p.get("protocol", "bondi"), size=p.get("size"), count=p.get("count"))
+        protocol = get_protocol(
+            p.get("protocol", "bondi"), size=p.get("size"), count=p.get("count")
+        )
         key = f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
         if key not in stores:
-            stores[key] = build_patch_store(Manifest.load(split_path), workdir / key, protocol=protocol, seed=seed,
-                                            progress=progress)
+            stores[key] = build_patch_store(
+                Manifest.load(split_path),
+                workdir / key,
+                protocol=protocol,
+                seed=seed,
+                progress=progress,
+            )
             lap(f"patches {protocol.name} {protocol.size}px")
         store = stores[key]
-        train_cfg = TrainConfig.from_dict({"seed": seed, **(config.get("train") or {}), **(spec.get("train") or {})})
+        train_cfg = TrainConfig.from_dict(
+            {"seed": seed, **(config.get("train") or {}), **(spec.get("train") or {})}
+        )
         svm_spec = {**(config.get("svm") or {}), **(spec.get("svm") or {})}
         kwargs = {"Cs": tuple(svm_spec["Cs"])} if "Cs" in svm_spec else {}
-        trained = train_detector(store, arch, run_dir / "train" / arch, train_cfg, svm=svm_spec.get("enabled"),
-                                 progress=progress, **kwargs)
+        trained = train_detector(
+            store,
+            arch,
+            run_dir / "train" / arch,
+            train_cfg,
+            svm=svm_spec.get("enabled"),
+            progress=progress,
+            **kwargs,
+        )
         path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{arch}.safetensors")
         write_bytes_copy(trained.checkpoint, path)
         lap(f"train {arch}")
-        result = evaluate_identifier(trained.detector, store, split=eval_spec.get("split", "eval"), ks=ks)
+        result = evaluate_identifier(
+            trained.detector, store, split=eval_spec.get("split", "eval"), ks=ks
+        )
         lap(f"evaluate {arch}")
         histories[arch] = trained.result.history
         detectors[arch] = {
-            "checkpoint": str(path), "classes": trained.detector.classes, "patch_size": store.patch_size,
-            "patch_store": str(store.path), "patches": len(store), "best_epoch": trained.result.best_epoch,
-            "svm": trained.svm, "train_patches_per_second": round(trained.result.patches_per_second, 1),
-            "skipped_images": store.summary.get("skipped", []), "identification": result,
+            "checkpoint": str(path),
+            "classes": trained.detector.classes,
+            "patch_size": store.patch_size,
+            "patch_store": str(store.path),
+            "patches": len(store),
+            "best_epoch": trained.result.best_epoch,
+            "svm": trained.svm,
+            "train_patches_per_second": round(trained.result.patches_per_second, 1),
+            "skipped_images": store.summary.get("skipped", []),
+            "identification": result,
         }
-    attacks = run_attacks(attack_plan, detectors, manifest, seed, progress, log) if attack_plan else None
+    attacks = (
+        run_attacks(attack_plan, detectors, manifest, seed, progress, log) if attack_plan else None
+    )
     if attacks:
         lap("attacks")
     first = detectors[specs[0]["arch"]]
@@ -191,10 +253,18 @@ def run_experiment(
         "seed": seed,
         "identification": first["identification"],
         "detectors": detectors,
-        "data": {"manifest": str(split_path), "manifest_digest": manifest.digest(), "splits": split_summary(manifest)},
+        "data": {
+            "manifest": str(split_path),
+            "manifest_digest": manifest.digest(),
+            "splits": split_summary(manifest),
+        },
         "timings_s": timings,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()},
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "threads": torch.get_num_threads(),
+        },
         **({"attacks": attacks.metrics} if attacks else {}),
     }
     report = build_report(config, metrics, histories)
@@ -212,44 +282,83 @@ def write_bytes_copy(src: Path, dst: Path) -> None:
         tmp.write_bytes(src.read_bytes())
 
 
-def build_report(config: dict[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]) -> Report:
+def build_report(
+    config: dict[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]
+) -> Report:
     """The HTML report of an identification experiment (one detector or a zoo)."""
     from camtrace.evaluation import plots
 
     dets = metrics["detectors"]
-    report = Report(f"camtrace: {metrics['name']}", "Camera-model identification (Bondi et al. 2017 protocol)")
+    report = Report(
+        f"camtrace: {metrics['name']}", "Camera-model identification (Bondi et al. 2017 protocol)"
+    )
     rows = []
     for arch, d in dets.items():
         ident = d["identification"]
         head = ident[ident["primary"]]
-        rows.append({"detector": arch, "patch size": d["patch_size"], "classifier": ident["primary"],
-                     "single-patch accuracy": percent(head["patch"]["accuracy"]),
-                     "image accuracy (vote)": percent(head["image"]["accuracy"]),
-                     "eval images / patches": f"{ident['images']} / {ident['patches']}"})
+        rows.append(
+            {
+                "detector": arch,
+                "patch size": d["patch_size"],
+                "classifier": ident["primary"],
+                "single-patch accuracy": percent(head["patch"]["accuracy"]),
+                "image accuracy (vote)": percent(head["image"]["accuracy"]),
+                "eval images / patches": f"{ident['images']} / {ident['patches']}",
+            }
+        )
     report.table(rows, caption="Accuracy on the scene- and device-disjoint evaluation split")
-    report.key_values({"seed": metrics["seed"], "manifest digest": metrics["data"]["manifest_digest"][:16],
-                       "total time": f"{sum(metrics['timings_s'].values()):.0f} s",
-                       "device": metrics["environment"]["device"]}, caption="Run")
+    report.key_values(
+        {
+            "seed": metrics["seed"],
+            "manifest digest": metrics["data"]["manifest_digest"][:16],
+            "total time": f"{sum(metrics['timings_s'].values()):.0f} s",
+            "device": metrics["environment"]["device"],
+        },
+        caption="Run",
+    )
     for arch, d in dets.items():
         add_identification_report(report, d["identification"], d["classes"], label=f"- {arch}")
         history = histories.get(arch) or []
         if history:
             epochs = [h["epoch"] for h in history]
-            report.figure(plots.line_figure(epochs, {"train loss": [h["train_loss"] for h in history],
-                                                     "validation loss": [h["val_loss"] for h in history]},
-                                            f"Training curve - {arch}", "epoch", "cross-entropy"),
-                          caption=f"Best validation loss at epoch {d['best_epoch']} (kept).")
+            report.figure(
+                plots.line_figure(
+                    epochs,
+                    {
+                        "train loss": [h["train_loss"] for h in history],
+                        "validation loss": [h["val_loss"] for h in history],
+                    },
+                    f"Training curve - {arch}",
+                    "epoch",
+                    "cross-entropy",
+                ),
+                caption=f"Best validation loss at epoch {d['best_epoch']} (kept).",
+            )
         if d.get("svm"):
             svm = d["svm"]
-            report.paragraph(f"SVM battery: C = {svm['C']} chosen on validation patch accuracy ("
-                             + ", ".join(f"C={k}: {percent(v)}" for k, v in svm["val_patch_accuracy"].items()) + ").")
-        report.paragraph(f"{d['patches']} patches of {d['patch_size']}x{d['patch_size']}; "
-                         f"{len(d['skipped_images'])} unreadable images skipped.")
+            report.paragraph(
+                f"SVM battery: C = {svm['C']} chosen on validation patch accuracy ("
+                + ", ".join(f"C={k}: {percent(v)}" for k, v in svm["val_patch_accuracy"].items())
+                + ")."
+            )
+        report.paragraph(
+            f"{d['patches']} patches of {d['patch_size']}x{d['patch_size']}; "
+            f"{len(d['skipped_images'])} unreadable images skipped."
+        )
     report.heading("Data")
     splits = metrics["data"]["splits"]
-    report.table([{"split": s, "images": splits["images"].get(s, 0), "scenes": splits["scenes"].get(s, 0),
-                   "devices": splits["devices"].get(s, 0)} for s in splits["images"]],
-                 caption="Split (Bondi Sec. III-A: evaluation on one held-out device per model, unseen scenes)")
+    report.table(
+        [
+            {
+                "split": s,
+                "images": splits["images"].get(s, 0),
+                "scenes": splits["scenes"].get(s, 0),
+                "devices": splits["devices"].get(s, 0),
+            }
+            for s in splits["images"]
+        ],
+        caption="Split (Bondi Sec. III-A: evaluation on one held-out device per model, unseen scenes)",
+    )
     report.heading("Timings")
     report.table([{"stage": k, "seconds": v} for k, v in metrics["timings_s"].items()])
     report.heading("Configuration")

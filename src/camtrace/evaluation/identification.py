@@ -48,7 +48,9 @@ def evaluate_identifier(
         result[name] = {
             "patch": M.classification_summary(y, pred, detector.classes),
             "image": M.classification_summary(img_true, img_pred, detector.classes),
-            "voting_curve": M.voting_curve(pred, y, images, detector.num_classes, [k for k in ks if k <= k_max], scores),
+            "voting_curve": M.voting_curve(
+                pred, y, images, detector.num_classes, [k for k in ks if k <= k_max], scores
+            ),
         }
     result["primary"] = "svm" if "svm" in heads else "cnn"
     return result
@@ -62,7 +64,9 @@ def _softmax_scores(detector: Detector, patches: np.ndarray) -> np.ndarray:
         detector.svm = svm
 
 
-def add_identification_report(report: Report, metrics: dict[str, Any], classes: list[str], label: str = "") -> None:
+def add_identification_report(
+    report: Report, metrics: dict[str, Any], classes: list[str], label: str = ""
+) -> None:
     """Tables and figures of :func:`evaluate_identifier`'s result."""
     heads = [h for h in ("svm", "cnn") if h in metrics]
     names = {"svm": "CNN features + linear OvO SVMs (Bondi)", "cnn": "CNN soft-max"}
@@ -107,7 +111,9 @@ def add_identification_report(report: Report, metrics: dict[str, Any], classes: 
     )
 
 
-def features_and_labels(detector: Detector, store: PatchStore, split: str) -> tuple[np.ndarray, np.ndarray]:
+def features_and_labels(
+    detector: Detector, store: PatchStore, split: str
+) -> tuple[np.ndarray, np.ndarray]:
     """128-d (or D-d) features and labels of a split, for SVM fitting."""
     idx = store.indices(split, models=[m for m in detector.classes if m in store.classes])
     return embed_patches(detector, store.patches(idx)), store_labels(store, detector, idx)

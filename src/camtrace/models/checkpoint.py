@@ -68,7 +68,9 @@ def read_card(path: str | Path) -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError) as e:
         raise CamtraceError(f"{path}: not a readable safetensors checkpoint ({e})") from None
     if CARD_KEY not in meta:
-        raise CamtraceError(f"{path}: safetensors file without a camtrace card; not a camtrace checkpoint")
+        raise CamtraceError(
+            f"{path}: safetensors file without a camtrace card; not a camtrace checkpoint"
+        )
     return json.loads(meta[CARD_KEY])
 
 
@@ -102,7 +104,9 @@ def load_detector(
         det.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise CamtraceError(f"{path}: weights do not fit a {card['arch']} network ({first})") from None
+        raise CamtraceError(
+            f"{path}: weights do not fit a {card['arch']} network ({first})"
+        ) from None
     det.card = card
     return det.to(device).eval()
 

@@ -36,13 +36,17 @@ def patch_protocol(detector: Detector) -> PatchProtocol:
 
 
 @torch.no_grad()
-def embed_patches(detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+def embed_patches(
+    detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int = 512
+) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, D) features (eval mode, float32)."""
     return _batched(detector, patches, batch_size, detector.embed)
 
 
 @torch.no_grad()
-def patch_scores(detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+def patch_scores(
+    detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int = 512
+) -> np.ndarray:
     """(N, C) per-patch class scores: SVM votes (Bondi) when fitted, else softmax."""
     svm = getattr(detector, "svm", None)
     if svm is not None:
@@ -50,7 +54,9 @@ def patch_scores(detector: Detector, patches: np.ndarray | torch.Tensor, batch_s
     return _batched(detector, patches, batch_size, lambda x: detector(x).softmax(1))
 
 
-def _batched(detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int, fn: Any) -> np.ndarray:
+def _batched(
+    detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int, fn: Any
+) -> np.ndarray:
     was_training = detector.training
     detector.eval()
     device = next(detector.parameters()).device
@@ -86,7 +92,9 @@ class Identification:
         }
 
 
-def identify(detector: Detector, image: str | Path | np.ndarray, k: int | None = None) -> Identification:
+def identify(
+    detector: Detector, image: str | Path | np.ndarray, k: int | None = None
+) -> Identification:
     """Label an image (path or (H, W, 3) uint8 array) by majority vote over K patches.
 
     ``scores`` are each model's share of the patch votes; ties go to the larger summed

@@ -41,8 +41,12 @@ def patch_set(store: PatchStore, detector: Detector, split: str) -> PatchSet:
     """The ``split`` patches of ``store`` with labels in the detector's class order."""
     idx = store.indices(split, models=detector.classes)
     if len(idx) == 0:
-        raise CamtraceError(f"{store.path}: no '{split}' patches; split the manifest before extracting patches")
-    return PatchSet(torch.from_numpy(store.patches(idx)), torch.from_numpy(store_labels(store, detector, idx)))
+        raise CamtraceError(
+            f"{store.path}: no '{split}' patches; split the manifest before extracting patches"
+        )
+    return PatchSet(
+        torch.from_numpy(store.patches(idx)), torch.from_numpy(store_labels(store, detector, idx))
+    )
 
 
 def store_card(store: PatchStore) -> dict[str, Any]:
@@ -51,7 +55,11 @@ def store_card(store: PatchStore) -> dict[str, Any]:
     p = store.protocol
     return {
         "patches": {"name": p.name, "size": p.size, "count": p.count},
-        "data": {"patch_store": str(store.path), "manifest_digest": info["manifest_digest"], "seed": info["seed"]},
+        "data": {
+            "patch_store": str(store.path),
+            "manifest_digest": info["manifest_digest"],
+            "seed": info["seed"],
+        },
     }
 
 
@@ -68,13 +76,17 @@ def train_detector(
     """Train ``arch`` on the store's train split, select on val, write ``detector.safetensors``."""
     config = config or TrainConfig()
     out_dir = Path(out_dir)
-    classes = sorted(set(store.meta.images["model"][store.meta.images["split"] == "train"].tolist()))
+    classes = sorted(
+        set(store.meta.images["model"][store.meta.images["split"] == "train"].tolist())
+    )
     torch.manual_seed(config.seed)
     detector = build(arch, classes, patch_size=store.patch_size)
     train_set, val_set = patch_set(store, detector, "train"), patch_set(store, detector, "val")
     detector.fit_preprocessing(train_set.patches)
     card = store_card(store)
-    result = train(detector, train_set, val_set, config, out_dir, resume=resume, progress=progress, card=card)
+    result = train(
+        detector, train_set, val_set, config, out_dir, resume=resume, progress=progress, card=card
+    )
     detector = load_detector(out_dir / "best.safetensors")
     svm_info = None
     if svm if svm is not None else arch.lower() in SVM_ARCHS:
@@ -95,7 +107,11 @@ def attach_svm(
 
 
 def refit_svm_for_new_models(
-    detector: Detector, store: PatchStore, out: str | Path, Cs: tuple[float, ...] = DEFAULT_CS, seed: int = 0
+    detector: Detector,
+    store: PatchStore,
+    out: str | Path,
+    Cs: tuple[float, ...] = DEFAULT_CS,
+    seed: int = 0,
 ) -> Path:
     """Bondi 2017 Sec. III-B: keep the CNN frozen, fit SVMs only, on camera models it never saw.
 
@@ -106,8 +122,14 @@ def refit_svm_for_new_models(
     new = build(detector.arch, classes, patch_size=detector.patch_size, **detector.hparams)
     target = new.state_dict()
     # every weight whose shape does not depend on the number of classes is shared
-    shared = {k: v for k, v in detector.state_dict().items() if k in target and target[k].shape == v.shape}
+    shared = {
+        k: v for k, v in detector.state_dict().items() if k in target and target[k].shape == v.shape
+    }
     new.load_state_dict(shared, strict=False)
     info = attach_svm(new, store, Cs=Cs, seed=seed)
-    card = {**store_card(store), "features_from": getattr(detector, "card", {}).get("data", {}), "svm_only": True}
+    card = {
+        **store_card(store),
+        "features_from": getattr(detector, "card", {}).get("data", {}),
+        "svm_only": True,
+    }
     return save_detector(new, out, **card, svm_fit=info)

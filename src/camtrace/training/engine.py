@@ -54,7 +54,9 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d or {}) - names
         if unknown:
-            raise CamtraceError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(names)}")
+            raise CamtraceError(
+                f"unknown training option(s) {sorted(unknown)}; known: {sorted(names)}"
+            )
         return cls(**(d or {}))
 
 
@@ -66,7 +68,11 @@ class PatchSet:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.patches.dtype != torch.uint8 or self.patches.ndim != 4 or self.patches.shape[-1] != 3:
+        if (
+            self.patches.dtype != torch.uint8
+            or self.patches.ndim != 4
+            or self.patches.shape[-1] != 3
+        ):
             raise ValueError("patches must be uint8 (N, H, W, 3)")
         if len(self.patches) != len(self.labels):
             raise ValueError("patches and labels differ in length")
@@ -90,8 +96,12 @@ class TrainResult:
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the papers') or Adam (``optimizer: adam``, for short budgets)."""
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     raise CamtraceError(f"optimizer must be sgd or adam, not {config.optimizer!r}")
@@ -179,7 +189,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             order = torch.randperm(
-                len(train_set), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
+                len(train_set),
+                generator=torch.Generator().manual_seed(config.seed * 100003 + epoch),
             ).to(device)
             # equal shards, so every rank runs the same number of steps (DDP needs it)
             order = order[: len(order) - len(order) % n_ranks][rank::n_ranks]
@@ -201,7 +212,13 @@ def train(
                 bar.update(task, advance=1, loss=running)
             bar.remove_task(task)
             val_loss, val_acc = evaluate_loss(model, val_set, config, precision, device)
-            record = {"epoch": epoch + 1, "lr": lr, "train_loss": running, "val_loss": val_loss, "val_acc": val_acc}
+            record = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": running,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+            }
             info["history"].append(record)
             info["epoch"] = epoch + 1
             improved = val_loss < info["best_val_loss"]  # identical on every rank

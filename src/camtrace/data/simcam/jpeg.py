@@ -50,6 +50,9 @@ def save_jpeg(rgb: np.ndarray, path: str | Path, jpeg: Jpeg, make: str, model: s
     exif[EXIF_MODEL] = model
     with atomic_path(path) as tmp:
         Image.fromarray(rgb).save(
-            tmp, format="JPEG", qtables=list(model_qtables(jpeg)),
-            subsampling=jpeg.subsampling, exif=exif.tobytes(),
+            tmp,
+            format="JPEG",
+            qtables=list(model_qtables(jpeg)),
+            subsampling=jpeg.subsampling,
+            exif=exif.tobytes(),
         )

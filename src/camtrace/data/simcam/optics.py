@@ -32,8 +32,7 @@ def _magnify(plane: np.ndarray, scale: float) -> np.ndarray:
     h, w = plane.shape
     cx, cy = (w - 1) / 2, (h - 1) / 2
     m = np.array([[scale, 0, (1 - scale) * cx], [0, scale, (1 - scale) * cy]], np.float32)
-    return cv2.warpAffine(plane, m, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(plane, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def psf_blur(image: np.ndarray, psf: str, size: float) -> np.ndarray:

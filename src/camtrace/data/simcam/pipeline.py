@@ -63,7 +63,10 @@ def device_name(camera: CameraModel, instance: int) -> str:
 
 
 def shoot(
-    camera: CameraModel, instance: int, scene: np.ndarray, size: tuple[int, int],
+    camera: CameraModel,
+    instance: int,
+    scene: np.ndarray,
+    size: tuple[int, int],
     rng: np.random.Generator,
 ) -> np.ndarray:
     """One photo (H, W, 3) uint8 of ``scene`` (linear radiance with a framing margin)."""
@@ -71,15 +74,18 @@ def shoot(
     sensor, isp = camera.sensor, camera.isp
     radiance = auto_expose(frame(scene, size, rng), camera.exposure, rng)
     optical = apply_optics(radiance, camera.optics)
-    raw = mosaic(apply_matrix(optical, sensor_response(sensor.sensitivity, sensor.crosstalk)),
-                 camera.cfa)
+    raw = mosaic(
+        apply_matrix(optical, sensor_response(sensor.sensitivity, sensor.crosstalk)), camera.cfa
+    )
     gain = iso_of_shot(sensor.iso, rng) / 100 * device_noise_gain(device, sensor.device_variation)
-    raw = expose_raw(raw, rng, prnu_pattern(device, size, sensor.prnu), gain,
-                     sensor.full_well, sensor.read_noise)
+    raw = expose_raw(
+        raw, rng, prnu_pattern(device, size, sensor.prnu), gain, sensor.full_well, sensor.read_noise
+    )
     wb = white_balance_gains(sensor.sensitivity, isp.wb_jitter, rng)
     raw = np.clip(raw * cfa_gain_map(size, camera.cfa, wb), 0, 1)
-    rgb = apply_matrix(demosaic(raw, camera.cfa, camera.demosaic),
-                       colour_matrix(sensor.crosstalk, isp.saturation))
+    rgb = apply_matrix(
+        demosaic(raw, camera.cfa, camera.demosaic), colour_matrix(sensor.crosstalk, isp.saturation)
+    )
     encoded = apply_tone(rgb, tone_lut(isp.tone_gamma, isp.contrast))
     return to_uint8(finish(encoded, isp))
 
@@ -105,9 +111,14 @@ def iso_of_shot(iso: tuple[float, float], rng: np.random.Generator) -> float:
 
 
 def simulate(
-    preset: str | Path = "default", out: str | Path = "data/simcam", shots: int = 24,
-    seed: int = 0, size: tuple[int, int] = (384, 512), scenes_dir: str | Path | None = None,
-    workers: int = 2, progress: bool = True,
+    preset: str | Path = "default",
+    out: str | Path = "data/simcam",
+    shots: int = 24,
+    seed: int = 0,
+    size: tuple[int, int] = (384, 512),
+    scenes_dir: str | Path | None = None,
+    workers: int = 2,
+    progress: bool = True,
 ) -> Manifest:
     """Shoot ``shots`` scenes with every device of ``preset``; write JPEGs and the manifest.
 
@@ -128,8 +139,12 @@ def simulate(
     (out / CONFIG_NAME).unlink(missing_ok=True)
     previous = _previous_files(out)
     job = _Job(spec, tuple(scenes), size, seed, out / IMAGES_DIR, _shot_width(shots))
-    tasks = [(m, i, k) for k in range(shots)
-             for m in range(len(spec.models)) for i in range(spec.instances)]
+    tasks = [
+        (m, i, k)
+        for k in range(shots)
+        for m in range(len(spec.models))
+        for i in range(spec.instances)
+    ]
     _run(job, tasks, workers, progress)
     manifest = Manifest(sorted((job.record(*t) for t in tasks), key=_record_order), out)
     _remove_stale(previous, {manifest.abspath(r) for r in manifest})
@@ -156,8 +171,14 @@ class _Job:
     def record(self, model: int, instance: int, shot: int) -> Record:
         c = self.preset.models[model]
         path = f"{IMAGES_DIR}/{self.path(model, instance, shot).name}"  # relative to the manifest
-        return Record(path, c.make, c.label, str(instance),
-                      self.scenes[shot].id, f"{shot:0{self.shot_width}d}")
+        return Record(
+            path,
+            c.make,
+            c.label,
+            str(instance),
+            self.scenes[shot].id,
+            f"{shot:0{self.shot_width}d}",
+        )
 
     def make_image(self, model: int, instance: int, shot: int) -> None:
         camera = self.preset.models[model]
@@ -199,8 +220,9 @@ def _run(job: _Job, tasks: list[tuple[int, int, int]], workers: int, progress: b
                 job.make_image(*task)
                 advance()
             return
-        with ProcessPoolExecutor(workers, mp_context=_clean_context(), initializer=_init_worker,
-                                 initargs=(job,)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=_clean_context(), initializer=_init_worker, initargs=(job,)
+        ) as pool:
             futures = [pool.submit(_work, task) for task in tasks]
             try:
                 for future in as_completed(futures):
@@ -251,8 +273,9 @@ def _record_order(r: Record) -> tuple[str, int, str]:
     return r.model, int(r.instance), r.shot
 
 
-def _config(spec: Preset, shots: int, seed: int, size: tuple[int, int],
-            scenes: list[Scene]) -> dict:
+def _config(
+    spec: Preset, shots: int, seed: int, size: tuple[int, int], scenes: list[Scene]
+) -> dict:
     """Everything the output depends on; a run matching it is not redone."""
     return {
         "simcam_version": SIMCAM_VERSION,
@@ -262,8 +285,9 @@ def _config(spec: Preset, shots: int, seed: int, size: tuple[int, int],
         "seed": int(seed),
         "size": list(size),
         "scenes": [s.id for s in scenes],
-        "scene_files_sha256": {s.id: _file_sha256(Path(s.source)) for s in scenes
-                               if s.kind == "file"},
+        "scene_files_sha256": {
+            s.id: _file_sha256(Path(s.source)) for s in scenes if s.kind == "file"
+        },
     }
 
 

@@ -180,12 +180,16 @@ def _parse(data: Any, path: Path, sha256: str) -> Preset:
     base = _build(CameraModel, {"make": "defaults", "model": "defaults", **defaults}, "defaults")
     if not isinstance(models, list) or not models:
         raise _Bad("models", "must be a non-empty list of camera models")
-    cameras = tuple(_camera(m, defaults, base, spread, f"models[{i}]") for i, m in enumerate(models))
+    cameras = tuple(
+        _camera(m, defaults, base, spread, f"models[{i}]") for i, m in enumerate(models)
+    )
     _check_unique(cameras)
     return Preset(path.stem, path, sha256, instances, spread, scenes, cameras)
 
 
-def _camera(entry: Any, defaults: dict, base: CameraModel, spread: float, where: str) -> CameraModel:
+def _camera(
+    entry: Any, defaults: dict, base: CameraModel, spread: float, where: str
+) -> CameraModel:
     """Validate ``entry`` over ``defaults``, then move it toward ``base`` by ``spread``."""
     if not isinstance(entry, dict):
         raise _Bad(where, "must be a mapping with at least make and model")
@@ -200,7 +204,9 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _spread(value: Any, default: Any, spread: float, bounds: tuple = (-float("inf"), float("inf"))) -> Any:
+def _spread(
+    value: Any, default: Any, spread: float, bounds: tuple = (-float("inf"), float("inf"))
+) -> Any:
     """Move every continuous field ``spread`` times as far from ``default`` (ints rounded).
 
     Positive quantities move geometrically, ``default * (value / default) ** spread`` (ISO,
@@ -210,11 +216,19 @@ def _spread(value: Any, default: Any, spread: float, bounds: tuple = (-float("in
     quantisation-table tweaks are discrete and kept as given.
     """
     if dataclasses.is_dataclass(value):
-        return dataclasses.replace(value, **{
-            f.name: _spread(getattr(value, f.name), getattr(default, f.name), spread,
-                            f.metadata.get("range", bounds))
-            for f in dataclasses.fields(value) if not f.metadata.get("discrete")
-        })
+        return dataclasses.replace(
+            value,
+            **{
+                f.name: _spread(
+                    getattr(value, f.name),
+                    getattr(default, f.name),
+                    spread,
+                    f.metadata.get("range", bounds),
+                )
+                for f in dataclasses.fields(value)
+                if not f.metadata.get("discrete")
+            },
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float, tuple)):
         return value
     if isinstance(value, tuple):
@@ -249,8 +263,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     fields = dataclasses.fields(cls)
     _check_keys(data, tuple(f.name for f in fields), where)
     hints = typing.get_type_hints(cls)
-    kwargs = {f.name: _value(hints[f.name], data[f.name], f"{where}.{f.name}", f.metadata)
-              for f in fields}
+    kwargs = {
+        f.name: _value(hints[f.name], data[f.name], f"{where}.{f.name}", f.metadata) for f in fields
+    }
     return cls(**kwargs)
 
 
@@ -284,8 +299,10 @@ def _tuple(args: tuple, v: Any, where: str, meta: Any) -> tuple:
     if len(v) != len(args):
         raise _Bad(where, f"must be a list of {len(args)} values (got {v!r})")
     if args == (int, int):  # a quantisation-table tweak: [entry 0..63 in natural order, delta]
-        return (_number(int, v[0], f"{where}[0]", {"range": (0, 63)}),
-                _number(int, v[1], f"{where}[1]", meta))
+        return (
+            _number(int, v[0], f"{where}[0]", {"range": (0, 63)}),
+            _number(int, v[1], f"{where}[1]", meta),
+        )
     return tuple(_value(a, x, f"{where}[{i}]", meta) for i, (a, x) in enumerate(zip(args, v)))
 
 

@@ -75,8 +75,11 @@ def _pick(rng: np.random.Generator, items: list[Scene], n: int) -> list[Scene]:
 
 def skimage_photos() -> list[Scene]:
     """The scikit-image colour photos that load offline (some need a download: skipped)."""
-    return [Scene(f"sk-{name}", "skimage", name)
-            for name, load in SKIMAGE_PHOTOS.items() if _loads(load)]
+    return [
+        Scene(f"sk-{name}", "skimage", name)
+        for name, load in SKIMAGE_PHOTOS.items()
+        if _loads(load)
+    ]
 
 
 def _loads(load: Callable[[], np.ndarray]) -> bool:
@@ -93,7 +96,9 @@ def folder_photos(scenes_dir: str | Path) -> list[Scene]:
     """JPEG/PNG files of ``scenes_dir`` (sorted), one scene each, id ``user-<stem>``."""
     folder = Path(scenes_dir)
     if not folder.is_dir():
-        raise CamtraceError(f"scenes_dir {folder}: no such folder; pass a folder of JPEG/PNG photos")
+        raise CamtraceError(
+            f"scenes_dir {folder}: no such folder; pass a folder of JPEG/PNG photos"
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_EXTS)
     if not files:
         raise CamtraceError(f"scenes_dir {folder}: no .jpg/.jpeg/.png files in it; add photos")
@@ -126,7 +131,9 @@ def _open_photo(path: Path, shape: tuple[int, int]) -> Image.Image:
         raise CamtraceError(f"{path}: unreadable photo ({e}); remove it from scenes_dir") from None
 
 
-def photo_radiance(image: Image.Image, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def photo_radiance(
+    image: Image.Image, shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
     """A random crop of the frame's aspect, area-downscaled >= 2x, sRGB decoded to linear.
 
     The box downscale averages away most of the photo's own demosaicing and JPEG traces; a
@@ -195,8 +202,9 @@ def _paint_disks(centre: np.ndarray, radius: np.ndarray, shape: tuple[int, int])
     xy = np.round(centre * one).astype(int)
     rr = np.round(radius * one).astype(int)
     for i in range(len(rr)):  # OpenCV's rasteriser is the painter's algorithm, in C
-        cv2.circle(labels, (int(xy[i, 0]), int(xy[i, 1])), int(rr[i]), i + 1, -1,
-                   cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.circle(
+            labels, (int(xy[i, 0]), int(xy[i, 1])), int(rr[i]), i + 1, -1, cv2.LINE_8, SUBPIXEL_BITS
+        )
     return labels
 
 
@@ -207,7 +215,10 @@ def _leaf_colours(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _shading(
-    rng: np.random.Generator, labels: np.ndarray, centre: np.ndarray, radius: np.ndarray,
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    centre: np.ndarray,
+    radius: np.ndarray,
     spec: DeadLeaves,
 ) -> np.ndarray:
     """Per-leaf linear illumination ramps of up to +-``shading`` across each leaf's radius."""

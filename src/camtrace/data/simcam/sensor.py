@@ -61,8 +61,12 @@ def device_noise_gain(device: str, variation: float) -> float:
 
 
 def expose_raw(
-    raw: np.ndarray, rng: np.random.Generator, prnu: np.ndarray, gain: float,
-    full_well: float, read_noise: float,
+    raw: np.ndarray,
+    rng: np.random.Generator,
+    prnu: np.ndarray,
+    gain: float,
+    full_well: float,
+    read_noise: float,
 ) -> np.ndarray:
     """Raw signal in [0, 1] -> sensor output: ``x (1 + K) + shot + read`` noise, clipped.
 
