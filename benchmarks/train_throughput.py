@@ -76,7 +76,8 @@ def main() -> None:
     peak32 = matmul_peak(device)
     peak16 = matmul_peak(device, torch.bfloat16, n=1024 if device.type == "cpu" else 4096, reps=1)
     print(
-        f"device: {name}; measured matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s"
+        f"device: {name}; measured matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 "
+        f"{peak16 / 1e9:.1f} GFLOP/s"
     )
     modes = [("fp32", False), ("fp32", True), ("bf16", True)] + (
         [("fp16", True)] if device.type == "cuda" else []
@@ -108,7 +109,8 @@ def main() -> None:
         for _ in range(reps):
             identify(det, image)
         print(
-            f"identify {det.arch} on a 4000x3000 image: {(time.perf_counter() - t) / reps * 1e3:.0f} ms"
+            f"identify {det.arch} on a 4000x3000 image: "
+            f"{(time.perf_counter() - t) / reps * 1e3:.0f} ms"
         )
 
 

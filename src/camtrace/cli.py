@@ -33,7 +33,8 @@ def quickstart(
     ] = Path("data"),
     progress: Progress = True,
 ) -> None:
-    """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images, report."""
+    """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images,
+    report."""
     from camtrace.evaluation.experiment import load_config, run_experiment
 
     config = load_config("quickstart")
@@ -367,7 +368,8 @@ def attack(
     through_jpeg: Annotated[
         bool,
         typer.Option(
-            help="Gradient attacks: take the gradient through a differentiable copy of the output JPEG too, so the perturbation survives it."
+            help="Gradient attacks: take the gradient through a differentiable copy of the "
+            "output JPEG too, so the perturbation survives it."
         ),
     ] = False,
     rounds: Annotated[
@@ -379,7 +381,8 @@ def attack(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     progress: Progress = True,
 ) -> None:
-    """Spoof a whole image: attack every patch the detector votes with, stitch, write a real file, identify it."""
+    """Spoof a whole image: attack every patch the detector votes with, stitch, write a real
+    file, identify it."""
     import torch
 
     from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
@@ -418,7 +421,8 @@ def attack(
         return
     goal = f"target {result.target}" if result.target else f"leave {result.before.model}"
     console.print(
-        f"{image}: {result.before.model} ({result.before.vote_share:.0%} of votes) -> {out} read back: "
+        f"{image}: {result.before.model} ({result.before.vote_share:.0%} of votes) -> {out} "
+        f"read back: "
         f"{result.after.model} ({result.after.vote_share:.0%}); {goal}: "
         f"{'[green]reached[/]' if result.success else '[red]NOT reached[/]'}"
     )

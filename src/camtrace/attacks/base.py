@@ -424,9 +424,11 @@ def _as_nchw(images: Images, name: str) -> tuple[torch.Tensor, Callable[[torch.T
         ), lambda t: t.permute(0, 2, 3, 1).cpu().numpy()
     if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4:
         return images, lambda t: t
-    kind = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
+    shape = tuple(getattr(images, "shape", ()))
+    kind = f"{type(images).__name__} {getattr(images, 'dtype', '')} {shape}"
     raise CamtraceError(
-        f"{name}: images must be a uint8 tensor (N, C, H, W) or uint8 numpy array (N, H, W, C), got {kind}"
+        f"{name}: images must be a uint8 tensor (N, C, H, W) or uint8 numpy array (N, H, W, C), "
+        f"got {kind}"
     )
 
 

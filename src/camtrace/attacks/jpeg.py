@@ -26,7 +26,8 @@ _SAMPLING_NAMES = {code: name for name, code in _SUBSAMPLING.items()}  # Pillow'
 @dataclass(frozen=True)
 class Jpeg:
     """A JPEG re-compression: ``quality`` (1-100) or ``qtables`` (one to four 64-entry tables,
-    luma first, ordered as Pillow's ``Image.quantization`` gives them), with chroma ``subsampling``."""
+    luma first, ordered as Pillow's ``Image.quantization`` gives them),
+    with chroma ``subsampling``."""
 
     quality: int | None = None
     qtables: tuple[tuple[int, ...], ...] | None = None
@@ -43,7 +44,8 @@ class Jpeg:
             _check_tables(self.qtables)
         if self.subsampling not in _SUBSAMPLING:
             raise CamtraceError(
-                f"Jpeg: subsampling '{self.subsampling}' unknown; use one of {', '.join(_SUBSAMPLING)}"
+                f"Jpeg: subsampling '{self.subsampling}' unknown; use one of "
+                f"{', '.join(_SUBSAMPLING)}"
             )
 
     @classmethod
@@ -123,7 +125,8 @@ def recompress(images: torch.Tensor | np.ndarray, jpeg: Jpeg) -> torch.Tensor | 
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(images.device)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise CamtraceError(
-            f"JPEG re-compression needs uint8 (N, H, W, 1|3) images, got {images.dtype} {images.shape}"
+            f"JPEG re-compression needs uint8 (N, H, W, 1|3) images, got {images.dtype} "
+            f"{images.shape}"
         )
     gray = images.shape[-1] == 1
     out = [jpeg.encode_one(im[..., 0] if gray else im) for im in images]

@@ -153,7 +153,8 @@ def _parse_run(raw: Any, archs: list[str], what: str) -> RunSpec:
     units = raw.get("units", "auto")
     if units not in UNITS:
         _fail(
-            f"{what}: units={units!r}: use auto (<= 1 is the [0, 1] scale), pixel (0-255) or unit ([0, 1])"
+            f"{what}: units={units!r}: use auto (<= 1 is the [0, 1] scale), pixel (0-255) or "
+            f"unit ([0, 1])"
         )
     targets = raw.get("targets")
     if not (
@@ -236,7 +237,8 @@ def _check_transfer(spec: RunSpec, specs: list[dict[str, Any]]) -> None:
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{a}: {v}" for a, v in sizes.items())
         _fail(
-            f"transfer: detectors see different patch sizes ({listed}); give them one patches protocol/size"
+            f"transfer: detectors see different patch sizes ({listed}); give them one patches "
+            f"protocol/size"
         )
 
 
@@ -435,7 +437,8 @@ def _describe(row: dict[str, Any], targeted: bool) -> str:
     psnr = "unchanged" if o["psnr"] is None else f"PSNR {o['psnr']:.1f} dB"
     return (
         f"{' '.join(where)}: {rate}error rate {percent(o['error_rate'])}, confidence "
-        f"{percent(o['confidence'])} (float beside: {percent(row['attack']['float_success_rate'])}), "
+        f"{percent(o['confidence'])} (float beside: "
+        f"{percent(row['attack']['float_success_rate'])}), "
         f"{psnr}, n={o['n']}"
     )
 
@@ -605,7 +608,8 @@ def run_attacks(
         for a, det in dets.items():
             clean = _clean_outcome(det, pools[a], ctx)
             log(
-                f"attacks on {a}: {clean['picked']} patches picked ({plan.select}) of {clean['available']} "
+                f"attacks on {a}: {clean['picked']} patches picked ({plan.select}) of "
+                f"{clean['available']} "
                 f"in '{plan.split}', {clean['examined']} examined"
             )
             runs = [

@@ -59,7 +59,8 @@ def load_config(source: str | Path) -> dict[str, Any]:
         builtin = resources.files("camtrace.configs") / f"{source}.yaml"
         if not builtin.is_file():
             raise CamtraceError(
-                f"{source}: no such config file or built-in config; built-ins: {', '.join(builtin_configs())}"
+                f"{source}: no such config file or built-in config; built-ins: "
+                f"{', '.join(builtin_configs())}"
             )
         text = builtin.read_text()
     else:
@@ -357,7 +358,8 @@ def build_report(
             }
             for s in splits["images"]
         ],
-        caption="Split (Bondi Sec. III-A: evaluation on one held-out device per model, unseen scenes)",
+        caption="Split (Bondi Sec. III-A: evaluation on one held-out device per model, "
+        "unseen scenes)",
     )
     report.heading("Timings")
     report.table([{"stage": k, "seconds": v} for k, v in metrics["timings_s"].items()])

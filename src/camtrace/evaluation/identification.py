@@ -72,7 +72,8 @@ def add_identification_report(
     names = {"svm": "CNN features + linear OvO SVMs (Bondi)", "cnn": "CNN soft-max"}
     report.heading(f"Identification {label}".strip())
     report.paragraph(
-        f"{metrics['images']} images, {metrics['patches']} patches of the '{metrics['split']}' split."
+        f"{metrics['images']} images, {metrics['patches']} patches of the '{metrics['split']}' "
+        f"split."
     )
     report.table(
         [

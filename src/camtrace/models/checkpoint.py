@@ -94,7 +94,8 @@ def load_detector(
         )
     if classes is not None and list(classes) != list(card["classes"]):
         raise CamtraceError(
-            f"{path}: checkpoint classes {card['classes']} differ from the requested {list(classes)}"
+            f"{path}: checkpoint classes {card['classes']} differ from the requested "
+            f"{list(classes)}"
         )
     det = build(card["arch"], card["classes"], card["patch_size"], **card.get("hparams", {}))
     state = load_file(str(path))

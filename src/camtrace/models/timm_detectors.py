@@ -31,7 +31,8 @@ class TimmDetector(Detector):
         if self.patch_size < self.min_patch_size:
             raise CamtraceError(
                 f"patch size {self.patch_size} is too small for {self.arch} "
-                f"(needs >= {self.min_patch_size} px); pass --patch-size {self.min_patch_size} or more"
+                f"(needs >= {self.min_patch_size} px); pass --patch-size {self.min_patch_size} "
+                f"or more"
             )
         import timm  # deferred: importing timm costs seconds on every CLI start
 

@@ -227,7 +227,8 @@ def train(
             if rank == 0:
                 if progress:
                     bar.console.print(
-                        f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {running:.4f}"
+                        f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss "
+                        f"{running:.4f}"
                         f"  val loss {val_loss:.4f}  val acc {val_acc:.2%}"
                     )
                 if improved:

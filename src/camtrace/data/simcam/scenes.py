@@ -184,7 +184,8 @@ def _box_reduce(image: np.ndarray, s: int) -> np.ndarray:
 
 
 def _disk_count(area: float, r_min: float, r_max: float, coverage: float) -> int:
-    """Disks whose summed area is ``coverage`` times the frame, for p(r) ~ r^-3 on [r_min, r_max]."""
+    """Disks whose summed area is ``coverage`` times the frame, for p(r) ~ r^-3 on [r_min,
+    r_max]."""
     mean_r2 = 2 * np.log(r_max / r_min) / (r_min**-2 - r_max**-2) if r_max > r_min else r_min**2
     return max(1, int(np.ceil(coverage * area / (np.pi * mean_r2))))
 
