@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.attack_experiment import (
+from camtrace.workflows.attack_experiment import (
     assign_targets,
     eps_curves,
     gradient_sign_image,
     parse_attacks,
     pixel_eps,
 )
-from camtrace.evaluation.experiment import detector_specs, load_config, run_experiment
+from camtrace.workflows.experiment import detector_specs, load_config, run_experiment
 from test_attack_metrics import ColourShare, flat
 
 ZOO = [

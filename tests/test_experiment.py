@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.experiment import builtin_configs, detector_specs, load_config
+from camtrace.workflows.experiment import builtin_configs, detector_specs, load_config
 
 
 def test_builtin_configs_load() -> None:

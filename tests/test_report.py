@@ -11,9 +11,9 @@ import pytest
 import yaml
 from matplotlib.figure import Figure
 
-from camtrace import __version__
+from camtrace._version import __version__
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.plots import (
+from camtrace.workflows.plots import (
     attribution_map_figure,
     bar_figure,
     confusion_figure,
@@ -22,7 +22,7 @@ from camtrace.evaluation.plots import (
     save_figure,
     voting_curve_figure,
 )
-from camtrace.evaluation.report import Report, percent, write_run
+from camtrace.workflows.report import Report, percent, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["Nikon_D70", "Canon_Ixus70", "Sony_H50"]

@@ -13,13 +13,13 @@ from PIL import Image
 from skimage import data
 
 from camtrace.attacks import Jpeg, make_attack
-from camtrace.attacks.whole_image import attack_file, attack_image, save_image
 from camtrace.data.images import load_rgb
 from camtrace.errors import CamtraceError
 from camtrace.models import build, load_detector, save_detector
 from camtrace.models.inference import embed_patches, identify
 from camtrace.models.svm import OvOLinearSVM
 from camtrace.training.engine import PatchSet, TrainConfig, train
+from camtrace.workflows.spoof import attack_file, attack_image, save_image
 
 CLASSES = ["Halden_H20", "Kairo_DX-50", "Nimbus_N300"]
 K = 8  # voting patches per image (Bondi's top-K by quality), fewer than the 20 grid blocks

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from camtrace._version import __version__
 
 _API = {
     "simulate": "camtrace.data.simcam",
@@ -35,12 +35,12 @@ _API = {
     "TrainConfig": "camtrace.training.engine",
     "evaluate_identifier": "camtrace.evaluation.identification",
     "make_attack": "camtrace.attacks",
-    "attack_image": "camtrace.attacks.whole_image",
-    "attack_file": "camtrace.attacks.whole_image",
-    "save_image": "camtrace.attacks.whole_image",
+    "attack_image": "camtrace.workflows.spoof",
+    "attack_file": "camtrace.workflows.spoof",
+    "save_image": "camtrace.workflows.spoof",
     "attack_metrics": "camtrace.evaluation.attack_metrics",
-    "load_config": "camtrace.evaluation.experiment",
-    "run_experiment": "camtrace.evaluation.experiment",
+    "load_config": "camtrace.workflows.experiment",
+    "run_experiment": "camtrace.workflows.experiment",
 }
 
 __all__ = ["__version__", *_API.keys()]  # noqa: PLE0604

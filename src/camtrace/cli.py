@@ -35,7 +35,7 @@ def quickstart(
 ) -> None:
     """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images,
     report."""
-    from camtrace.evaluation.experiment import load_config, run_experiment
+    from camtrace.workflows.experiment import load_config, run_experiment
 
     config = load_config("quickstart")
     config["workdir"] = str(workdir)
@@ -52,7 +52,7 @@ def run(
     progress: Progress = True,
 ) -> None:
     """Run an experiment from one config file; writes metrics.json, report.html, config.yaml."""
-    from camtrace.evaluation.experiment import load_config, run_experiment
+    from camtrace.workflows.experiment import load_config, run_experiment
 
     cfg = load_config(config)
     if seed is not None:
@@ -154,8 +154,7 @@ def split(
 ) -> None:
     """Assign train/val/eval splits and refuse any scene, image or device leak."""
     from camtrace.data.manifest import Manifest
-    from camtrace.data.splits import split_summary
-    from camtrace.evaluation.experiment import split_manifest
+    from camtrace.data.splits import split_manifest, split_summary
 
     spec: dict = {"protocol": protocol}
     if protocol == "bondi":
@@ -298,8 +297,8 @@ def identify(
 
 
 def _write_map(det, rgb, target: Path, title: str) -> None:
-    from camtrace.evaluation.plots import attribution_map_figure, save_figure
     from camtrace.models.inference import block_map
+    from camtrace.workflows.plots import attribution_map_figure, save_figure
 
     labels, positions, conf = block_map(det, rgb)
     fig = attribution_map_figure(
@@ -327,7 +326,7 @@ def evaluate(
 ) -> None:
     """Patch and image accuracy, confusion matrices, voting curve -> metrics.json + report.html."""
     from camtrace.data.patch_store import PatchStore
-    from camtrace.evaluation.evaluate import evaluate_detectors
+    from camtrace.workflows.evaluate import evaluate_detectors
 
     path, rows = evaluate_detectors(
         detector, PatchStore.open(store), Path(runs_dir) / name, split=split_name
@@ -386,8 +385,8 @@ def attack(
     import torch
 
     from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
-    from camtrace.attacks.whole_image import attack_file, output_jpeg
     from camtrace.models import load_detector
+    from camtrace.workflows.spoof import attack_file, output_jpeg
 
     if jpeg_quality is not None and jpeg_like is not None:
         raise CamtraceError("give --jpeg-quality or --jpeg-like, not both")

@@ -1,6 +1,6 @@
 """The attack contract and the one loop every iterative gradient attack shares.
 
-``attack(detector, images_uint8, target=None) -> (adv_uint8, info)`` (ARCHITECTURE.md): a
+``attack(detector, images_uint8, target=None) -> (adv_uint8, info)`` (docs/architecture.md): a
 callable object per attack, configured at construction. Epsilon and steps are in 0-255 pixel
 units. The shared loop is: gradient step -> projection onto the eps ball (Linf or L2) and
 [0, 255] -> rounding to the 8-bit grid (the model always sees a uint8-valued iterate; the

@@ -1,4 +1,4 @@
-"""The patch store: uint8 patch shards plus a metadata table (ARCHITECTURE.md contract).
+"""The patch store: uint8 patch shards plus a metadata table (docs/architecture.md contract).
 
 Layout of a store folder::
 
@@ -120,6 +120,12 @@ class PatchStore:
             raise CamtraceError(
                 f"{self.path}: {column} {unknown} not in this patch store; it has {known}"
             )
+
+    def labels(self, indices: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """Class indices of the patches ``indices`` in the order ``classes`` (a detector's,
+        which may differ from the store's or list fewer models)."""
+        lookup = {c: i for i, c in enumerate(classes)}
+        return np.array([lookup[m] for m in self.meta["model"][indices]], dtype=np.int64)
 
     def patches(self, indices: np.ndarray | None = None) -> np.ndarray:
         """Gather patches (N, s, s, 3) uint8 from the shards (all of them when None)."""

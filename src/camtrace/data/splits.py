@@ -13,6 +13,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -249,3 +250,21 @@ def split_summary(manifest: Manifest) -> dict:
         "devices": {s: len({r.device for r in manifest if r.split == s}) for s in names},
         "models": {m: {s: per_model[m, s] for s in names} for m in manifest.models},
     }
+
+
+def split_manifest(manifest: Manifest, spec: dict[str, Any] | None, seed: int) -> Manifest:
+    """The split section (Bondi's scene/device-disjoint protocol by default), leak-checked."""
+    spec = dict(spec or {})
+    protocol = spec.pop("protocol", "bondi")
+    if protocol == "bondi":
+        out = bondi_split(manifest, seed=seed, **spec)
+        check_leaks(out, by=("scene", "image"), devices=True)
+    elif protocol == "random":
+        out = random_split(manifest, seed=seed, **spec)
+        check_leaks(out, by=("image",))
+    elif protocol == "given":
+        out = manifest
+        check_leaks(out, by=("image",))
+    else:
+        raise CamtraceError(f"split.protocol '{protocol}' is not one of bondi, random, given")
+    return out

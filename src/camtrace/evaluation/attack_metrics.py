@@ -1,4 +1,4 @@
-"""How well an attack worked, measured on the uint8 images it wrote (ARCHITECTURE.md).
+"""How well an attack worked, measured on the uint8 images it wrote (docs/architecture.md).
 
 Outcome, per class and overall: error rate (Güera et al. 2018, Sec. 4.3: share of attacked
 patches the detector now misclassifies), accuracy under attack (Zhao et al., Table 2), Güera's

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from camtrace._version import __version__
 from camtrace.errors import CamtraceError
 from camtrace.io import atomic_path
 from camtrace.models.base import Detector
@@ -30,11 +31,9 @@ def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
 
     Fields derived from ``detector`` always win over stale ones in ``extra``.
     """
-    import camtrace
-
     card = {
         "format": FORMAT_VERSION,
-        "camtrace_version": camtrace.__version__,
+        "camtrace_version": __version__,
         "arch": detector.arch,
         "classes": detector.classes,
         "patch_size": detector.patch_size,

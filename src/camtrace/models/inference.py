@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +22,9 @@ from camtrace.data.patches import (
     grid_patches,
     grid_positions,
 )
-from camtrace.models.base import Detector
+
+if TYPE_CHECKING:  # base.py imports this module lazily (Detector.identify)
+    from camtrace.models.base import Detector
 
 DEFAULT_PROTOCOL = {"bondi2017": "bondi", "densenet40": "guera"}
 

@@ -18,9 +18,9 @@ import torch
 
 from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.identification import features_and_labels, store_labels
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
+from camtrace.models.inference import embed_patches
 from camtrace.models.registry import build
 from camtrace.training.engine import PatchSet, TrainConfig, TrainResult, train
 from camtrace.training.svm import DEFAULT_CS, fit_svm
@@ -45,8 +45,16 @@ def patch_set(store: PatchStore, detector: Detector, split: str) -> PatchSet:
             f"{store.path}: no '{split}' patches; split the manifest before extracting patches"
         )
     return PatchSet(
-        torch.from_numpy(store.patches(idx)), torch.from_numpy(store_labels(store, detector, idx))
+        torch.from_numpy(store.patches(idx)), torch.from_numpy(store.labels(idx, detector.classes))
     )
+
+
+def features_and_labels(
+    detector: Detector, store: PatchStore, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """128-d (or D-d) features and labels of a split, for SVM fitting."""
+    idx = store.indices(split, models=[m for m in detector.classes if m in store.classes])
+    return embed_patches(detector, store.patches(idx)), store.labels(idx, detector.classes)
 
 
 def store_card(store: PatchStore) -> dict[str, Any]:

@@ -20,12 +20,13 @@ import yaml
 
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore, build_patch_store
-from camtrace.data.splits import check_leaks, split_summary
+from camtrace.data.splits import split_manifest, split_summary
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.attack_experiment import parse_attacks, run_attacks
-from camtrace.evaluation.identification import add_identification_report, evaluate_identifier
-from camtrace.evaluation.report import Report, percent, write_run
+from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.io import write_text
+from camtrace.workflows.attack_experiment import parse_attacks, run_attacks
+from camtrace.workflows.evaluate import add_identification_report
+from camtrace.workflows.report import Report, percent, write_run
 
 SECTIONS = (
     "name",
@@ -114,26 +115,6 @@ def prepare_manifest(config: dict[str, Any], workdir: Path, progress: bool) -> M
     if source == "manifest":
         return Manifest.load(data["path"])
     raise CamtraceError(f"data.source '{source}' is not one of simulate, index, manifest")
-
-
-def split_manifest(manifest: Manifest, spec: dict[str, Any] | None, seed: int) -> Manifest:
-    """The split section (Bondi's scene/device-disjoint protocol by default), leak-checked."""
-    from camtrace.data.splits import bondi_split, random_split
-
-    spec = dict(spec or {})
-    protocol = spec.pop("protocol", "bondi")
-    if protocol == "bondi":
-        out = bondi_split(manifest, seed=seed, **spec)
-        check_leaks(out, by=("scene", "image"), devices=True)
-    elif protocol == "random":
-        out = random_split(manifest, seed=seed, **spec)
-        check_leaks(out, by=("image",))
-    elif protocol == "given":
-        out = manifest
-        check_leaks(out, by=("image",))
-    else:
-        raise CamtraceError(f"split.protocol '{protocol}' is not one of bondi, random, given")
-    return out
 
 
 DEFAULT_PATCHES = {"bondi2017": "bondi", "densenet40": "guera"}  # the others: 256 (GAN papers)
@@ -287,7 +268,7 @@ def build_report(
     config: dict[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]
 ) -> Report:
     """The HTML report of an identification experiment (one detector or a zoo)."""
-    from camtrace.evaluation import plots
+    from camtrace.workflows import plots
 
     dets = metrics["detectors"]
     report = Report(

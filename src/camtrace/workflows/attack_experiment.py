@@ -1,6 +1,6 @@
 """The ``attacks`` section of an experiment: Güera 2018 Tables 3-4, Zhao Table 2, SpoC Table 4.
 
-:func:`camtrace.evaluation.experiment.run_experiment` parses the section before training
+:func:`camtrace.workflows.experiment.run_experiment` parses the section before training
 (:func:`parse_attacks`, so a bad section fails at once) and runs it on the trained detectors
 (:func:`run_attacks`). Config shape; every key but ``runs`` / ``transfer`` is optional::
 
@@ -34,7 +34,7 @@ run below the section's pick. In the transfer, patch i is pushed toward the i-th
 turn (never its own model), so the matrix averages over targets as SpoC does; its cells are
 SARs for a targeted attack, error rates for an untargeted one, and all its detectors must
 see one patch size. Success is counted on the uint8 outputs; the attack's float-domain
-success is reported beside, never instead (ARCHITECTURE.md).
+success is reported beside, never instead (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
 from camtrace.data.patches import get_protocol
 from camtrace.errors import CamtraceError
-from camtrace.evaluation import plots
 from camtrace.evaluation.attack_metrics import (
     as_nhwc,
     attack_metrics,
@@ -67,10 +66,10 @@ from camtrace.evaluation.attack_metrics import (
     softmax_scores,
     summarise_distortion,
 )
-from camtrace.evaluation.identification import store_labels
-from camtrace.evaluation.report import Report, percent
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
+from camtrace.workflows import plots
+from camtrace.workflows.report import Report, percent
 
 SECTION_KEYS = ("split", "patches", "select", "jpeg", "batch_size", "examples", "runs", "transfer")
 RUN_KEYS = ("method", "eps", "units", "targets", "params", "patches", "detectors")
@@ -285,7 +284,7 @@ def build_pool(detector: Detector, store: PatchStore, plan: AttackPlan, seed: in
     """Pick ``plan.patches`` patches of ``plan.split``: correctly classified ones (Güera) or
     any (Zhao), in a random order fixed by ``seed``."""
     idx = store.indices(plan.split, models=[m for m in detector.classes if m in store.classes])
-    images, labels = store.patches(idx), store_labels(store, detector, idx)
+    images, labels = store.patches(idx), store.labels(idx, detector.classes)
     if plan.select == "correct":
         picked, examined = correct_subset(detector, images, labels, plan.patches, seed)
     else:

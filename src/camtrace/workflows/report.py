@@ -18,10 +18,10 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
-from camtrace import __version__
+from camtrace._version import __version__
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.plots import figure_to_png_bytes
 from camtrace.io import write_json, write_text
+from camtrace.workflows.plots import figure_to_png_bytes
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;

@@ -5,7 +5,7 @@ card: Bondi's top-K 64x64 grid blocks by quality, Guera's random 32x32 grid cell
 256x256 block for the GAN papers), attacks them in batches, pastes them back and checks the
 image the way it will be stored (uint8, and JPEG-decoded when writing JPEG). ``save_image``
 writes that file atomically; ``attack_file`` does both and identifies the file read back,
-which is the only success that counts (ARCHITECTURE.md: success on the stored uint8 image).
+which is the only success that counts (docs/architecture.md: success on the stored uint8 image).
 """
 
 from __future__ import annotations

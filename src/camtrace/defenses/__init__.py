@@ -1,0 +1,1 @@
+"""Training-time defences (Zhao): to come (issue 14). Above ``training/`` and ``attacks/``."""
