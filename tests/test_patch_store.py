@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from camtrace.data import patch_store
-from camtrace.data.images import load_rgb, save_image
+from camtrace.data.codec import save_image
+from camtrace.data.images import load_rgb
 from camtrace.data.manifest import Manifest, Record
 from camtrace.data.patch_store import PatchStore, SkippedImageWarning, build_patch_store
 from camtrace.data.patches import PatchProtocol, extract_patches
@@ -165,7 +166,7 @@ def _awkward_files(folder: Path) -> tuple[dict[str, int], set[str]]:
     exif = Image.Exif()
     exif[0x0112] = 6
     save_image(folder / "rotated.jpg", _texture(24, 64, seed=1), exif=exif.tobytes())
-    save_image(folder / "whole.jpg", _texture(256, 256, seed=2), quality=90)
+    save_image(folder / "whole.jpg", _texture(256, 256, seed=2), 90)
     data = (folder / "whole.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (folder / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(2048))

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
+from camtrace.data.codec import EXIF_MAKE, EXIF_MODEL, SUBSAMPLING, Jpeg, ijg_tables
 from camtrace.data.manifest import COLUMNS, Manifest
 from camtrace.data.simcam import available_presets, load_preset, simulate
 from camtrace.data.simcam.isp import demosaic
-from camtrace.data.simcam.jpeg import EXIF_MAKE, EXIF_MODEL, ijg_tables, model_qtables
 from camtrace.data.simcam.pipeline import CONFIG_NAME, shoot
 from camtrace.data.simcam.preset import PRESET_DIR
 from camtrace.data.simcam.scenes import dead_leaves, photo_radiance, plan_scenes, render_scene
@@ -24,7 +24,6 @@ SIZE = (48, 64)
 SHOTS = 3
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 ALGORITHMS = ("bilinear", "malvar2004", "menon2007", "vng", "ea")
-SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}  # JpegImagePlugin.get_sampling codes
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +72,22 @@ def test_exif_make_model_and_quantisation_tables(tiny: Manifest) -> None:
         with Image.open(tiny.abspath(r)) as im:
             exif = im.getexif()
             assert (exif[EXIF_MAKE], exif[EXIF_MODEL]) == (camera.make, camera.model)
-            luma, chroma = model_qtables(camera.jpeg)
-            assert [list(t) for t in im.quantization.values()] == [luma, chroma]
+            assert Jpeg.from_file(tiny.abspath(r)) == camera.jpeg
             assert JpegImagePlugin.get_sampling(im) == SUBSAMPLING[camera.jpeg.subsampling]
             assert im.size == (SIZE[1], SIZE[0]) and im.mode == "RGB"
 
 
-def test_tweaked_tables_differ_from_ijg() -> None:
-    camera = next(c for c in load_preset("tiny").models if c.model == "DX-50")
-    luma, chroma = model_qtables(camera.jpeg)
-    base_luma, base_chroma = ijg_tables(camera.jpeg.quality)
-    assert luma[8] == base_luma[8] + 2 and luma[63] == max(1, base_luma[63] - 3)
-    assert chroma == list(base_chroma)
-
-
-def test_ijg_tables_at_quality_50_are_annex_k() -> None:
-    luma, chroma = ijg_tables(50)
-    assert luma[:8] == (16, 11, 10, 16, 24, 40, 51, 61)
-    assert chroma[:8] == (17, 18, 24, 47, 99, 99, 99, 99)
-    assert max(ijg_tables(1)[0]) == 255 and min(ijg_tables(100)[0]) == 1
+def test_jpeg_sections_become_tweaked_ijg_tables() -> None:
+    cameras = {c.model: c.jpeg for c in load_preset("tiny").models}
+    # tiny.yaml: H20 quality 90 (the defaults), DX-50 quality 95 with luma_tweaks
+    # [[8, 2], [63, -3]] and 4:2:2, N300 quality 97 with 4:4:4
+    assert cameras["H20"] == Jpeg(qtables=ijg_tables(90), subsampling="4:2:0")
+    assert cameras["N300"] == Jpeg(qtables=ijg_tables(97), subsampling="4:4:4")
+    (luma, chroma), (base_luma, base_chroma) = cameras["DX-50"].qtables, ijg_tables(95)
+    changed = [i for i in range(64) if luma[i] != base_luma[i]]
+    assert changed == [8, 63] and luma[8] == base_luma[8] + 2
+    assert luma[63] == max(1, base_luma[63] - 3) and chroma == base_chroma
+    assert cameras["DX-50"].subsampling == "4:2:2"
 
 
 def test_deterministic_across_runs_and_worker_counts(tiny: Manifest, tmp_path: Path) -> None:
@@ -211,13 +207,12 @@ def test_spread_zero_keeps_only_discrete_differences(tmp_path: Path) -> None:
     assert {(m.optics.blur, m.sensor, m.isp) for m in models} == {
         (0.7, models[0].sensor, models[0].isp)
     }
-    assert [m.jpeg.quality for m in models] == [90, 95, 97]
+    assert [m.jpeg for m in models] == [m.jpeg for m in load_preset("tiny").models]
     assert [(m.cfa, m.optics.psf) for m in models] == [
         ("RGGB", "gaussian"),
         ("GRBG", "gaussian"),
         ("BGGR", "disk"),
     ]
-    assert models[1].jpeg.luma_tweaks == ((8, 2), (63, -3))
 
 
 def test_large_spread_moves_positive_fields_by_ratio_and_stays_in_range(tmp_path: Path) -> None:

@@ -12,14 +12,15 @@ import torch
 from PIL import Image
 from skimage import data
 
-from camtrace.attacks import Jpeg, make_attack
+from camtrace.attacks import make_attack
+from camtrace.data.codec import Jpeg
 from camtrace.data.images import load_rgb
 from camtrace.errors import CamtraceError
 from camtrace.models import build, load_detector, save_detector
 from camtrace.models.inference import embed_patches, identify
 from camtrace.models.svm import OvOLinearSVM
 from camtrace.training.engine import PatchSet, TrainConfig, train
-from camtrace.workflows.spoof import attack_file, attack_image, save_image
+from camtrace.workflows.spoof import attack_file, attack_image
 
 CLASSES = ["Halden_H20", "Kairo_DX-50", "Nimbus_N300"]
 K = 8  # voting patches per image (Bondi's top-K by quality), fewer than the 20 grid blocks
@@ -180,10 +181,8 @@ def test_bad_inputs_give_one_line_errors(detector, photo, tmp_path) -> None:
         ),
         (lambda: attack_image(detector, photo, "fgsm", 7), "not a class"),
         (lambda: attack_image(detector, photo, "cw", TARGET), "unknown attack"),
-        (lambda: save_image(tmp_path / "x.gif", photo), "unknown image suffix"),
-        (lambda: save_image(tmp_path / "x.png", photo, jpeg=90), "use a .jpg suffix"),
-        (lambda: save_image(not_image / "x.png", photo), "not a folder"),
-        (lambda: save_image(tmp_path / "x.jpg", photo, jpeg=150), "quality=150"),
+        (lambda: attack_file(detector, photo, tmp_path / "x.gif", "fgsm"), "image suffix"),
+        (lambda: attack_file(detector, photo, tmp_path / "x.png", "fgsm", jpeg=90), ".jpg"),
     ]
     for call, message in cases:
         with pytest.raises(CamtraceError, match=message.replace(".", r"\.")) as err:

@@ -1,8 +1,9 @@
-"""Robust image reading and writing: every photo enters camtrace as (H, W, 3) uint8 RGB.
+"""Robust image reading: every photo enters camtrace as (H, W, 3) uint8 RGB.
 
 ``load_rgb`` turns every way a file can be wrong (missing, not an image, truncated,
 decompression bomb, too small) into a one-line :class:`CamtraceError` naming the file and
-the fix, so a dataset build can skip the file and go on.
+the fix, so a dataset build can skip the file and go on. Writing is the codec's
+(:func:`camtrace.data.codec.save_image`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from camtrace.errors import CamtraceError
-from camtrace.io import atomic_path
-
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
-JPEG_ONLY = ("quality", "qtables", "subsampling")
 
 # What Pillow's decoders raise on corrupt, truncated or hostile files (UnidentifiedImageError
 # and "image file is truncated" are OSErrors; Python-level plugins add the others).
@@ -122,66 +119,6 @@ def to_uint8(a: np.ndarray) -> np.ndarray:
     lo, hi = x.min(), x.max()
     scaled = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
     return np.rint(scaled * 255).astype(np.uint8)
-
-
-def save_image(
-    path: str | Path,
-    rgb: np.ndarray,
-    quality: int | None = None,
-    qtables: list[list[int]] | None = None,
-    subsampling: int | None = None,
-    exif: bytes | None = None,
-) -> Path:
-    """Write (H, W, 3) uint8 ``rgb`` atomically as PNG, JPEG or TIFF (by suffix).
-
-    JPEG takes Pillow's ``quality`` (default 75) or explicit ``qtables``, and
-    ``subsampling`` (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0); ``exif`` bytes are kept.
-    """
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise CamtraceError(
-            f"{path}: unknown image suffix {path.suffix!r}; use one of {sorted(FORMATS)}"
-        )
-    _check_array(path, rgb)
-    options = _save_options(path, fmt, quality, qtables, subsampling)
-    if exif is not None:
-        options["exif"] = exif
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb, mode="RGB").save(tmp, format=fmt, **options)
-    return path
-
-
-def _check_array(path: Path, rgb: np.ndarray) -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
-        kind = rgb.dtype if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise CamtraceError(
-            f"{path}: image array is {kind}, not uint8; round and clip to 0..255 first"
-        )
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise CamtraceError(f"{path}: image array has shape {rgb.shape}, expected (H, W, 3)")
-
-
-def _save_options(
-    path: Path,
-    fmt: str,
-    quality: int | None,
-    qtables: list[list[int]] | None,
-    subsampling: int | None,
-) -> dict:
-    """Pillow save keywords; JPEG settings on a lossless format are an error, not ignored."""
-    given = {
-        k: v
-        for k, v in zip(JPEG_ONLY, (quality, qtables, subsampling), strict=True)
-        if v is not None
-    }
-    if given and fmt != "JPEG":
-        raise CamtraceError(f"{path}: {sorted(given)} only apply to JPEG; use a .jpg suffix")
-    if quality is not None and qtables is not None:
-        raise CamtraceError(f"{path}: give either quality or qtables, not both")
-    if quality is not None and not 1 <= quality <= 100:
-        raise CamtraceError(f"{path}: JPEG quality {quality} is outside 1..100")
-    return given
 
 
 def _one_line(e: Exception) -> str:

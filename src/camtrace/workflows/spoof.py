@@ -3,15 +3,15 @@
 ``attack_image`` finds the patches ``identify`` votes with (the protocol of the checkpoint
 card: Bondi's top-K 64x64 grid blocks by quality, Guera's random 32x32 grid cells, every
 256x256 block for the GAN papers), attacks them in batches, pastes them back and checks the
-image the way it will be stored (uint8, and JPEG-decoded when writing JPEG). ``save_image``
-writes that file atomically; ``attack_file`` does both and identifies the file read back,
-which is the only success that counts (docs/architecture.md: success on the stored uint8 image).
+image the way it will be stored (uint8, and JPEG-decoded when writing JPEG: the codec's
+``stored``). ``attack_file`` also writes the file (the codec's ``save_image``) and identifies
+the file read back, which is the only success that counts (docs/architecture.md: success on
+the stored uint8 image).
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +19,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from rich.progress import Progress
-from skimage.metrics import peak_signal_noise_ratio
 from torch import nn
 
 from camtrace.attacks import make_attack
 from camtrace.attacks.base import Attack, AttackInfo
-from camtrace.attacks.jpeg import Jpeg, as_jpeg
+from camtrace.data.codec import Jpeg, as_jpeg, output_jpeg, save_image, stored
 from camtrace.data.images import load_rgb
 from camtrace.errors import CamtraceError
-from camtrace.io import atomic_path
+from camtrace.evaluation.metrics import psnr
 from camtrace.models.base import Detector
 from camtrace.models.inference import Identification, identify, patch_protocol
-
-IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
-DEFAULT_JPEG_QUALITY = 95  # a .jpg output without an explicit Jpeg setting
 
 
 class VotingScores(nn.Module):
@@ -172,7 +167,7 @@ def attack_image(
         rounds=len(per_round),
         attacked=len(attacked),
         attack=AttackInfo.cat(infos).summary() if infos else {},
-        psnr=_psnr(clean, adv),
+        psnr=psnr(clean, adv),
         linf=int(np.abs(adv.astype(np.int16) - clean).max()),
         per_round=per_round,
     )
@@ -201,69 +196,6 @@ def attack_file(
     result.after = identify(detector, saved)
     result.saved = str(saved)
     return result
-
-
-def save_image(path: str | Path, array: np.ndarray, jpeg: int | Jpeg | None = None) -> Path:
-    """Write (H, W, 3) uint8 ``array`` atomically as PNG or JPEG, chosen by the suffix.
-
-    ``jpeg``: quality (1-100) or a :class:`Jpeg` (e.g. a target camera's tables from
-    ``Jpeg.from_file``); a .jpg without it uses quality 95; a .png with it is an error.
-    """
-    path = Path(path)
-    jpeg = output_jpeg(path, jpeg)
-    _check_array(array, str(path))
-    if path.parent.exists() and not path.parent.is_dir():
-        raise CamtraceError(f"{path}: {path.parent} is not a folder; choose another output path")
-    data = encode(array, jpeg)
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    except OSError as exc:
-        raise CamtraceError(
-            f"{path}: cannot write the image ({exc.strerror}); choose another output path"
-        ) from None
-    return path
-
-
-def output_jpeg(path: str | Path, jpeg: int | Jpeg | None) -> Jpeg | None:
-    """The JPEG setting an output path implies: None for .png, ``jpeg`` or quality 95 for .jpg."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in IMAGE_FORMATS:
-        raise CamtraceError(f"{path}: unknown image suffix {suffix!r}; use .png (lossless) or .jpg")
-    if IMAGE_FORMATS[suffix] == "PNG":
-        if jpeg is not None:
-            raise CamtraceError(f"{path}: JPEG settings given for a PNG output; use a .jpg suffix")
-        return None
-    return as_jpeg(jpeg) or Jpeg(quality=DEFAULT_JPEG_QUALITY)
-
-
-def encode(array: np.ndarray, jpeg: Jpeg | None) -> bytes:
-    """File bytes of ``array``: PNG when ``jpeg`` is None, else JPEG with its settings."""
-    buf = io.BytesIO()
-    if jpeg is None:
-        Image.fromarray(array).save(buf, format="PNG")
-    else:
-        tables = {"qtables": [list(t) for t in jpeg.qtables]} if jpeg.qtables else {}
-        quality = {"quality": jpeg.quality} if jpeg.quality is not None else {}
-        Image.fromarray(array).save(
-            buf, format="JPEG", subsampling=jpeg.subsampling, **tables, **quality
-        )
-    return buf.getvalue()
-
-
-def stored(array: np.ndarray, jpeg: Jpeg | None) -> np.ndarray:
-    """The image a reader gets back from the file ``save_image`` would write."""
-    if jpeg is None:
-        return array
-    with Image.open(io.BytesIO(encode(array, jpeg))) as im:
-        return np.array(im.convert("RGB"))
-
-
-def _psnr(clean: np.ndarray, adv: np.ndarray) -> float:
-    """PSNR in dB over the whole image (infinite when nothing changed)."""
-    if np.array_equal(clean, adv):
-        return math.inf
-    return float(peak_signal_noise_ratio(clean, adv, data_range=255))
 
 
 def _read(detector: Detector, image: str | Path | np.ndarray) -> tuple[np.ndarray, str]:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from rich.progress import Progress
 
+from camtrace.data.codec import camera_exif, save_image
 from camtrace.data.manifest import MANIFEST_NAME, Manifest, Record
 from camtrace.data.simcam.isp import (
     LUMA,
@@ -36,7 +37,6 @@ from camtrace.data.simcam.isp import (
     tone_lut,
     white_balance_gains,
 )
-from camtrace.data.simcam.jpeg import save_jpeg
 from camtrace.data.simcam.optics import apply_optics
 from camtrace.data.simcam.preset import CameraModel, Exposure, Preset, SceneSpec, load_preset
 from camtrace.data.simcam.scenes import Scene, plan_scenes, render_scene
@@ -186,7 +186,8 @@ class _Job:
         rng = np.random.default_rng(np.random.SeedSequence(key))
         scene = _scene_radiance(self.scenes[shot], self.size, self.seed, self.preset.scenes)
         rgb = shoot(camera, instance, scene, self.size, rng)
-        save_jpeg(rgb, self.path(model, instance, shot), camera.jpeg, camera.make, camera.model)
+        exif = camera_exif(camera.make, camera.model)
+        save_image(self.path(model, instance, shot), rgb, camera.jpeg, exif=exif)
 
 
 @functools.lru_cache(maxsize=2)

@@ -4,7 +4,8 @@ A preset lists ``defaults`` (one complete camera model) and ``models`` (each onl
 differs from the defaults). ``spread`` scales every continuous deviation of a model from
 the defaults, so one number tunes how far apart the models are; discrete choices (CFA
 pattern, demosaicing, JPEG quality, chroma subsampling, quantisation-table tweaks) are left
-as given.
+as given. A model's ``jpeg:`` section becomes the codec's one JPEG setting,
+:class:`camtrace.data.codec.Jpeg`, with the model's own tables.
 The field meanings are documented at the top of ``presets/default.yaml``.
 """
 
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from camtrace.data.codec import Jpeg, ijg_tables
 from camtrace.errors import CamtraceError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -28,10 +30,9 @@ DEMOSAIC = Literal["bilinear", "malvar2004", "menon2007", "vng", "ea"]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # no '_' (file names split on it), no spaces
 
 
-def _in(lo: float, hi: float, discrete: bool = False) -> Any:
-    """A required field whose numbers (or each element) must lie in [lo, hi]; ``discrete``
-    ones are a choice that ``spread`` leaves as given."""
-    return field(metadata={"range": (lo, hi), "discrete": discrete})
+def _in(lo: float, hi: float) -> Any:
+    """A required field whose numbers (or each element) must lie in [lo, hi]."""
+    return field(metadata={"range": (lo, hi)})
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,24 @@ class Isp:
 
 
 @dataclass(frozen=True)
-class Jpeg:
-    quality: int = _in(1, 100, discrete=True)  # picks the table, like the tweaks
+class JpegSection:
+    """A model's ``jpeg:`` section: libjpeg's IJG tables at ``quality`` with a few entries
+    tweaked (real cameras ship their own tables, usually close to a scaled standard one)."""
+
+    quality: int = _in(1, 100)
     subsampling: Literal["4:4:4", "4:2:2", "4:2:0"]
     luma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)  # [entry 0..63, delta] pairs
     chroma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)
+
+    def jpeg(self) -> Jpeg:
+        """The codec setting: the IJG (luma, chroma) tables, tweaked entries clipped to 1..255."""
+        tables = []
+        for base, tweaks in zip(ijg_tables(self.quality), (self.luma_tweaks, self.chroma_tweaks)):
+            table = list(base)
+            for index, delta in tweaks:
+                table[index] = min(max(table[index] + delta, 1), 255)
+            tables.append(tuple(table))
+        return Jpeg(qtables=tuple(tables), subsampling=self.subsampling)
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,7 @@ class CameraModel:
     sensor: Sensor
     exposure: Exposure
     isp: Isp
-    jpeg: Jpeg
+    jpeg: Jpeg = field(metadata={"discrete": True})  # a choice ``spread`` leaves as given
 
     @property
     def label(self) -> str:
@@ -212,8 +226,8 @@ def _spread(
     Positive quantities move geometrically, ``default * (value / default) ** spread`` (ISO,
     full well, blur stay positive and ratios scale), signed ones linearly,
     ``default + spread * (value - default)``; the result is clipped to the field's valid
-    range. Strings (CFA, demosaicing, subsampling, names), the JPEG quality and the
-    quantisation-table tweaks are discrete and kept as given.
+    range. Strings (CFA, demosaicing, names) and the JPEG setting (quality, subsampling,
+    quantisation-table tweaks) are discrete and kept as given.
     """
     if dataclasses.is_dataclass(value):
         return dataclasses.replace(
@@ -272,6 +286,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
 def _value(hint: Any, v: Any, where: str, meta: Any) -> Any:
     """One field value checked against its type hint and ``range`` metadata."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Jpeg:
+        return _build(JpegSection, v, where).jpeg()
     if dataclasses.is_dataclass(hint):
         return _build(hint, v, where)
     if origin is Literal:
