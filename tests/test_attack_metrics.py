@@ -37,8 +37,8 @@ class ColourShare(nn.Module):
         return x.mean((2, 3)).log() + 0 * self.unused
 
 
-def flat(colours: list[tuple[int, int, int]], size: int = 8) -> np.ndarray:
-    """(N, size, size, 3) uint8 images of constant colour."""
+def flat(colours: list[tuple[int, int, int]], size: int = 16) -> np.ndarray:
+    """(N, size, size, 3) uint8 images of constant colour (SSIM's window needs 11x11)."""
     return np.stack(
         [np.broadcast_to(np.array(c, np.uint8), (size, size, 3)) for c in colours]
     ).copy()
@@ -83,21 +83,21 @@ def test_attack_metrics_per_class_and_layouts() -> None:
 def test_psnr_ssim_and_norms_exact() -> None:
     clean = flat([(100, 100, 100), (100, 100, 100), (100, 100, 100)])
     adv = clean.copy()
-    adv[0, 2, 3, 1] += 16  # one value of 192 changed by 16
+    adv[0, 2, 3, 1] += 16  # one value of 768 changed by 16
     adv[1] = 110  # every value +10
     d = distortion(clean, adv)
-    assert d["psnr"][0] == pytest.approx(10 * math.log10(255**2 / (256 / 192)))
+    assert d["psnr"][0] == pytest.approx(10 * math.log10(255**2 / (256 / 768)))
     assert d["psnr"][1] == pytest.approx(10 * math.log10(255**2 / 100))
     assert math.isinf(d["psnr"][2])
     c1 = (0.01 * 255) ** 2  # flat images: SSIM is its luminance term alone
     assert d["ssim"][1] == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1))
     assert d["ssim"][2] == 1.0
-    assert d["l0"].tolist() == [1, 192, 0]
-    assert d["l2"] == pytest.approx([16, math.sqrt(192 * 100), 0])
+    assert d["l0"].tolist() == [1, 768, 0]
+    assert d["l2"] == pytest.approx([16, math.sqrt(768 * 100), 0])
     assert d["linf"].tolist() == [16, 10, 0]
     s = summarise_distortion(d)
     assert s["psnr"] == pytest.approx((d["psnr"][0] + d["psnr"][1]) / 2)  # unchanged left out
-    assert s["unchanged"] == pytest.approx(1 / 3) and s["l0"] == pytest.approx(193 / 3)
+    assert s["unchanged"] == pytest.approx(1 / 3) and s["l0"] == pytest.approx(769 / 3)
     assert summarise_distortion(d, [False, False, True])["psnr"] is None
 
 
@@ -125,6 +125,6 @@ def test_bad_inputs_are_one_line_errors() -> None:
     with pytest.raises(CamtraceError, match="uint8"):
         attack_metrics(det, good, [1], good.astype(np.float32))
     with pytest.raises(CamtraceError, match="differ in shape"):
-        distortion(good, flat([(10, 80, 10)], size=16))
+        distortion(good, flat([(10, 80, 10)], size=12))
     with pytest.raises(CamtraceError, match="one per image"):
         attack_metrics(det, good, [1, 0], good)

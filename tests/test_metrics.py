@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from skimage.metrics import structural_similarity
 
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.metrics import (
@@ -120,6 +121,45 @@ def test_psnr_known_values():
     b = a.copy()
     b[:8] += 2  # MSE = 2 on half the pixels -> 10 log10(255^2 / 2)
     assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 2))
+
+
+def _wang_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Wang et al. 2004 written out: Eq. 13 at every position where the 11x11 Gaussian window
+    (sigma 1.5, unit sum) fits, with its weighted means and population (co)variances
+    (Eqs. 14-16), averaged over positions (Eq. 17) and then over channels."""
+    g = np.exp(-(np.arange(-5, 6) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    means = []
+    for ch in range(a.shape[2]):
+        x, y = a[..., ch].astype(np.float64), b[..., ch].astype(np.float64)
+        values = []
+        for i in range(x.shape[0] - 10):
+            for j in range(x.shape[1] - 10):
+                px, py = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
+                mx, my = (w * px).sum(), (w * py).sum()
+                vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
+                cxy = (w * (px - mx) * (py - my)).sum()
+                values.append(
+                    (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+                )
+        means.append(np.mean(values))
+    return float(np.mean(means))
+
+
+def test_ssim_is_wangs_gaussian_population_ssim():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, size=(16, 14, 3), dtype=np.uint8)
+    b = np.clip(0.6 * a + 50 + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    reference = _wang_ssim(a, b)
+    assert 0.1 < reference < 0.9
+    # float64 sums in another order: agreement to rounding, far below the 1e-4 a table shows
+    assert ssim(a, b) == pytest.approx(reference, abs=1e-9)
+    # scikit-image's defaults (7x7 box window, sample covariance) are another number
+    box = structural_similarity(a, b, channel_axis=-1, data_range=255)
+    assert abs(box - reference) > 1e-3
+    with pytest.raises(CamtraceError, match="at least 11x11"):
+        ssim(a[:10], b[:10])
 
 
 def test_ssim_identical_is_one_and_flat_images_exact():

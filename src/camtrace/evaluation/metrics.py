@@ -2,7 +2,8 @@
 
 Patch and image accuracy, confusion matrices (Bondi 2017 Figs. 2 and 4), majority voting
 over the first K patches of an image and the accuracy-vs-K curve (Bondi 2017 Sec. II and
-Fig. 3), and PSNR / SSIM of uint8 images for the distortion an attack leaves.
+Fig. 3), and PSNR / SSIM (Wang et al. 2004) of uint8 images for the distortion an attack
+leaves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from camtrace.errors import CamtraceError
+
+SSIM_WINDOW = 11  # Wang et al. 2004's Gaussian window: scikit-image's 2 * int(3.5 * 1.5 + 0.5) + 1
 
 
 def _labels(name: str, y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
@@ -169,7 +172,7 @@ def _image_pair(a: np.ndarray, b: np.ndarray, batch: bool) -> tuple[np.ndarray, 
 
 
 def psnr(a_uint8: np.ndarray, b_uint8: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB with peak 255; inf for identical images."""
+    """Peak signal-to-noise ratio in dB, ``10 log10(255^2 / MSE)``; inf for identical images."""
     a, b = _image_pair(a_uint8, b_uint8, batch=False)
     if np.array_equal(a, b):
         return float("inf")
@@ -177,9 +180,29 @@ def psnr(a_uint8: np.ndarray, b_uint8: np.ndarray) -> float:
 
 
 def ssim(a_uint8: np.ndarray, b_uint8: np.ndarray) -> float:
-    """Structural similarity (Wang et al. 2004), channels on the last axis, range 255."""
+    """Structural similarity as Wang et al. 2004 define it: Eq. 13 on the statistics of an
+    11x11 Gaussian window of sigma 1.5 (Eqs. 14-16: weighted means, population variances and
+    covariance), K1 = 0.01, K2 = 0.03, dynamic range 255; the mean over the windows inside
+    the image (MSSIM, Eq. 17), averaged over the colour channels."""
     a, b = _image_pair(a_uint8, b_uint8, batch=False)
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise CamtraceError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} (Wang's Gaussian "
+            f"window), got {a.shape[1]}x{a.shape[0]}; compare larger images"
+        )
+    return float(
+        structural_similarity(
+            a,
+            b,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            K1=0.01,
+            K2=0.03,
+            data_range=255,
+            channel_axis=-1,
+        )
+    )
 
 
 def psnr_batch(a_uint8: np.ndarray, b_uint8: np.ndarray) -> np.ndarray:
