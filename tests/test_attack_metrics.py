@@ -101,6 +101,20 @@ def test_psnr_ssim_and_norms_exact() -> None:
     assert summarise_distortion(d, [False, False, True])["psnr"] is None
 
 
+def test_softmax_scores_are_the_networks_in_eval_mode_for_either_layout() -> None:
+    """The one batched scorer of evaluation: the network's soft-max (never the SVM battery a
+    Bondi detector carries), batch by batch, the caller's train/eval mode restored."""
+    det = ColourShare().train()
+    det.svm = lambda features: torch.zeros(len(features), 3)  # would vote otherwise
+    images = flat([(60, 30, 10), (10, 80, 10), (20, 20, 60)])
+    scores = softmax_scores(det, images, batch_size=2)
+    expected = np.array([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)  # float32 soft-max of exact shares
+    nchw = softmax_scores(det, torch.from_numpy(images).permute(0, 3, 1, 2))
+    np.testing.assert_array_equal(nchw, scores)
+    assert det.training
+
+
 def test_correct_subset_keeps_only_correct_ones_seeded() -> None:
     det = ColourShare()
     rng = np.random.default_rng(0)

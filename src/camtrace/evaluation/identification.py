@@ -13,6 +13,7 @@ import numpy as np
 
 from camtrace.data.patch_store import PatchStore
 from camtrace.evaluation import metrics as M
+from camtrace.evaluation.attack_metrics import softmax_scores
 from camtrace.models.base import Detector
 from camtrace.models.inference import patch_scores
 
@@ -29,7 +30,7 @@ def evaluate_identifier(
     images = store.meta["image"][idx]
     result: dict[str, Any] = {"split": split, "patches": len(idx), "images": len(np.unique(images))}
     card = getattr(detector, "card", {})
-    heads = {} if card.get("svm_only") else {"cnn": _softmax_scores(detector, patches)}
+    heads = {} if card.get("svm_only") else {"cnn": softmax_scores(detector, patches)}
     if getattr(detector, "svm", None) is not None:
         heads["svm"] = patch_scores(detector, patches)
     for name, scores in heads.items():
@@ -46,11 +47,3 @@ def evaluate_identifier(
         }
     result["primary"] = "svm" if "svm" in heads else "cnn"
     return result
-
-
-def _softmax_scores(detector: Detector, patches: np.ndarray) -> np.ndarray:
-    svm, detector.svm = getattr(detector, "svm", None), None
-    try:
-        return patch_scores(detector, patches)
-    finally:
-        detector.svm = svm
