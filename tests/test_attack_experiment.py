@@ -14,8 +14,8 @@ from camtrace.errors import CamtraceError
 from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, pixel_eps, plan_attacks
 from camtrace.workflows.attack_report import eps_curves
 from camtrace.workflows.attack_run import assign_targets, gradient_sign_image
-from camtrace.workflows.config import AttacksConfig, parse_config, parse_section
-from camtrace.workflows.experiment import detector_specs, load_config, run_experiment
+from camtrace.workflows.config import AttacksConfig, parse_section
+from camtrace.workflows.experiment import run_experiment
 from test_attack_metrics import ColourShare, flat
 
 ZOO = {"bondi2017": 64, "densenet40": 32}  # arch -> patch size
@@ -63,13 +63,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
     with pytest.raises(CamtraceError, match=message):
         parse_attacks(section, ZOO)
-
-
-def test_builtin_attack_configs_parse() -> None:
-    for name in ("guera2018", "zhao2019", "transfer"):
-        config = parse_config(load_config(name))
-        sizes = {s.arch: s.protocol.size for s in detector_specs(config)}
-        assert plan_attacks(config.attacks, sizes).runs
 
 
 def test_eps_units() -> None:

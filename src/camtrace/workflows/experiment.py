@@ -265,9 +265,10 @@ def run_experiment(
     ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
     spread; the attacks and the per-detector details are those of the first split.
+    ``config.yaml`` is the config as given.
     """
-    if not isinstance(config, ExperimentConfig):
-        config = parse_config(config)
+    given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
+    config = parse_config(given)
     name, seed = config.name, config.seed
     run_dir = Path(runs_dir) / name
     clock = _Clock(log)
@@ -319,10 +320,10 @@ def run_experiment(
         },
         **({"attacks": attacks.metrics} if attacks else {}),
     }
-    report = build_report(config, metrics, first.histories)
+    report = build_report(given, metrics, first.histories)
     if attacks:
         add_attack_report(report, attacks.metrics, attacks.examples)
-    write_run(run_dir, metrics, report, config.to_dict())
+    write_run(run_dir, metrics, report, given)
     return metrics
 
 
@@ -335,7 +336,7 @@ def write_bytes_copy(src: Path, dst: Path) -> None:
 
 
 def build_report(
-    config: ExperimentConfig, metrics: dict[str, Any], histories: dict[str, list[dict]]
+    config: Mapping[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]
 ) -> Report:
     """The HTML report of an identification experiment (one detector or a zoo)."""
     from camtrace.workflows import plots
@@ -417,7 +418,7 @@ def build_report(
     report.heading("Timings")
     report.table([{"stage": k, "seconds": v} for k, v in metrics["timings_s"].items()])
     report.heading("Configuration")
-    report.paragraph(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    report.paragraph(yaml.safe_dump(dict(config), sort_keys=False))
     return report
 
 
