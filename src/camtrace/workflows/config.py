@@ -15,12 +15,12 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
 from camtrace.errors import CamtraceError
 from camtrace.training.engine import TrainConfig
 
-UNSET: Any = dataclasses.MISSING
+REQUIRED: Any = dataclasses.MISSING
 
 
 def option(
@@ -48,9 +48,7 @@ def option(
         "when": when,
         "partial_of": partial_of,
     }
-    if isinstance(default, (dict, list, tuple)) and default:
-        return field(default_factory=lambda: default, metadata=meta)
-    if isinstance(default, dict):
+    if default == {}:  # the only mutable default: an empty mapping
         return field(default_factory=dict, metadata=meta)
     return field(default=default, metadata=meta)
 
@@ -157,7 +155,9 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class PatchesConfig:
-    """How patches are cut (``camtrace.data.patches``)."""
+    """How patches are cut (``camtrace.data.patches``); a plain name stands for its protocol."""
+
+    SHORTHAND: ClassVar[str] = "protocol"
 
     protocol: str | None = option(
         None,
@@ -210,6 +210,8 @@ class SvmConfig:
 class DetectorConfig:
     """One detector; a plain name (``- mislnet``) stands for ``{arch: mislnet}``."""
 
+    SHORTHAND: ClassVar[str] = "arch"
+
     arch: str = option("bondi2017", "architecture", choices=_architectures)
     patches: PatchesConfig | None = option(None, "its patches (default: the top-level ones)")
     train: dict[str, Any] = option(
@@ -234,7 +236,7 @@ class EvaluateConfig:
 class AttackRunConfig:
     """One attack of ``attacks.runs`` (or ``attacks.transfer``), swept over eps and targets."""
 
-    method: str = option(UNSET, "attack name (required)", choices=_attacks)
+    method: str = option(REQUIRED, "attack name (required)", choices=_attacks)
     eps: tuple[float, ...] = option((), "epsilons, one setting each (a number or a list)")
     units: Literal["auto", "pixel", "unit"] = option(
         "auto", "eps units: auto (< 1 is the [0, 1] scale), pixel (0-255) or unit (x 255)"
@@ -371,10 +373,9 @@ def parse_fields(cls: type, raw: Any, path: str) -> dict[str, Any]:
 
 def parse_section(cls: type, raw: Any, path: str) -> Any:
     """Section ``cls`` from ``raw`` (None: all defaults)."""
-    if cls is DetectorConfig and isinstance(raw, str):
-        raw = {"arch": raw}
-    if cls is PatchesConfig and isinstance(raw, str):
-        raw = {"protocol": raw}
+    shorthand = getattr(cls, "SHORTHAND", None)
+    if shorthand and isinstance(raw, str):
+        raw = {shorthand: raw}
     values = parse_fields(cls, raw, path)
     for name, f in _keys(cls).items():
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -453,7 +454,11 @@ def _convert(hint: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
                 continue
         raise _Mismatch
     if dataclasses.is_dataclass(hint):
-        if isinstance(raw, (Mapping, str)) or raw is None:
+        if (
+            isinstance(raw, Mapping)
+            or raw is None
+            or (isinstance(raw, str) and hasattr(hint, "SHORTHAND"))
+        ):
             return parse_section(hint, raw, path)
         raise _Mismatch
     if origin is Literal:
