@@ -9,21 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from camtrace.attacks import Jpeg
 from camtrace.errors import CamtraceError
-from camtrace.workflows.attack_experiment import (
-    assign_targets,
-    eps_curves,
-    gradient_sign_image,
-    parse_attacks,
-    pixel_eps,
-)
-from camtrace.workflows.experiment import detector_specs, load_config, run_experiment
+from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, pixel_eps, plan_attacks
+from camtrace.workflows.attack_report import eps_curves
+from camtrace.workflows.attack_run import assign_targets, gradient_sign_image
+from camtrace.workflows.config import AttacksConfig, parse_section
+from camtrace.workflows.experiment import run_experiment
 from test_attack_metrics import ColourShare, flat
 
-ZOO = [
-    {"arch": "bondi2017", "patches": {"protocol": "bondi"}},
-    {"arch": "densenet40", "patches": {"protocol": "guera"}},
-]
+ZOO = {"bondi2017": 64, "densenet40": 32}  # arch -> patch size
+
+
+def parse_attacks(section: dict, sizes: dict[str, int]) -> AttackPlan:
+    return plan_attacks(parse_section(AttacksConfig, section, "attacks"), sizes)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
         ({"runs": [{"method": "jsma", "eps": [4]}]}, "no parameter eps"),
         ({"runs": [{"method": "llcm", "eps": [1], "targets": "all"}]}, "least-likely"),
         ({"runs": [{"method": "fgsm", "eps": [2], "detectors": ["xception"]}]}, "xception"),
-        ({"runs": [{"method": "fgsm", "eps": [2]}], "jpeg": [None, 101]}, "jpeg item 101"),
+        ({"runs": [{"method": "fgsm", "eps": [2]}], "jpeg": [None, 101]}, r"jpeg\[1\]: 101"),
         ({"runs": [{"method": "fgsm", "eps": [2]}], "select": "best"}, "select"),
         ({"transfer": {"method": "pgd", "eps": 4}}, "different patch sizes"),
         ({}, "at least one"),
@@ -53,6 +52,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
             },
             "needs targets",
         ),
+        ({"runs": [{"method": "fgsm", "eps": [0]}]}, r"runs\[0\]\.eps: epsilon 0 must be positive"),
+        ({"runs": [{"method": "fgsm", "eps": [2], "units": "grey"}]}, r"runs\[0\]\.units"),
+        (
+            {"runs": [{"method": "pgd", "eps": [2]}], "transfer": {"method": "pgd", "eps": [2, 4]}},
+            "transfer.eps: give one value",
+        ),
     ],
 )
 def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
@@ -60,16 +65,32 @@ def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
         parse_attacks(section, ZOO)
 
 
-def test_builtin_attack_configs_parse() -> None:
-    for name in ("guera2018", "zhao2019", "transfer"):
-        config = load_config(name)
-        assert parse_attacks(config["attacks"], detector_specs(config)) is not None
-
-
 def test_eps_units() -> None:
-    assert pixel_eps(0.005)[0] == pytest.approx(1.275)  # auto: <= 1 is the [0, 1] scale
+    assert pixel_eps(0.005)[0] == pytest.approx(1.275)  # auto: < 1 is the [0, 1] scale
     assert pixel_eps(1, "pixel") == (1, "1 in 0-255 pixel units")
     assert pixel_eps(0.01, "unit")[0] == pytest.approx(2.55)
+
+
+def test_plan_resolves_eps_and_jpeg_once() -> None:
+    plan = parse_attacks(
+        {
+            "jpeg": [None, 90, "camera"],
+            "runs": [
+                {"method": "fgsm", "eps": [0.002, 2]},
+                {"method": "pgd", "eps": 4, "targets": "all", "params": {"jpeg": "camera"}},
+            ],
+        },
+        ZOO,
+    )
+    fgsm, pgd = plan.runs
+    assert fgsm.eps == (Epsilon.of(0.002, "auto"), Epsilon.of(2, "auto"))
+    assert fgsm.eps[0].pixels == pytest.approx(0.51) and fgsm.eps[1].pixels == 2
+    assert [j.name for j in plan.jpeg] == ["plain", "q90", "camera"]
+    assert fgsm.jpeg.plain and pgd.jpeg == JpegChoice(camera=True)
+    assert pgd.params == {"jpeg": "camera"}  # as written, for metrics.json
+    asked, tables = [], Jpeg(quality=77)
+    attack = pgd.build(pgd.eps[0], "Nimbus_N300", lambda m: asked.append(m) or tables, 8)
+    assert asked == ["Nimbus_N300"] and attack.jpeg == tables and attack.eps == 4
 
 
 def test_assign_targets_cycles_and_skips_own_class() -> None:

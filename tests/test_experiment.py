@@ -1,11 +1,22 @@
-"""Experiment configs: built-ins load, and each detector gets its native patch protocol."""
+"""Experiment configs: built-ins load, each detector gets its native patch protocol, and
+``split.splits: N`` repeats the identification on N splits and reports their spread."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from camtrace.errors import CamtraceError
-from camtrace.workflows.experiment import builtin_configs, detector_specs, load_config
+from camtrace.workflows.config import parse_config
+from camtrace.workflows.experiment import (
+    builtin_configs,
+    detector_specs,
+    head_accuracy,
+    load_config,
+    run_experiment,
+    spread,
+)
 
 
 def test_builtin_configs_load() -> None:
@@ -15,7 +26,7 @@ def test_builtin_configs_load() -> None:
 
 
 def test_zoo_detectors_use_their_native_patches() -> None:
-    specs = {s["arch"]: s["patches"]["protocol"] for s in detector_specs(load_config("zoo"))}
+    specs = {s.arch: s.protocol.name for s in detector_specs(parse_config(load_config("zoo")))}
     assert specs == {
         "bondi2017": "bondi",
         "densenet40": "guera",
@@ -24,16 +35,77 @@ def test_zoo_detectors_use_their_native_patches() -> None:
         "xception": "gan",
         "inceptionv3": "gan",
     }
-    assert detector_specs({}) == [{"arch": "bondi2017", "patches": {"protocol": "bondi"}}]
+    (default,) = detector_specs(parse_config({}))
+    assert (default.arch, default.protocol.name, default.protocol.size) == (
+        "bondi2017",
+        "bondi",
+        64,
+    )
+
+
+def test_detector_train_and_svm_override_the_top_level_key_by_key() -> None:
+    config = parse_config(
+        {
+            "seed": 7,
+            "train": {"epochs": 3, "lr": 0.1},
+            "svm": {"Cs": [1.0]},
+            "patches": {"count": 4},
+            "detectors": ["bondi2017", {"arch": "mislnet", "train": {"lr": 0.5}}],
+        }
+    )
+    bondi, mislnet = detector_specs(config)
+    assert (bondi.train.epochs, bondi.train.lr, bondi.train.seed) == (3, 0.1, 7)
+    assert (mislnet.train.epochs, mislnet.train.lr) == (3, 0.5)
+    assert bondi.svm.Cs == mislnet.svm.Cs == (1.0,)
+    assert (bondi.protocol.name, bondi.protocol.count) == ("bondi", 4)  # its own protocol
+    assert (mislnet.protocol.name, mislnet.protocol.count) == ("gan", 4)
 
 
 def test_bad_configs_are_refused_in_one_line(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndetektor: {arch: bondi2017}\n")
-    with pytest.raises(CamtraceError, match="unknown section"):
+    with pytest.raises(CamtraceError, match="detektor: unknown key; known: name, seed"):
         load_config(bad)
     with pytest.raises(CamtraceError, match="no such config"):
         load_config("no-such-config")
     bad.write_text("name: [unclosed\n")
     with pytest.raises(CamtraceError, match="invalid YAML"):
         load_config(bad)
+
+
+def test_spread_of_split_accuracies() -> None:
+    s = spread([0.5, 0.75, 1.0])
+    assert s["mean"] == pytest.approx(0.75) and s["std"] == pytest.approx(0.25)  # ddof 1
+    assert (s["min"], s["max"]) == (0.5, 1.0)
+    assert spread([0.6])["std"] == 0.0
+
+
+def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
+    config = {
+        "name": "tiny-splits",
+        "seed": 5,
+        "workdir": str(tmp_path / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 6, "size": [128, 192]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25], "splits": 2},
+        "patches": {"protocol": "bondi", "count": 4},
+        "train": {"epochs": 1},
+        "svm": {"enabled": False},
+        "evaluate": {"voting_ks": [1, 4]},
+    }
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+    run_dir = tmp_path / "runs" / "tiny-splits"
+    second = json.loads((run_dir / "metrics.json").read_text())["splits"]
+    assert second == json.loads(json.dumps(metrics["splits"]))
+    assert metrics["splits"]["seeds"] == [5, 6]
+    first_patch, first_image = head_accuracy(metrics["identification"])
+    summary = metrics["splits"]["detectors"]["bondi2017"]
+    for key, first in (("single_patch", first_patch), ("image", first_image)):
+        s = summary[key]
+        assert s["values"][0] == first  # the first split is the run's own
+        assert s["min"] <= s["mean"] <= s["max"]
+        assert s["mean"] == pytest.approx(sum(s["values"]) / 2)
+        assert s["std"] == pytest.approx(abs(s["values"][0] - s["values"][1]) / 2**0.5)
+    manifests = [(run_dir / "manifest.csv"), (run_dir / "split-1" / "manifest.csv")]
+    assert all(m.is_file() for m in manifests)
+    assert manifests[0].read_text() != manifests[1].read_text()  # another split
+    assert "Over 2 random splits" in (run_dir / "report.html").read_text()

@@ -8,40 +8,32 @@ stage under ``workdir`` (re-running skips what is done) and writes
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import platform
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore, build_patch_store
+from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.splits import split_manifest, split_summary
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
-from camtrace.io import write_text
-from camtrace.workflows.attack_experiment import parse_attacks, run_attacks
+from camtrace.training.engine import TrainConfig
+from camtrace.workflows.attack_plan import plan_attacks
+from camtrace.workflows.attack_report import add_attack_report
+from camtrace.workflows.attack_run import run_attacks
+from camtrace.workflows.config import ExperimentConfig, SvmConfig, parse_config
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.report import Report, percent, write_run
-
-SECTIONS = (
-    "name",
-    "seed",
-    "workdir",
-    "data",
-    "split",
-    "patches",
-    "detector",
-    "detectors",
-    "train",
-    "svm",
-    "evaluate",
-    "attacks",
-)
 
 
 def builtin_configs() -> list[str]:
@@ -54,7 +46,9 @@ def builtin_configs() -> list[str]:
 
 
 def load_config(source: str | Path) -> dict[str, Any]:
-    """Read a YAML config from a path, or a built-in one by name (e.g. ``quickstart``)."""
+    """Read a YAML config from a path, or a built-in one by name (e.g. ``quickstart``),
+    checked against :class:`~camtrace.workflows.config.ExperimentConfig` (a bad key or value
+    fails here, in one line); returns the mapping, for a caller to override keys in."""
     path = Path(source)
     if not path.is_file():
         builtin = resources.files("camtrace.configs") / f"{source}.yaml"
@@ -70,114 +64,113 @@ def load_config(source: str | Path) -> dict[str, Any]:
         config = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise CamtraceError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise CamtraceError(
-            f"{source}: a config is a YAML mapping with sections {', '.join(SECTIONS)}"
-        )
-    unknown = set(config) - set(SECTIONS)
-    if unknown:
-        raise CamtraceError(
-            f"{source}: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}"
-        )
+    try:
+        parse_config(config, str(source))
+    except CamtraceError as e:
+        raise CamtraceError(f"{source}: {e}") from None
     return config
 
 
-def prepare_manifest(config: dict[str, Any], workdir: Path, progress: bool) -> Manifest:
+def prepare_manifest(config: ExperimentConfig, seed: int, progress: bool) -> Manifest:
     """The data section: simulate SimCam, index a real dataset, or read a manifest."""
-    data = dict(config.get("data") or {"source": "simulate"})
-    source = data.pop("source", "simulate")
-    seed = int(config.get("seed", 0))
-    if source == "simulate":
+    data = config.data
+    if data.source == "simulate":
         from camtrace.data.simcam import simulate
 
-        preset = data.get("preset", "default")
-        shots = int(data.get("shots", 24))
-        size = tuple(data.get("size", (384, 512)))
-        out = workdir / f"simcam-{Path(str(preset)).stem}-{shots}x{size[0]}x{size[1]}-s{seed}"
+        h, w = data.size
+        name = f"simcam-{Path(data.preset).stem}-{data.shots}x{h}x{w}-s{seed}"
         return simulate(
-            preset,
-            out,
-            shots=shots,
+            data.preset,
+            Path(config.workdir) / name,
+            shots=data.shots,
             seed=seed,
-            size=size,
-            scenes_dir=data.get("scenes"),
+            size=data.size,
+            scenes_dir=data.scenes,
             progress=progress,
         )
-    if source == "index":
+    if data.source == "index":
         from camtrace.data.layouts import index_dataset
 
         return index_dataset(
-            data["root"],
-            data["layout"],
-            scenes_csv=data.get("scenes_csv"),
-            multi_instance_only=bool(data.get("multi_instance_only", False)),
+            data.root,
+            data.layout,
+            scenes_csv=data.scenes_csv,
+            multi_instance_only=data.multi_instance_only,
         )
-    if source == "manifest":
-        return Manifest.load(data["path"])
-    raise CamtraceError(f"data.source '{source}' is not one of simulate, index, manifest")
+    return Manifest.load(data.path)
 
 
 DEFAULT_PATCHES = {"bondi2017": "bondi", "densenet40": "guera"}  # the others: 256 (GAN papers)
 
 
-def detector_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``detector`` section (one) or ``detectors`` list (a zoo), each with its patches."""
-    specs = config.get("detectors") or [config.get("detector") or {"arch": "bondi2017"}]
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One detector of the experiment with its patches, training and SVMs resolved."""
+
+    arch: str
+    protocol: PatchProtocol
+    train: TrainConfig
+    svm: SvmConfig
+
+
+def detector_specs(config: ExperimentConfig) -> list[DetectorSpec]:
+    """The ``detector`` (one) or ``detectors`` (a zoo), each with its patches: its own, else
+    the top-level ones, else its architecture's native protocol."""
     out = []
-    for spec in specs:
-        spec = {"arch": spec} if isinstance(spec, str) else dict(spec)
-        arch = spec.setdefault("arch", "bondi2017").lower()
-        patches = (
-            spec.get("patches")
-            or config.get("patches")
-            or {"protocol": DEFAULT_PATCHES.get(arch, "gan")}
-        )
-        spec["patches"] = {"protocol": patches} if isinstance(patches, str) else dict(patches)
-        out.append(spec)
+    for d in config.zoo():
+        arch = d.arch.lower()
+        p = d.patches or config.patches
+        name = p.protocol if p and p.protocol else DEFAULT_PATCHES.get(arch, "gan")
+        protocol = get_protocol(name, size=p and p.size, count=p and p.count)
+        out.append(DetectorSpec(arch, protocol, config.train_config(d), config.svm_config(d)))
     return out
 
 
-def run_experiment(
-    config: dict[str, Any], runs_dir: str | Path = "runs", progress: bool = True, log: Any = print
-) -> dict[str, Any]:
-    """Run an identification experiment (one detector or a zoo); returns its metrics.
+class _Clock:
+    """Seconds per stage, logged as each stage ends."""
 
-    Writes ``runs/<name>/{metrics.json, report.html, config.yaml}`` and the checkpoints
-    (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo).
-    """
-    from camtrace.data.patches import get_protocol
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log, self.t0, self.timings = log, time.perf_counter(), {}
+
+    def lap(self, stage: str) -> None:
+        spent = time.perf_counter() - self.t0 - sum(self.timings.values())
+        self.timings[stage] = round(spent, 2)
+        self.log(f"{stage}: done in {self.timings[stage]:.1f} s")
+
+
+@dataclass
+class SplitRun:
+    """The identification experiment on one split (seed): its manifest and detectors."""
+
+    seed: int
+    manifest: Manifest
+    manifest_path: Path
+    detectors: dict[str, dict[str, Any]]
+    histories: dict[str, list[dict]]
+
+
+def identify_on_split(
+    config: ExperimentConfig,
+    specs: list[DetectorSpec],
+    manifest: Manifest,
+    seed: int,
+    run_dir: Path,
+    clock: _Clock,
+    progress: bool,
+    stage: str = "",
+) -> SplitRun:
+    """Split ``manifest`` with ``seed``, cut patches, train and evaluate every detector."""
     from camtrace.training.detector import train_detector
-    from camtrace.training.engine import TrainConfig
 
-    config = copy.deepcopy(config)
-    name = str(config.get("name", "experiment"))
-    seed = int(config.setdefault("seed", 0))
-    workdir = Path(config.get("workdir", "data"))
-    run_dir = Path(runs_dir) / name
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(stage: str) -> None:
-        timings[stage] = round(time.perf_counter() - t0 - sum(timings.values()), 2)
-        log(f"{stage}: done in {timings[stage]:.1f} s")
-
-    specs = detector_specs(config)
-    attack_plan = parse_attacks(config.get("attacks"), specs)
-    manifest = prepare_manifest(config, workdir, progress)
-    lap("data")
-    manifest = split_manifest(manifest, config.get("split"), seed)
+    manifest = split_manifest(manifest, config.split.protocol_options(), seed)
     split_path = manifest.save(run_dir / "manifest.csv")
-    lap("split")
-    eval_spec = config.get("evaluate") or {}
-    ks = tuple(eval_spec.get("voting_ks", (1, 2, 4, 8, 16, 32)))
+    clock.lap(f"{stage}split")
+    workdir = Path(config.workdir)
     stores: dict[str, PatchStore] = {}
     detectors: dict[str, dict[str, Any]] = {}
     histories: dict[str, list[dict]] = {}
     for spec in specs:
-        arch, p = spec["arch"], spec["patches"]
-        protocol = get_protocol(
-            p.get("protocol", "bondi"), size=p.get("size"), count=p.get("count")
-        )
+        arch, protocol = spec.arch, spec.protocol
         key = f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
         if key not in stores:
             stores[key] = build_patch_store(
@@ -187,29 +180,24 @@ def run_experiment(
                 seed=seed,
                 progress=progress,
             )
-            lap(f"patches {protocol.name} {protocol.size}px")
+            clock.lap(f"{stage}patches {protocol.name} {protocol.size}px")
         store = stores[key]
-        train_cfg = TrainConfig.from_dict(
-            {"seed": seed, **(config.get("train") or {}), **(spec.get("train") or {})}
-        )
-        svm_spec = {**(config.get("svm") or {}), **(spec.get("svm") or {})}
-        kwargs = {"Cs": tuple(svm_spec["Cs"])} if "Cs" in svm_spec else {}
         trained = train_detector(
             store,
             arch,
             run_dir / "train" / arch,
-            train_cfg,
-            svm=svm_spec.get("enabled"),
+            dataclasses.replace(spec.train, seed=seed),
+            svm=spec.svm.enabled,
             progress=progress,
-            **kwargs,
+            **({} if spec.svm.Cs is None else {"Cs": spec.svm.Cs}),
         )
         path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{arch}.safetensors")
         write_bytes_copy(trained.checkpoint, path)
-        lap(f"train {arch}")
+        clock.lap(f"{stage}train {arch}")
         result = evaluate_identifier(
-            trained.detector, store, split=eval_spec.get("split", "eval"), ks=ks
+            trained.detector, store, split=config.evaluate.split, ks=config.evaluate.voting_ks
         )
-        lap(f"evaluate {arch}")
+        clock.lap(f"{stage}evaluate {arch}")
         histories[arch] = trained.result.history
         detectors[arch] = {
             "checkpoint": str(path),
@@ -223,24 +211,107 @@ def run_experiment(
             "skipped_images": store.summary.get("skipped", []),
             "identification": result,
         }
+    return SplitRun(seed, manifest, split_path, detectors, histories)
+
+
+def head_accuracy(identification: dict[str, Any]) -> tuple[float, float]:
+    """Single-patch and image (majority vote) accuracy of the primary classifier."""
+    head = identification[identification["primary"]]
+    return head["patch"]["accuracy"], head["image"]["accuracy"]
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (ddof 1), min and max of per-split accuracies."""
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "values": [float(x) for x in v],
+    }
+
+
+def splits_summary(runs: list[SplitRun]) -> dict[str, Any]:
+    """Bondi's protocol over several random splits: mean and spread of each detector's
+    single-patch and image accuracy."""
+    accuracy = {
+        arch: [head_accuracy(r.detectors[arch]["identification"]) for r in runs]
+        for arch in runs[0].detectors
+    }
+    return {
+        "seeds": [r.seed for r in runs],
+        "manifests": [str(r.manifest_path) for r in runs],
+        "detectors": {
+            arch: {
+                "single_patch": spread([p for p, _ in acc]),
+                "image": spread([i for _, i in acc]),
+            }
+            for arch, acc in accuracy.items()
+        },
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig | Mapping[str, Any],
+    runs_dir: str | Path = "runs",
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run an identification experiment (one detector or a zoo); returns its metrics.
+
+    Writes ``runs/<name>/{metrics.json, report.html, config.yaml}`` and the checkpoints
+    (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo). With
+    ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
+    the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
+    spread; the attacks and the per-detector details are those of the first split.
+    ``config.yaml`` is the config as given.
+    """
+    given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
+    config = parse_config(given)
+    name, seed = config.name, config.seed
+    run_dir = Path(runs_dir) / name
+    clock = _Clock(log)
+    specs = detector_specs(config)
+    sizes = {s.arch: s.protocol.size for s in specs}
+    attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
+    manifest = prepare_manifest(config, seed, progress)
+    clock.lap("data")
+    runs = [
+        identify_on_split(
+            config,
+            specs,
+            manifest,
+            seed + k,
+            run_dir / f"split-{k}" if k else run_dir,
+            clock,
+            progress,
+            f"split {k}: " if k else "",
+        )
+        for k in range(config.split.splits)
+    ]
+    first = runs[0]
+    detectors = first.detectors
     attacks = (
-        run_attacks(attack_plan, detectors, manifest, seed, progress, log) if attack_plan else None
+        run_attacks(attack_plan, detectors, first.manifest, seed, progress, log)
+        if attack_plan
+        else None
     )
     if attacks:
-        lap("attacks")
-    first = detectors[specs[0]["arch"]]
+        clock.lap("attacks")
     metrics = {
         "command": f"camtrace run ({name})",
         "name": name,
         "seed": seed,
-        "identification": first["identification"],
+        "identification": detectors[specs[0].arch]["identification"],
         "detectors": detectors,
         "data": {
-            "manifest": str(split_path),
-            "manifest_digest": manifest.digest(),
-            "splits": split_summary(manifest),
+            "manifest": str(first.manifest_path),
+            "manifest_digest": first.manifest.digest(),
+            "splits": split_summary(first.manifest),
         },
-        "timings_s": timings,
+        **({"splits": splits_summary(runs)} if len(runs) > 1 else {}),
+        "timings_s": clock.timings,
         "environment": {
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -249,10 +320,10 @@ def run_experiment(
         },
         **({"attacks": attacks.metrics} if attacks else {}),
     }
-    report = build_report(config, metrics, histories)
+    report = build_report(given, metrics, first.histories)
     if attacks:
-        attacks.add_to_report(report)
-    write_run(run_dir, metrics, report, config)
+        add_attack_report(report, attacks.metrics, attacks.examples)
+    write_run(run_dir, metrics, report, given)
     return metrics
 
 
@@ -265,7 +336,7 @@ def write_bytes_copy(src: Path, dst: Path) -> None:
 
 
 def build_report(
-    config: dict[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]
+    config: Mapping[str, Any], metrics: dict[str, Any], histories: dict[str, list[dict]]
 ) -> Report:
     """The HTML report of an identification experiment (one detector or a zoo)."""
     from camtrace.workflows import plots
@@ -289,6 +360,8 @@ def build_report(
             }
         )
     report.table(rows, caption="Accuracy on the scene- and device-disjoint evaluation split")
+    if "splits" in metrics:
+        add_splits_table(report, metrics["splits"])
     report.key_values(
         {
             "seed": metrics["seed"],
@@ -345,9 +418,29 @@ def build_report(
     report.heading("Timings")
     report.table([{"stage": k, "seconds": v} for k, v in metrics["timings_s"].items()])
     report.heading("Configuration")
-    report.paragraph(yaml.safe_dump(config, sort_keys=False))
+    report.paragraph(yaml.safe_dump(dict(config), sort_keys=False))
     return report
 
 
-def save_config(config: dict[str, Any], path: Path) -> None:
-    write_text(path, yaml.safe_dump(config, sort_keys=False))
+def add_splits_table(report: Report, splits: dict[str, Any]) -> None:
+    """Mean and spread of the accuracies over the random splits (Bondi Sec. III-A)."""
+
+    def cell(s: dict[str, Any]) -> str:
+        return (
+            f"{percent(s['mean'])} ± {100 * s['std']:.2f} "
+            f"({percent(s['min'])} - {percent(s['max'])})"
+        )
+
+    report.table(
+        [
+            {
+                "detector": arch,
+                "single-patch accuracy": cell(d["single_patch"]),
+                "image accuracy (vote)": cell(d["image"]),
+            }
+            for arch, d in splits["detectors"].items()
+        ],
+        caption=f"Over {len(splits['seeds'])} random splits (seeds "
+        f"{splits['seeds'][0]}-{splits['seeds'][-1]}): mean ± standard deviation "
+        "(min - max); the other tables are those of the first split",
+    )

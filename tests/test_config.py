@@ -1,0 +1,108 @@
+"""The typed config: every built-in parses and round-trips, a bad key or value is named by
+its key path with the allowed values, and the README's reference is generated from the
+same definitions."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from camtrace.attacks import JSMA
+from camtrace.errors import CamtraceError
+from camtrace.training.engine import TrainConfig
+from camtrace.workflows.attack_plan import plan_attacks
+from camtrace.workflows.config import (
+    TRAIN_KEYS,
+    AttackRunConfig,
+    ExperimentConfig,
+    config_reference,
+    parse_config,
+)
+from camtrace.workflows.experiment import builtin_configs, detector_specs, load_config
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize("name", builtin_configs())
+def test_every_builtin_config_parses_and_round_trips(name: str) -> None:
+    if name == "guera2018" and "other" not in inspect.signature(JSMA).parameters:
+        pytest.skip("guera2018's Table 4 needs JSMA's `other` option (the attacks branch)")
+    config = parse_config(load_config(name))
+    assert config.name == name
+    assert parse_config(config.to_dict()) == config
+    if config.attacks:  # the plan checks every attack's parameters by building it
+        sizes = {s.arch: s.protocol.size for s in detector_specs(config)}
+        assert plan_attacks(config.attacks, sizes).runs
+
+
+def test_sections_become_typed_values() -> None:
+    config = parse_config(
+        {
+            "data": {"source": "index", "root": "photos", "layout": "dresden"},
+            "split": {"protocol": "random", "fractions": [0.6, 0.2, 0.2], "splits": 3},
+            "detectors": ["mislnet", {"arch": "densenet40", "patches": "guera"}],
+            "attacks": {
+                "jpeg": [None, 90],
+                "runs": [{"method": "fgsm", "eps": 2}],
+                "transfer": [{"method": "pgd", "eps": 8}, {"method": "timifgsm", "eps": 8}],
+            },
+        }
+    )
+    assert config.data.layout == "dresden" and config.split.splits == 3
+    assert config.split.protocol_options() == {"protocol": "random", "fractions": (0.6, 0.2, 0.2)}
+    assert [d.arch for d in config.zoo()] == ["mislnet", "densenet40"]
+    assert config.zoo()[1].patches.protocol == "guera"
+    assert config.attacks.jpeg == (None, 90) and config.attacks.runs[0].eps == (2.0,)
+    assert [t.method for t in config.attacks.transfer] == ["pgd", "timifgsm"]
+    assert parse_config({}) == ExperimentConfig()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"detektor": {}}, r"^detektor: unknown key; known: name, seed, workdir, data"),
+        ({"seed": -1}, r"^seed: -1 is not allowed; use int >= 0$"),
+        (
+            {"data": {"source": "ftp"}},
+            r"^data\.source: 'ftp' .* use simulate \| index \| manifest$",
+        ),
+        ({"data": {"source": "index", "root": "x"}}, r"^data\.layout: required with source index"),
+        ({"data": {"source": "index", "shots": 3}}, r"^data\.shots: applies to source simulate"),
+        ({"split": {"protocol": "random", "eval_scene_frac": 0.2}}, r"^split\.eval_scene_frac"),
+        ({"split": {"splits": 0}}, r"^split\.splits: 0 is not allowed; use int >= 1$"),
+        ({"train": {"lr": "1e-3"}}, r"^train\.lr: '1e-3' is not allowed; use float >= 0$"),
+        ({"train": {"seed": 1}}, r"^train\.seed: unknown key"),
+        ({"train": {"optimizer": "rmsprop"}}, r"^train\.optimizer: .* use sgd \| adam$"),
+        ({"detectors": ["bondi2017", "resnet"]}, r"^detectors\[1\]\.arch: 'resnet' .*bondi2017"),
+        ({"detectors": [{"arch": "mislnet", "train": {"epoch": 2}}]}, r"^detectors\[0\]\.train"),
+        ({"patches": {"protocol": "huge"}}, r"^patches\.protocol: 'huge' .* bondi \| guera \| gan"),
+        ({"attacks": {"jpeg": [None, 0]}}, r"^attacks\.jpeg\[1\]: 0 .* 1-100 \| camera \| null$"),
+        ({"attacks": {"runs": [{}]}}, r"^attacks\.runs\[0\]\.method: required$"),
+        (
+            {"attacks": {"runs": [{"method": "fgsm"}, {"method": "pgd", "eps": ["big"]}]}},
+            r"^attacks\.runs\[1\]\.eps\[0\]: 'big' is not allowed; use float$",
+        ),
+        ([1, 2], r"a config is a YAML mapping"),
+    ],
+)
+def test_a_bad_key_or_value_is_named_by_its_path(raw: object, message: str) -> None:
+    with pytest.raises(CamtraceError, match=message) as err:
+        parse_config(raw)
+    assert "\n" not in str(err.value)
+
+
+def test_train_keys_are_the_training_engines_fields() -> None:
+    fields = set(inspect.signature(TrainConfig).parameters) - {"seed"}
+    assert set(TRAIN_KEYS) == fields
+
+
+def test_readme_holds_the_generated_config_reference() -> None:
+    reference = config_reference()
+    assert "| `eps` | list of float | [] |" in reference
+    assert "| `splits` | int >= 1 | 1 |" in reference
+    assert all(f"| `{name}` |" in reference for name in AttackRunConfig.__dataclass_fields__)
+    assert reference in README.read_text(), (
+        "README: paste config_reference() under Config reference"
+    )
