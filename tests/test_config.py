@@ -8,6 +8,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+import yaml
 
 from camtrace.attacks import JSMA
 from camtrace.errors import CamtraceError
@@ -72,7 +73,8 @@ def test_sections_become_typed_values() -> None:
         ({"data": {"source": "index", "shots": 3}}, r"^data\.shots: applies to source simulate"),
         ({"split": {"protocol": "random", "eval_scene_frac": 0.2}}, r"^split\.eval_scene_frac"),
         ({"split": {"splits": 0}}, r"^split\.splits: 0 is not allowed; use int >= 1$"),
-        ({"train": {"lr": "1e-3"}}, r"^train\.lr: '1e-3' is not allowed; use float >= 0$"),
+        ({"train": {"lr": "1e-3x"}}, r"^train\.lr: '1e-3x' is not allowed; use float >= 0$"),
+        ({"train": {"lr": "-1e-3"}}, r"^train\.lr: '-1e-3' is not allowed; use float >= 0$"),
         ({"train": {"seed": 1}}, r"^train\.seed: unknown key"),
         ({"train": {"optimizer": "rmsprop"}}, r"^train\.optimizer: .* use sgd \| adam$"),
         ({"detectors": ["bondi2017", "resnet"]}, r"^detectors\[1\]\.arch: 'resnet' .*bondi2017"),
@@ -106,3 +108,8 @@ def test_readme_holds_the_generated_config_reference() -> None:
     assert reference in README.read_text(), (
         "README: paste config_reference() under Config reference"
     )
+
+
+def test_yaml_exponent_floats_are_read_as_numbers() -> None:
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; a float key takes it as the number."""
+    assert parse_config(yaml.safe_load("train: {lr: 1e-3}")).train["lr"] == 1e-3

@@ -11,6 +11,7 @@ again under a detector of ``detectors:``, where they override the top-level ones
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -487,7 +488,12 @@ def _convert(hint: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
     return _scalar(hint, raw, meta)
 
 
+_YAML12_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _scalar(hint: Any, raw: Any, meta: Mapping[str, Any]) -> Any:
+    if hint is float and isinstance(raw, str) and _YAML12_FLOAT.fullmatch(raw):
+        raw = float(raw)  # PyYAML follows YAML 1.1, which reads 1e-3 (no dot) as a string
     if hint is bool:
         ok = isinstance(raw, bool)
     elif hint is int:
