@@ -27,7 +27,8 @@ fp32 matmul peak measured at the start.
 JSMA rows (--jsma-n > 0): Guera's DenseNet-40 at 32x32 with random weights fitted to the
 patches (an algorithm comparison: torchattacks' JSMA builds the dense n x n pair matrix per
 iteration, one image at a time), targeted at each patch's runner-up class, theta 255,
-gamma = max fraction of values changed.
+gamma = max fraction of values changed; its two ratio columns are camtrace's JSMA with
+``other="sum"`` (Papernot) and with ``other="max"`` over the row.
 """
 
 from __future__ import annotations
