@@ -1,25 +1,34 @@
-"""Attack throughput (patches/s) and uint8 success, ours beside torchattacks and ART, in one run.
+"""Attack speed on a trained detector: camtrace beside torchattacks and ART, like for like.
 
-    python benchmarks/attacks.py [--arch bondi2017] [--jsma-arch densenet40] [--n 32] [--steps 10]
-                                 [--eps 4] [--jsma-n 8] [--gamma 0.01] [--repeat 1] [--threads 1]
+    python benchmarks/attacks.py [--detector CKPT] [--patches STORE] [--cache DIR]
+                                 [--shots 12] [--epochs 8] [--n 128] [--repeat 3] [--threads 2]
+                                 [--jsma-n 8] [--gamma 0.01]
 
-Same detector (random weights, 10 classes, input and BatchNorm statistics fitted to the
-patches), inputs, eps, step size and iterations for every implementation. The gradient
-attacks run on --arch (default Bondi2017 at 64x64), JSMA on --jsma-arch (default Guera's
-DenseNet-40 at 32x32, where the paper runs it). Success is always counted on the output
-rounded to uint8. "ours" is the default (8-bit iterates, per-sample early stop);
-"ours, all iterations" runs every iteration like torchattacks and ART do. Two ratios: our
-default over the row, and our all-iterations run over the row (the like-for-like one).
-Our attacks feed the detector channels-last tensors (faster convolutions and pooling on CPU);
-the others get the usual contiguous (N, C, H, W) input. "% peak" is the FLOP/s our rows
-achieve (convolution and matmul FLOPs of the call, counted by torch's FlopCounterMode) over
-the fp32 matmul peak measured at the start of the run.
+The detector is trained, not random: on random weights nearly every patch succeeds at step 1,
+so early stop dominates and the ratios flatter camtrace. Without --detector, Bondi2017 is
+trained with camtrace's own API on SimCam's 'default' preset (--shots scenes per device,
+Bondi's split and patches, --epochs epochs, ~2-4 minutes on a 2-core CPU) and cached in
+--cache; with --detector CKPT, that checkpoint is attacked, on the evaluation patches of
+--patches (default: the cached SimCam store, built if needed).
 
-JSMA is targeted at each patch's runner-up class (on a random-weight model a random target
-is out of reach for every implementation, so all success rates would read 0) on --jsma-n
-patches, theta = 255 (saturating), gamma = max fraction of values changed. torchattacks'
-JSMA builds the dense n x n pair matrix per iteration, one image at a time (n = 3072 at
-32x32; at 64x64, --jsma-arch bondi2017, n = 12288 and 151 M entries: minutes per patch).
+--n correctly classified evaluation patches (a seeded pick), each pushed toward a random
+other class (targeted), --threads threads, best of --repeat timed calls. Two settings: PGD eps
+4, 10 steps, step 1; and SpoC's PGD eps 8, 40 steps, step 1.25 (Cozzolino et al. 2021).
+Rows: camtrace with per-sample early stop (its default), camtrace running every iteration
+(the like-for-like row), camtrace every iteration in fp32 when its precision "auto" chose
+bf16 (to check that bf16 gradients reach the same uint8 success), torchattacks' PGD and
+ART's ProjectedGradientDescent (one random start, as torchattacks and camtrace). Every
+success is recomputed here from the returned uint8 images with an fp32 forward. Columns:
+seconds, patches/s, uint8 success, the two ratios (camtrace early stop over the row,
+camtrace all iterations over the row: on the torchattacks row, the headline numbers), and
+the FLOP/s of the call (convolution and matmul FLOPs, counted by torch's formulas) over the
+fp32 matmul peak measured at the start.
+
+JSMA rows (--jsma-n > 0): Guera's DenseNet-40 at 32x32 with random weights fitted to the
+patches (an algorithm comparison: torchattacks' JSMA builds the dense n x n pair matrix per
+iteration, one image at a time), targeted at each patch's runner-up class, theta 255,
+gamma = max fraction of values changed; its two ratio columns are camtrace's JSMA with
+``other="sum"`` (Papernot) and with ``other="max"`` over the row.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import argparse
 import functools
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,14 +45,28 @@ import torchattacks
 from common import flops_of, matmul_peak
 from torch import nn
 
-from camtrace.attacks import ATTACKS, make_attack
-from camtrace.models import architectures, build
+from camtrace.attacks import AttackOptions, make_attack
+from camtrace.attacks.precision import resolve_precision
+from camtrace.data.patch_store import PatchStore, build_patch_store
+from camtrace.data.simcam import simulate
+from camtrace.data.splits import bondi_split
+from camtrace.models import build, load_detector
+from camtrace.training.detector import train_detector
+from camtrace.training.engine import TrainConfig
 
 try:  # ART is in the dev extra; the benchmark still runs without it
     from art.attacks import evasion as art_evasion
     from art.estimators.classification import PyTorchClassifier
 except ImportError:
     art_evasion = None
+
+SETTINGS = {  # name: (eps, alpha, steps), pixel units
+    "PGD eps 4, 10 steps, step 1": (4.0, 1.0, 10),
+    "PGD eps 8, 40 steps, step 1.25 (SpoC)": (8.0, 1.25, 40),
+}
+
+ART_OPTIONS = {"targeted": True, "num_random_init": 1, "batch_size": 128, "verbose": False}
+Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (uint8 x, target) -> uint8
 
 
 class Unit01(nn.Module):
@@ -57,233 +81,229 @@ class Unit01(nn.Module):
         return self.detector(x01 * 255)
 
 
-Runner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+def simcam_store(cache: Path, shots: int) -> PatchStore:
+    """SimCam 'default', Bondi's split and patches (the quickstart's data, fewer shots)."""
+    manifest = simulate("default", cache / "simcam", shots=shots, progress=False)
+    manifest = bondi_split(manifest, seed=0, eval_scene_frac=0.25, val_scene_frac=0.17)
+    return build_patch_store(manifest, cache / "patches", "bondi", progress=False)
 
 
-def ours(name: str, early_stop: bool = True, **kwargs) -> Runner:
-    stop = {} if name in ("fgsm", "llcm", "jsma") else {"early_stop": early_stop}
-    attack = make_attack(name, **stop, **kwargs)
+def trained_bondi(cache: Path, store: PatchStore, epochs: int) -> nn.Module:
+    """Bondi2017 trained on ``store`` (softmax head, no SVMs), cached in ``cache``."""
+    path = cache / f"bondi2017-{epochs}ep" / "detector.safetensors"
+    if not path.exists():
+        config = TrainConfig(epochs=epochs, lr_step_epochs=max(1, epochs // 2))
+        start = time.perf_counter()
+        train_detector(store, "bondi2017", path.parent, config, svm=False, progress=False)
+        print(f"trained Bondi2017 for {epochs} epochs in {time.perf_counter() - start:.0f} s")
+    return load_detector(path)
 
-    def run(det, x, target):
-        return attack(det, x, target)[0]
+
+def attacked_patches(
+    det: nn.Module, store: PatchStore, n: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` correctly classified evaluation patches (uint8 NCHW) and a random other class each."""
+    idx = np.random.default_rng(seed).permutation(store.indices("eval", models=det.classes))
+    x = torch.from_numpy(store.patches(idx[: 8 * n])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(store.labels(idx[: 8 * n], det.classes))
+    correct = predict(det, x) == labels
+    x, labels = x[correct][:n], labels[correct][:n]
+    shift = torch.randint(1, det.num_classes, (len(x),), generator=torch.Generator().manual_seed(0))
+    return x, (labels + shift) % det.num_classes
+
+
+def predict(det: nn.Module, x_u8: torch.Tensor) -> torch.Tensor:
+    """fp32 prediction on uint8 images, in batches."""
+    with torch.no_grad():
+        return torch.cat([det(b.float()).argmax(1) for b in x_u8.split(256)])
+
+
+def camtrace_runner(det: nn.Module, name: str, **kwargs) -> Runner:
+    attack = make_attack(name, **kwargs)
+    return lambda x, target: attack(det, x, target)[0]
+
+
+def torchattacks_pgd(det: nn.Module, eps: float, alpha: float, steps: int) -> Runner:
+    def run(x, target):
+        attack = torchattacks.PGD(Unit01(det), eps / 255, alpha / 255, steps)
+        attack.set_mode_targeted_by_label(quiet=True)
+        return (attack(x.float() / 255, target) * 255).round().clamp(0, 255).to(torch.uint8)
 
     return run
 
 
-def torchattacks_runner(
-    name: str, det: nn.Module, eps: float, alpha: float, steps: int, gamma: float
-) -> Runner:
-    model = Unit01(det)
-    e, a = eps / 255, alpha / 255
-    make = {
-        "fgsm": lambda: torchattacks.FGSM(model, e),
-        "llcm": lambda: torchattacks.FGSM(model, e),
-        "bim": lambda: torchattacks.BIM(model, e, a, steps),
-        "pgd": lambda: torchattacks.PGD(model, e, a, steps),
-        "pgd-l2": lambda: torchattacks.PGDL2(model, 16 * e, 4 * a, steps),
-        "mifgsm": lambda: torchattacks.MIFGSM(model, e, a, steps, decay=1.0),
-        "timifgsm": lambda: torchattacks.TIFGSM(model, e, a, steps, decay=1.0, diversity_prob=0.0),
-        "jsma": lambda: torchattacks.JSMA(model, theta=1.0, gamma=gamma),
-    }[name]
-
-    def run(det_, x, target):
-        attack = make()
-        with torch.no_grad():
-            labels = det(x.float()).argmax(1)
-        if name == "llcm":
-            attack.set_mode_targeted_least_likely(quiet=True)
-        if target is not None:
-            attack.set_mode_targeted_by_label(quiet=True)
-            labels = target
-        return (attack(x.float() / 255, labels) * 255).round().clamp(0, 255).to(torch.uint8)
-
-    return run
-
-
-def art_runner(
-    name: str, det: nn.Module, eps: float, alpha: float, steps: int, gamma: float
-) -> Runner | None:
+def art_pgd(det: nn.Module, eps: float, alpha: float, steps: int) -> Runner | None:
     if art_evasion is None:
         return None
+    clf = classifier(det)
+
+    def run(x, target):
+        attack = art_evasion.ProjectedGradientDescent(
+            clf, eps=eps, eps_step=alpha, max_iter=steps, **ART_OPTIONS
+        )
+        adv = attack.generate(x.float().numpy(), y=target.numpy())
+        return torch.from_numpy(np.asarray(adv)).round().clamp(0, 255).to(torch.uint8)
+
+    return run
+
+
+def classifier(det: nn.Module) -> PyTorchClassifier:
     size = det.patch_size
-    clf = PyTorchClassifier(
+    return PyTorchClassifier(
         det,
         loss=nn.CrossEntropyLoss(),
         input_shape=(3, size, size),
         nb_classes=det.num_classes,
         clip_values=(0, 255),
     )
-    iterative = {"eps": eps, "eps_step": alpha, "max_iter": steps, "verbose": False}
-    make = {
-        "fgsm": lambda: art_evasion.FastGradientMethod(clf, eps=eps),
-        "bim": lambda: art_evasion.BasicIterativeMethod(clf, **iterative),
-        "pgd": lambda: art_evasion.ProjectedGradientDescent(clf, **iterative),
-        "pgd-l2": lambda: art_evasion.ProjectedGradientDescent(
-            clf, norm=2, eps=16 * eps, eps_step=4 * alpha, max_iter=steps, verbose=False
-        ),
-        "mifgsm": lambda: art_evasion.MomentumIterativeMethod(clf, decay=1.0, **iterative),
-        "jsma": lambda: art_evasion.SaliencyMapMethod(
-            clf, theta=255, gamma=gamma, batch_size=128, verbose=False
-        ),
-    }.get(name)
-    if make is None:
-        return None
-
-    def run(det_, x, target):
-        y = None if target is None else target.cpu().numpy()  # only JSMA is run targeted
-        adv = make().generate(x.float().cpu().numpy(), y=y)
-        return torch.from_numpy(np.asarray(adv)).round().clamp(0, 255).to(torch.uint8)
-
-    return run
 
 
-def measure(
-    run: Runner, det: nn.Module, x: torch.Tensor, target: torch.Tensor | None, repeat: int
-) -> tuple[float, float]:
-    """Patches/s (best of ``repeat`` calls, after a 1-patch warm-up) and uint8 success rate."""
-    run(det, x[:1], None if target is None else target[:1])
+def measure(run: Runner, x: torch.Tensor, target: torch.Tensor, repeat: int):
+    """Best seconds of ``repeat`` calls (after a 1-patch warm-up) and the last output."""
+    run(x[:1], target[:1])
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
-        adv = run(det, x, target).to(x.device)
-        best = min(best, time.perf_counter() - t)
-    with torch.no_grad():
-        clean, pred = det(x.float()).argmax(1), det(adv.float()).argmax(1)
-    success = (pred == target) if target is not None else (pred != clean)
-    return len(x) / best, success.float().mean().item()
+        start = time.perf_counter()
+        adv = run(x, target)
+        best = min(best, time.perf_counter() - start)
+    return best, adv
 
 
-def calibrated(det: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Random weights, but input and BatchNorm statistics fitted to the patches: an untrained
-    DenseNet otherwise saturates its softmax (logits ~1e3) and has no gradient at all."""
+def table(
+    title: str,
+    rows: list[tuple[str, Runner | None]],
+    det: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    args: argparse.Namespace,
+    peak: float,
+) -> dict[str, torch.Tensor]:
+    """Time every row, print it, return each row's uint8 success per patch."""
+    print(f"\n{title}: {len(x)} patches, {args.threads} threads, best of {args.repeat}")
+    print(
+        f"{'implementation':30s} {'seconds':>8s} {'patches/s':>10s} {'uint8 success':>13s} "
+        f"{'early-stop x':>12s} {'all-iter x':>10s} {'% peak':>7s}"
+    )
+    rates, successes = {}, {}
+    for label, run in rows:
+        if run is None:
+            continue
+        seconds, adv = measure(run, x, target, args.repeat)
+        rates[label] = len(x) / seconds
+        successes[label] = predict(det, adv) == target
+        flops = flops_of(functools.partial(run, x, target))
+        ours, all_iter = rates[rows[0][0]], rates[rows[1][0]] if len(rates) > 1 else rates[label]
+        print(
+            f"{label:30s} {seconds:8.2f} {rates[label]:10.1f} "
+            f"{successes[label].float().mean().item():13.3f} {ours / rates[label]:12.2f} "
+            f"{all_iter / rates[label]:10.2f} {100 * flops / seconds / peak:6.0f}%"
+        )
+    return successes
+
+
+def pgd_rows(det: nn.Module, eps: float, alpha: float, steps: int, bf16: bool):
+    """camtrace (early stop, all iterations, all iterations in fp32), torchattacks, ART."""
+    paper = {"eps": eps, "alpha": alpha, "steps": steps, "seed": 0}
+    rows = [
+        ("camtrace (early stop)", camtrace_runner(det, "pgd", **paper)),
+        ("camtrace, all iterations", camtrace_runner(det, "pgd", early_stop=False, **paper)),
+    ]
+    if bf16:
+        fp32 = camtrace_runner(det, "pgd", early_stop=False, precision="fp32", **paper)
+        rows.append(("camtrace, all iterations, fp32", fp32))
+    rows += [
+        ("torchattacks", torchattacks_pgd(det, eps, alpha, steps)),
+        ("ART", art_pgd(det, eps, alpha, steps)),
+    ]
+    return rows
+
+
+def jsma_table(args: argparse.Namespace, peak: float) -> None:
+    """JSMA on a random-weight DenseNet-40 fitted to random patches (see the docstring)."""
+    torch.manual_seed(0)
+    det = build("densenet40", [f"M{i}" for i in range(10)])
+    x = torch.randint(0, 256, (args.jsma_n, 3, 32, 32), dtype=torch.uint8)
     det.fit_preprocessing(x.permute(0, 2, 3, 1))
     for m in det.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = None  # cumulative average: one pass sets the batch statistics
     det.train()
     with torch.no_grad():
-        det(x.float())
-    return det.eval()
+        runner_up = det(x.float()).topk(2, dim=1).indices[:, 1]
+    det.eval()
 
+    def torchattacks_jsma(x, target):
+        attack = torchattacks.JSMA(Unit01(det), theta=1.0, gamma=args.gamma)
+        attack.set_mode_targeted_by_label(quiet=True)
+        return (attack(x.float() / 255, target) * 255).round().clamp(0, 255).to(torch.uint8)
 
-def attack_kwargs(name: str, eps: float, alpha: float, steps: int, gamma: float) -> dict:
-    """Our parameters for ``name``, matching the torchattacks and ART runners."""
-    if name in ("fgsm", "llcm"):
-        return {"eps": eps}
-    if name == "pgd-l2":
-        return {"eps": 16 * eps, "alpha": 4 * alpha, "steps": steps}
-    if name == "jsma":
-        return {"theta": 255, "gamma": gamma}
-    extra = {"kernel_size": 15} if name == "timifgsm" else {}
-    return {"eps": eps, "alpha": alpha, "steps": steps, **extra}
-
-
-def implementations(
-    name: str, det: nn.Module, args: argparse.Namespace
-) -> list[tuple[str, Runner | None]]:
-    """The rows of one attack: ours (default, then all iterations), torchattacks, ART."""
-    kwargs = attack_kwargs(name, args.eps, args.alpha, args.steps, args.gamma)
-    rows: list[tuple[str, Runner | None]] = [("ours", ours(name, **kwargs))]
-    if name not in ("fgsm", "llcm", "jsma"):
-        rows.append(("ours, all iterations", ours(name, early_stop=False, **kwargs)))
-    reference = (name, det, args.eps, args.alpha, args.steps, args.gamma)
-    rows.append(("torchattacks", torchattacks_runner(*reference)))
-    rows.append(("ART", art_runner(*reference)))
-    return rows
-
-
-def bench_arch(
-    arch: str, attacks: list[str], args: argparse.Namespace, device: torch.device, peak: float
-) -> None:
-    torch.manual_seed(0)
-    det = build(arch, [f"M{i}" for i in range(10)])
-    size = det.patch_size
-    x = torch.randint(0, 256, (max(args.n, args.jsma_n), 3, size, size), dtype=torch.uint8)
-    det = calibrated(det, x).to(device)
-    with torch.no_grad():
-        runner_up = det(x[: args.jsma_n].float()).topk(2, dim=1).indices[:, 1]
-    gradient = [a for a in attacks if a != "jsma"]
-    setup = [f"{arch} {size}x{size}", f"{device}, best of {args.repeat}"]
-    if gradient:
-        setup.insert(
-            1,
-            f"{args.n} patches, eps {args.eps:g} alpha {args.alpha:g} steps {args.steps} "
-            f"(L2: eps {16 * args.eps:g}, alpha {4 * args.alpha:g})",
+    def art_jsma(x, target):
+        attack = art_evasion.SaliencyMapMethod(
+            classifier(det), theta=255, gamma=args.gamma, batch_size=128, verbose=False
         )
-    if "jsma" in attacks:
-        setup.insert(-1, f"JSMA on {args.jsma_n} patches, gamma {args.gamma:g}")
-    print("\n" + "; ".join(setup))
-    print(
-        f"{'attack':9s} {'implementation':21s} {'patches/s':>10s} {'uint8 success':>13s} "
-        f"{'ours x':>7s} {'ours all-iter x':>15s} {'% peak':>7s}"
-    )
-    for name in attacks:
-        xs, target = (x[: args.jsma_n], runner_up) if name == "jsma" else (x[: args.n], None)
-        rates: dict[str, float] = {}
-        for label, run in implementations(name, det, args):
-            if run is None:
-                continue
-            xd, td = xs.to(device), None if target is None else target.to(device)
-            rate, success = measure(run, det, xd, td, args.repeat)
-            rates[label] = rate
-            like = rates.get("ours, all iterations", rates["ours"])
-            share = "-"
-            if label.startswith("ours"):
-                flops = flops_of(functools.partial(run, det, xd, td))
-                share = f"{100 * flops / len(xs) * rate / peak:.0f}%"
-            print(
-                f"{name:9s} {label:21s} {rate:10.2f} {success:13.2f} "
-                f"{rates['ours'] / rate:7.1f} {like / rate:15.1f} {share:>7s}"
-            )
+        adv = attack.generate(x.float().numpy(), y=target.numpy())
+        return torch.from_numpy(np.asarray(adv)).round().clamp(0, 255).to(torch.uint8)
+
+    rows = [
+        (f"camtrace JSMA {other}", camtrace_runner(det, "jsma", gamma=args.gamma, other=other))
+        for other in ("sum", "max")
+    ]
+    rows += [("torchattacks", torchattacks_jsma), ("ART", art_jsma if art_evasion else None)]
+    title = f"JSMA, DenseNet-40 32x32 (random weights), gamma {args.gamma:g}, runner-up target"
+    table(title, rows, det, x, runner_up, args, peak)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--detector", type=Path, help="checkpoint to attack (default: train one)")
+    ap.add_argument("--patches", type=Path, help="patch store of --detector's data")
     ap.add_argument(
-        "--arch",
-        nargs="*",
-        default=["bondi2017"],
-        choices=architectures(),
-        help="architectures of the gradient attacks",
+        "--cache", type=Path, default=Path.home() / ".cache" / "camtrace" / "benchmark-attacks"
     )
-    ap.add_argument("--attacks", nargs="*", default=list(ATTACKS), choices=list(ATTACKS))
-    ap.add_argument("--n", type=int, default=32, help="patches per gradient attack")
-    ap.add_argument(
-        "--jsma-n", type=int, default=8, help="patches for JSMA (torchattacks' is slow)"
-    )
-    ap.add_argument(
-        "--jsma-arch",
-        nargs="*",
-        default=["densenet40"],
-        choices=architectures(),
-        help="architectures of JSMA",
-    )
-    ap.add_argument("--eps", type=float, default=4.0, help="Linf eps, pixel units")
-    ap.add_argument("--alpha", type=float, default=1.0, help="step, pixel units")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--shots", type=int, default=12, help="SimCam scenes per device")
+    ap.add_argument("--epochs", type=int, default=8, help="Bondi2017 training epochs")
+    ap.add_argument("--n", type=int, default=128, help="correctly classified patches attacked")
+    ap.add_argument("--repeat", type=int, default=3, help="timed calls per row; the best counts")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--jsma-n", type=int, default=8, help="JSMA patches (0: no JSMA rows)")
     ap.add_argument("--gamma", type=float, default=0.01, help="JSMA max fraction of values changed")
-    ap.add_argument("--repeat", type=int, default=1, help="timed calls per row; the best counts")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    peak = matmul_peak(device)
+    peak = matmul_peak(torch.device("cpu"))
     print(
-        f"torch {torch.__version__}, {args.threads} threads, fp32 matmul peak "
-        f"{peak / 1e9:.0f} GFLOP/s; 'ours x' = our patches/s over the row's, 'ours all-iter x' "
-        "= ours without early stop over the row's"
+        f"torch {torch.__version__}, {args.threads} threads, "
+        f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s"
     )
-    for arch in dict.fromkeys([*args.arch, *args.jsma_arch]):
-        attacks = [
-            a
-            for a in args.attacks
-            if (arch in args.jsma_arch if a == "jsma" else arch in args.arch)
-        ]
-        if attacks:
-            bench_arch(arch, attacks, args, device, peak)
+    store = PatchStore.open(args.patches) if args.patches else simcam_store(args.cache, args.shots)
+    det = (
+        load_detector(args.detector)
+        if args.detector
+        else trained_bondi(args.cache, store, args.epochs)
+    )
+    det.eval()
+    x, target = attacked_patches(det, store, args.n)
+    x0 = x[:8].float().contiguous(memory_format=torch.channels_last)
+    bf16 = resolve_precision(AttackOptions(), det, x0) == "bf16"
+    print(
+        f"{det.arch}, {len(x)} correctly classified eval patches; camtrace precision 'auto' "
+        f"-> {'bf16' if bf16 else 'fp32'}"
+    )
+    for title in args.settings:
+        eps, alpha, steps = SETTINGS[title]
+        success = table(title, pgd_rows(det, eps, alpha, steps, bf16), det, x, target, args, peak)
+        if bf16:
+            differ = (
+                success["camtrace, all iterations"] != success["camtrace, all iterations, fp32"]
+            )
+            print(
+                f"bf16 vs fp32 gradient passes: uint8 success differs on {int(differ.sum())} "
+                f"of {len(x)} patches"
+            )
+    if args.jsma_n > 0:
+        jsma_table(args, peak)
 
 
 if __name__ == "__main__":

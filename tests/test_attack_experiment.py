@@ -90,7 +90,7 @@ def test_plan_resolves_eps_and_jpeg_once() -> None:
     assert pgd.params == {"jpeg": "camera"}  # as written, for metrics.json
     asked, tables = [], Jpeg(quality=77)
     attack = pgd.build(pgd.eps[0], "Nimbus_N300", lambda m: asked.append(m) or tables, 8)
-    assert asked == ["Nimbus_N300"] and attack.jpeg == tables and attack.eps == 4
+    assert asked == ["Nimbus_N300"] and attack.options.jpeg == tables and attack.eps == 4
 
 
 def test_assign_targets_cycles_and_skips_own_class() -> None:

@@ -15,9 +15,12 @@ from torch import nn
 
 from camtrace.attacks import (
     ATTACKS,
+    FGSM,
+    JSMA,
     LLCM,
     PGD,
     TIMIFGSM,
+    AttackOptions,
     Jpeg,
     as_pixel_eps,
     make_attack,
@@ -25,6 +28,7 @@ from camtrace.attacks import (
 )
 from camtrace.attacks.base import round_in_l2_ball
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
+from camtrace.attacks.precision import resolve_precision
 from camtrace.errors import CamtraceError
 from camtrace.models import build
 
@@ -278,12 +282,14 @@ def test_ti_kernel_is_depthwise(channels: int) -> None:
         torch.testing.assert_close(out[:, c : c + 1], alone)
 
 
-def test_ti_attack_runs_on_a_one_channel_detector() -> None:
+def test_ti_attack_on_a_one_channel_detector_leaves_the_class() -> None:
     torch.manual_seed(0)
     model = TinyBN(channels=1).eval()
-    x = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)
-    adv, _ = TIMIFGSM(eps=4, alpha=1, steps=3, kernel_size=5)(model, x)
-    assert adv.shape == x.shape and (adv.float() - x.float()).abs().max() <= 4
+    x = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
+    adv, info = TIMIFGSM(eps=32, alpha=4, steps=10, kernel_size=5)(model, x)
+    assert (adv.float() - x.float()).abs().max() <= 32
+    torch.testing.assert_close(info.success, predict(model, adv) != predict(model, x))
+    assert info.success.all()
 
 
 def test_jpeg_round_trip_quality_and_explicit_tables(tmp_path) -> None:
@@ -376,6 +382,11 @@ def test_l2_rounding_keeps_the_ball_and_spends_the_budget() -> None:
     torch.testing.assert_close(round_in_l2_ball(inside, eps), inside.round())
 
 
+def predict(detector: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return detector(images.float()).argmax(1)
+
+
 @pytest.fixture(scope="module")
 def smooth_patches() -> torch.Tensor:
     """Photo-like patches (smooth content, mild noise): JPEG keeps most of them intact."""
@@ -395,26 +406,97 @@ def test_differentiable_jpeg_tracks_libjpeg_and_passes_a_gradient(smooth_patches
     assert grad.abs().sum() > 0
 
 
-def test_gradient_through_jpeg_makes_the_attack_survive_it(bondi, smooth_patches) -> None:
-    with torch.no_grad():
-        target = (bondi(smooth_patches.float()).argmax(1) + 1) % 10
-    rates = []
-    for through in (False, True):
-        attack = PGD(4, 1, 10, jpeg=75, through_jpeg=through, seed=0)
-        _, info = attack(bondi, smooth_patches, target=target)
-        rates.append(info.jpeg_success.float().mean().item())
-    assert rates[1] >= rates[0] + 0.25  # measured 0.12 -> 0.50
-
-
 def test_through_jpeg_needs_a_jpeg() -> None:
     with pytest.raises(CamtraceError, match="give jpeg="):
         PGD(4, through_jpeg=True)
 
 
+THROUGH_JPEG = {  # small cases (5 steps, 16 patches) where the EOT gradient should help
+    "fgsm": {"eps": 8},
+    "llcm": {"eps": 8},
+    "bim": {"eps": 4, "alpha": 1, "steps": 5},
+    "pgd": {"eps": 4, "alpha": 1, "steps": 5, "seed": 0},
+    "pgd-l2": {"eps": 256, "alpha": 64, "steps": 5, "seed": 0},
+    "mifgsm": {"eps": 4, "alpha": 1, "steps": 5},
+    "timifgsm": {"eps": 4, "alpha": 1, "steps": 5, "kernel_size": 5},
+}
+
+
 @pytest.mark.parametrize("name", GRADIENT)
-def test_every_gradient_attack_takes_its_gradient_through_jpeg(
+def test_every_gradient_attack_survives_jpeg_better_through_it(
     bondi, smooth_patches, name: str
 ) -> None:
-    params = {"eps": 4} if name in ("fgsm", "llcm") else {"eps": 4, "alpha": 2, "steps": 2}
-    adv, info = make_attack(name, jpeg=90, through_jpeg=True, **params)(bondi, smooth_patches[:2])
-    assert adv.dtype == torch.uint8 and info.jpeg_success is not None
+    """Measured on AVX512-BF16 (fp32), of 16 patches after JPEG 75: fgsm 9 -> 12, bim 2 -> 6,
+    pgd 1 -> 4, pgd-l2 2 -> 5, mifgsm 2 -> 6, timifgsm 6 -> 10; a margin of 2 patches."""
+    target = None if name == "llcm" else (predict(bondi, smooth_patches) + 1) % 10
+    outcomes = []
+    for through in (False, True):
+        attack = make_attack(name, jpeg=75, through_jpeg=through, **THROUGH_JPEG[name])
+        adv, info = attack(bondi, smooth_patches, target)
+        after = bondi(recompress(adv, attack.options.jpeg).float()).detach()
+        outcomes.append((info, after))
+    if name == "llcm":
+        # one step toward the least-likely class, success = any misclassification: few more
+        # leave their class (4 -> 5 of 16), but that class gains more log-probability after JPEG
+        # one step toward the least-likely class, success = any misclassification: hardly more
+        # leave their class (4 -> 5 of 16), but on every patch the least-likely class keeps
+        # more log-probability after JPEG (measured +0.05 to +0.10 nats)
+        kept = [after.log_softmax(1).gather(1, i.target[:, None]) for i, after in outcomes]
+        assert (kept[1] > kept[0] + 0.01).all()
+    else:
+        plain, through = (int(info.jpeg_success.sum()) for info, _ in outcomes)
+        assert through >= plain + 2
+
+
+def test_options_are_one_validated_value_and_with_options_copies() -> None:
+    pgd = make_attack("pgd", eps=4, steps=2, jpeg=90, batch_size=2)
+    assert pgd.options == AttackOptions(jpeg=Jpeg(quality=90), batch_size=2)
+    other = pgd.with_options(jpeg=None, seed=3)
+    assert other.options.jpeg is None and other.options.seed == 3 and other.eps == 4
+    assert pgd.options.jpeg == Jpeg(quality=90) and pgd.options.seed is None  # unchanged
+    assert PGD(4, 1, 2, options=pgd.options).options == pgd.options
+    bad = {
+        "precision='fp16': use auto or fp32 or bf16": {"precision": "fp16"},
+        "batch_size=0: use an integer >= 1": {"batch_size": 0},
+        "early_stop='no': use true or false": {"early_stop": "no"},
+        "give jpeg=": {"jpeg": None, "through_jpeg": True},
+        "no option step; the options are: quantize,": {"step": 3},
+    }
+    for message, change in bad.items():
+        with pytest.raises(CamtraceError, match=message.replace("(", r"\(")):
+            pgd.with_options(**change)
+    with pytest.raises(CamtraceError, match="parameters: eps; options: quantize, jpeg, through"):
+        make_attack("fgsm", steps=3)
+    with pytest.raises(CamtraceError, match="early_stop does not apply"):
+        FGSM(early_stop=False)
+    with pytest.raises(CamtraceError, match="through_jpeg does not apply"):
+        JSMA(jpeg=90, through_jpeg=True)
+
+
+def test_auto_precision_keeps_fp32_where_bf16_has_no_fast_path(monkeypatch) -> None:
+    x = torch.zeros(2, 3, 12, 12)
+    model = TinyBN()
+    assert resolve_precision(AttackOptions(quantize=False), model, x) == "fp32"
+    assert resolve_precision(AttackOptions(), model, x.double()) == "fp32"
+    assert resolve_precision(AttackOptions(precision="bf16"), model, x) == "bf16"
+
+    def no_probe(*_):
+        raise AssertionError("an AVX2-only processor must not time bf16")
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr("camtrace.attacks.precision.bf16_speedup", no_probe)
+    assert resolve_precision(AttackOptions(), model, x) == "fp32"
+
+
+def test_bf16_gradient_passes_are_judged_in_fp32_on_the_uint8_output() -> None:
+    torch.manual_seed(0)
+    model = TinyBN().eval()
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    target = (predict(model, x) + 1) % 4
+    rates = {}
+    for precision in ("fp32", "bf16"):
+        attack = make_attack("pgd", eps=16, alpha=2, steps=10, seed=0, precision=precision)
+        adv, info = attack(model, x, target)
+        torch.testing.assert_close(info.success, predict(model, adv) == target)
+        rates[precision] = int(info.success.sum())
+    assert rates["bf16"] >= rates["fp32"] - 1 and rates["fp32"] >= 6

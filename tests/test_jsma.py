@@ -154,5 +154,41 @@ def test_a_256_pixel_patch_fits_and_runs() -> None:
         nn.Linear(4, 3),
     )
     x = torch.randint(0, 256, (2, 3, 256, 256), dtype=torch.uint8)
-    adv, info = JSMA(gamma=1e-4, k=64)(model, x, target=torch.tensor([1, 2]))
+    with torch.no_grad():
+        target = (model(x.float()).argmax(1) + 1) % 3
+    adv, info = JSMA(gamma=1e-4, k=64)(model, x, target=target)
     assert adv.shape == x.shape and (info.l0 <= 2 * math.ceil(1e-4 * x[0].numel() / 2)).all()
+    with torch.no_grad():  # the few changed values raise the target's logit margin
+        margin = [
+            z.gather(1, target[:, None]) - z.amax(1, keepdim=True)
+            for z in map(model, (x.float(), adv.float()))
+        ]
+    assert (info.l0 > 0).all() and (margin[1] > margin[0]).all()
+
+
+class Linear(nn.Module):
+    """Z = W x / 255 + b on a 3x4x4 image: values 0-23 raise the target (class 1) by 1 and a
+    third class (2) by 3 while lowering 7 others by 1 each; values 24-47 raise the target by 1
+    and lower the winner (class 0) by 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.zeros(CLASSES, 48)
+        w[1] = 1
+        w[2, :24], w[3:, :24], w[0, 24:] = 3, -1, -1
+        self.w, self.b = w, torch.tensor([3.0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) / 255 @ self.w.T + self.b
+
+
+def test_other_max_reaches_the_target_where_the_sum_lets_a_third_class_win() -> None:
+    x, target = torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.tensor([1])
+    _, info_sum = JSMA(gamma=0.5, other="sum")(Linear(), x, target)
+    adv, info_max = JSMA(gamma=0.5, other="max")(Linear(), x, target)
+    # the sum prefers values 0-23 (beta_pq = 3 - 7 per value), so class 2 overtakes at once
+    assert not info_sum.success and info_sum.steps == 12
+    # against the winner, one pair of values 24-47 is enough: t = 2, winner 1, class 2 at 1
+    assert info_max.success and info_max.steps == 1
+    torch.testing.assert_close(Linear()(adv.float()).argmax(1), target)
+    assert (adv.flatten()[:24] == 0).all() and (adv.flatten()[24:] == 255).sum() == 2

@@ -1,7 +1,8 @@
 """Adversarial attacks on camera-model detectors: ``attack(detector, images_uint8, target=None)``.
 
 Every attack returns uint8 images and an :class:`AttackInfo` whose success is measured on
-those uint8 images (and after JPEG when asked). Build one by name with :func:`make_attack`.
+those uint8 images (and after JPEG when asked). Build one by name with :func:`make_attack`;
+the options every attack shares are one :class:`AttackOptions`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from camtrace.attacks.base import Attack, AttackInfo, GradientAttack, as_pixel_e
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
 from camtrace.attacks.jpeg import Jpeg, recompress
 from camtrace.attacks.jsma import JSMA
+from camtrace.attacks.options import OPTIONS, AttackOptions
 from camtrace.errors import CamtraceError
 
 ATTACKS: dict[str, type[Attack]] = {
@@ -21,16 +23,22 @@ ATTACKS: dict[str, type[Attack]] = {
 
 
 def make_attack(name: str, **kwargs: Any) -> Attack:
-    """Build the attack registered as ``name`` with its keyword parameters."""
+    """Build the attack registered as ``name`` from its paper parameters and any of the
+    shared options (:class:`AttackOptions`, as keywords or ``options=``)."""
     cls = ATTACKS.get(name.lower())
     if cls is None:
         raise CamtraceError(f"unknown attack '{name}'; choose one of: {', '.join(ATTACKS)}")
-    params = inspect.signature(cls.__init__).parameters
-    unknown = sorted(set(kwargs) - set(params) - {"self"})
+    params = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind is not p.VAR_KEYWORD
+    ]
+    options = [o for o in OPTIONS if o not in cls.inapplicable]
+    unknown = sorted(set(kwargs) - {*params, *options, "options"})
     if unknown:
-        accepted = ", ".join(p for p in params if p != "self")
         raise CamtraceError(
-            f"attack '{name}' has no parameter {', '.join(unknown)}; it takes: {accepted}"
+            f"attack '{name}' has no parameter {', '.join(unknown)}; its parameters: "
+            f"{', '.join(params)}; options: {', '.join(options)}"
         )
     try:
         return cls(**kwargs)
@@ -50,6 +58,7 @@ __all__ = [
     "TIMIFGSM",
     "Attack",
     "AttackInfo",
+    "AttackOptions",
     "GradientAttack",
     "Jpeg",
     "as_pixel_eps",

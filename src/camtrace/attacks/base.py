@@ -6,14 +6,20 @@ units. The shared loop is: gradient step -> projection onto the eps ball (Linf o
 [0, 255] -> rounding to the 8-bit grid (the model always sees a uint8-valued iterate; the
 float iterate is kept so steps smaller than one grey level accumulate, i.e. a straight-through
 estimator) -> per-sample early stop once the uint8 iterate succeeds (after JPEG too, if asked).
+
+The success check costs no forward pass of its own: the logits of the gradient pass at step
+t + 1 are those of the iterate made by step t, and the iterate after the last step is judged
+once at the end, only for the samples not already judged in the loop. Gradient passes may run
+in bf16 (:mod:`camtrace.attacks.precision`); every verdict is an fp32 forward on uint8 values.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +27,9 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
 
-from camtrace.attacks.jpeg import Jpeg, as_jpeg, recompress
+from camtrace.attacks.jpeg import Jpeg, recompress
+from camtrace.attacks.options import AttackOptions, configure
+from camtrace.attacks.precision import AttackModel, resolve_precision
 from camtrace.errors import CamtraceError
 
 Images = torch.Tensor | np.ndarray
@@ -116,10 +124,16 @@ class AttackInfo:
 
 @dataclass
 class Goal:
-    """What counts as success: leaving ``labels`` (untargeted) or reaching ``target``."""
+    """What counts as success: leaving ``labels`` (untargeted) or reaching ``target``.
+    ``settled`` marks the samples whose success the loop already judged in fp32 (after JPEG
+    too, if asked) on an iterate it then froze."""
 
     labels: torch.Tensor
     target: torch.Tensor | None
+    settled: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settled = torch.zeros_like(self.labels, dtype=torch.bool)
 
     def reached(self, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         pred = logits.argmax(1)
@@ -129,20 +143,24 @@ class Goal:
 class Attack:
     """Base of every attack: input conversion, batching, eval mode, the success measurement.
 
-    Subclasses implement :meth:`run` (the attack proper, on float pixels of one batch) and
-    may override :meth:`aim` (which class to push toward).
+    The constructor takes the :class:`AttackOptions` every attack shares, as ``options=`` or
+    as keywords (``jpeg=90, batch_size=64``); a subclass's constructor lists only its paper
+    parameters and passes ``**options`` on. Subclasses implement :meth:`run` (the attack
+    proper, on float pixels of one batch) and may override :meth:`aim` (which class to push
+    toward); ``inapplicable`` names the options that mean nothing for them, and why.
     """
 
     name: ClassVar[str] = ""
+    inapplicable: ClassVar[dict[str, str]] = {}
 
-    def __init__(
-        self, *, jpeg: int | Jpeg | None = None, batch_size: int = 128, progress: bool = False
-    ) -> None:
-        require(int(batch_size) >= 1, f"{self.name}: batch_size={batch_size} must be >= 1")
-        self.jpeg = as_jpeg(jpeg)
-        self.batch_size = int(batch_size)
-        self.progress = progress
-        self.quantize = True
+    def __init__(self, options: AttackOptions | None = None, **option_kw: Any) -> None:
+        self.options = configure(self.name, options, option_kw, self.inapplicable)
+
+    def with_options(self, **changes: Any) -> Attack:
+        """A copy with ``changes`` to its options, validated; this attack is unchanged."""
+        changed = copy.copy(self)
+        changed.options = configure(self.name, self.options, changes, self.inapplicable)
+        return changed
 
     def __call__(
         self, detector: nn.Module, images: Images, target: Target = None, labels: Target = None
@@ -158,13 +176,18 @@ class Attack:
         require(n > 0, f"{self.name}: got an empty batch of images")
         target_all = _as_labels(target, n, "target")
         labels_all = _as_labels(labels, n, "labels")
+        size = self.options.batch_size
         advs, infos = [], []
-        with eval_mode(detector), _bar(self.progress, n, self.name) as advance:
-            for lo in range(0, n, self.batch_size):
-                hi = min(lo + self.batch_size, n)
+        with eval_mode(detector), _bar(self.options.progress, n, self.name) as advance:
+            model = None
+            for lo in range(0, n, size):
+                hi = min(lo + size, n)
+                x0 = x[lo:hi].to(device, dtype, memory_format=torch.channels_last)
+                if model is None:
+                    model = AttackModel(detector, resolve_precision(self.options, detector, x0))
                 adv, info = self._batch(
-                    detector,
-                    x[lo:hi].to(device, dtype, memory_format=torch.channels_last),
+                    model,
+                    x0,
                     None if target_all is None else target_all[lo:hi].to(device),
                     None if labels_all is None else labels_all[lo:hi].to(device),
                 )
@@ -178,59 +201,66 @@ class Attack:
         return target
 
     def run(
-        self, detector: nn.Module, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
+        self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Float iterate (N, C, H, W) in [0, 255] and steps used per sample."""
         raise NotImplementedError
 
     def reached(
         self,
-        detector: nn.Module,
+        model: AttackModel,
         x: torch.Tensor,
         logits: torch.Tensor,
         goal: Goal,
         idx: torch.Tensor,
     ) -> torch.Tensor:
-        """Per-sample success of the iterate ``x`` (uint8-valued) with its ``logits``: the goal is
-        met on ``x`` and, if ``jpeg`` is set, on its JPEG re-compression too."""
+        """Per-sample success of the iterate ``x`` (uint8-valued) with the ``logits`` of its
+        gradient pass: the goal is met on ``x`` in fp32 (bf16 logits are confirmed by an fp32
+        forward of the samples they call successful) and, if ``jpeg`` is set, on its JPEG
+        re-compression too. The samples that pass are marked settled in ``goal``."""
         ok = goal.reached(logits, idx)
-        if self.jpeg is not None and ok.any():
+        if model.precision != "fp32" and ok.any():
             sub = ok.nonzero().squeeze(1)
-            jpeg_x = recompress(x[sub].round().clamp(0, 255).to(torch.uint8), self.jpeg).to(x.dtype)
-            with torch.no_grad():
-                ok[sub] = goal.reached(detector(jpeg_x), idx[sub])
+            ok[sub] = goal.reached(model.judge(x[sub]), idx[sub])
+        jpeg = self.options.jpeg
+        if jpeg is not None and ok.any():
+            sub = ok.nonzero().squeeze(1)
+            ok[sub] = goal.reached(model.judge(_recompressed(x[sub], jpeg)), idx[sub])
+        goal.settled[idx[ok]] = True
         return ok
 
     def _batch(
         self,
-        detector: nn.Module,
+        model: AttackModel,
         x0: torch.Tensor,
         target: torch.Tensor | None,
         labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, AttackInfo]:
-        idx = torch.arange(len(x0), device=x0.device)
-        with torch.no_grad():
-            clean = detector(x0)
+        clean = model.judge(x0)
         _check_classes(target, clean.shape[1], "target")
         _check_classes(labels, clean.shape[1], "labels")
         labels = clean.argmax(1) if labels is None else labels
         goal = Goal(labels, target)
         aim = self.aim(clean, target)
-        x_float, steps = self.run(detector, x0, goal, aim)
-        adv_u8 = self.to_grid(x_float, x0).to(torch.uint8)
+        x_float, steps = self.run(model, x0, goal, aim)
         with torch.no_grad():
-            success = goal.reached(detector(adv_u8.to(x0.dtype)), idx)
-            float_success = success.clone()
-            off_grid = (x_float != adv_u8).flatten(1).any(1)
-            if off_grid.any():
-                float_success[off_grid] = goal.reached(detector(x_float[off_grid]), idx[off_grid])
-            jpeg_success = None
-            if self.jpeg is not None:
-                jpeg_success = goal.reached(
-                    detector(recompress(adv_u8, self.jpeg).to(x0.dtype)), idx
+            adv = self.to_grid(x_float, x0)
+            # a settled sample's uint8 output is the iterate the loop judged; the float variant
+            # judges floats in its loop, so its uint8 outputs are all judged here
+            settled = goal.settled if self.options.quantize else torch.zeros_like(goal.settled)
+            on_uint8, todo = settled.clone(), (~settled).nonzero().squeeze(1)
+            on_uint8[todo] = goal.reached(model.judge(adv[todo]), todo)
+            float_success = on_uint8.clone()
+            off_grid = (x_float != adv).flatten(1).any(1).nonzero().squeeze(1)
+            float_success[off_grid] = goal.reached(model.judge(x_float[off_grid]), off_grid)
+            success, jpeg_success = on_uint8, None
+            if self.options.jpeg is not None:
+                jpeg_success = settled.clone()
+                jpeg_success[todo] = goal.reached(
+                    model.judge(_recompressed(adv[todo], self.options.jpeg)), todo
                 )
-                success = success & jpeg_success
-        delta = (adv_u8.to(x0.dtype) - x0).flatten(1)
+                success = on_uint8 & jpeg_success
+            delta = (adv - x0).flatten(1)
         info = AttackInfo(
             success=success.cpu(),
             float_success=float_success.cpu(),
@@ -243,7 +273,7 @@ class Attack:
             target=None if aim is None else aim.cpu(),
             targeted=target is not None,
         )
-        return (adv_u8 if self.quantize else x_float.detach()), info
+        return (adv.to(torch.uint8) if self.options.quantize else x_float.detach()), info
 
     def to_grid(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Nearest 8-bit value of the float iterate."""
@@ -255,14 +285,14 @@ class GradientAttack(Attack):
     ``alpha`` on the cross-entropy, optional momentum ``mu`` on the L1-normalised gradient
     (MI-FGSM, Dong et al. 2018, eq. 6), projection, 8-bit rounding, per-sample early stop.
 
-    ``quantize=False`` is the float-only variant (the model sees float iterates, early stop
-    looks at them, the float image is returned) used to compare with torchattacks; ``success``
-    is still measured on its rounding. ``seed`` fixes the random start.
+    With ``quantize=False`` (an option) the model sees float iterates, early stop looks at
+    them and the float image is returned, to compare with torchattacks; ``success`` is still
+    measured on its rounding. The option ``seed`` fixes the random start.
 
     ``through_jpeg=True`` (needs ``jpeg``) adds to the loss the same loss on a differentiable
-    JPEG of the iterate (:meth:`Jpeg.differentiable`), an expectation over the two outcomes
-    (stored as is, stored after compression) in the manner of Athalye et al. 2018's EOT, so
-    the perturbation is built to survive the compression it will be judged after.
+    JPEG of the iterate (:meth:`Jpeg.differentiable`, always in fp32), an expectation over the
+    two outcomes (stored as is, stored after compression) in the manner of Athalye et al.
+    2018's EOT, so the perturbation is built to survive the compression it will be judged after.
     """
 
     def __init__(
@@ -274,28 +304,16 @@ class GradientAttack(Attack):
         norm: str = "linf",
         random_start: bool = False,
         mu: float | None = None,
-        quantize: bool = True,
-        early_stop: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        seed: int | None = None,
-        batch_size: int = 128,
-        progress: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(jpeg=jpeg, batch_size=batch_size, progress=progress)
-        require(
-            not through_jpeg or self.jpeg is not None,
-            f"{self.name}: through_jpeg needs the compression to go through: give jpeg=",
-        )
-        self.through_jpeg = through_jpeg
+        super().__init__(**options)
         require(float(eps) > 0, f"{self.name}: eps={eps} must be > 0 (0-255 pixel units)")
         require(float(alpha) > 0, f"{self.name}: alpha={alpha} must be > 0 (0-255 pixel units)")
         require(int(steps) >= 1, f"{self.name}: steps={steps} must be >= 1")
         require(norm in NORMS, f"{self.name}: norm='{norm}' unknown; use 'linf' or 'l2'")
         require(mu is None or float(mu) >= 0, f"{self.name}: momentum mu={mu} must be >= 0")
         self.eps, self.alpha, self.steps, self.norm = float(eps), float(alpha), int(steps), norm
-        self.random_start, self.mu, self.seed = random_start, mu, seed
-        self.quantize, self.early_stop = quantize, early_stop
+        self.random_start, self.mu = random_start, mu
 
     def transform_gradient(self, grad: torch.Tensor) -> torch.Tensor:
         """Hook on the raw gradient before momentum and the step (TI smooths it here)."""
@@ -306,40 +324,48 @@ class GradientAttack(Attack):
     ) -> torch.Tensor:
         """Cross-entropy to ascend: away from the label, or toward ``aim`` (summed, so each
         sample's gradient is independent of the batch it shares)."""
+        logits = logits.float()
         if aim is None:
             return F.cross_entropy(logits, goal.labels[idx], reduction="sum")
         return -F.cross_entropy(logits, aim[idx], reduction="sum")
 
     def run(
-        self, detector: nn.Module, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
+        self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        options = self.options
         x = self.start(x0)
         momentum = torch.zeros_like(x0) if self.mu is not None else None
         steps = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
-        active = torch.ones(len(x0), dtype=torch.bool, device=x0.device)
+        idx = torch.arange(len(x0), device=x0.device)
         for _ in range(self.steps):
-            idx = active.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            xq = self.seen(x[idx], x0[idx]).requires_grad_(True)
-            logits = detector(xq)
+            # while every sample is active, work on the whole tensors: no gather, no scatter
+            whole = len(idx) == len(x0)
+            xs, x0s = (x, x0) if whole else (x[idx], x0[idx])
+            xq = self.seen(xs, x0s).requires_grad_(True)
+            logits = model(xq)
             loss = self.loss(logits, goal, aim, idx)
-            if self.through_jpeg:
-                loss = loss + self.loss(detector(self.jpeg.differentiable(xq)), goal, aim, idx)
+            if options.through_jpeg:
+                loss = loss + self.loss(model(options.jpeg.differentiable(xq)), goal, aim, idx)
             (grad,) = torch.autograd.grad(loss, xq)
-            if self.early_stop:
-                done = self.reached(detector, xq.detach(), logits.detach(), goal, idx)
-                active[idx[done]] = False
-                idx, grad = idx[~done], grad[~done]
-            x[idx] = self.project(
-                x[idx] + self.alpha * self.direction(grad, momentum, idx), x0[idx]
-            )
-            steps[idx] += 1
+            if options.early_stop:
+                done = self.reached(model, xq.detach(), logits.detach(), goal, idx)
+                if done.any():
+                    keep = ~done
+                    idx, grad, xs, x0s, whole = idx[keep], grad[keep], xs[keep], x0s[keep], False
+                    if idx.numel() == 0:
+                        break
+            with torch.no_grad():
+                stepped = self.project(xs + self.alpha * self.direction(grad, momentum, idx), x0s)
+                if whole:
+                    x = stepped
+                else:
+                    x[idx] = stepped
+                steps[idx] += 1
         return x, steps
 
     def seen(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """The iterate the model sees: on the 8-bit grid, or the float one if not quantising."""
-        return self.to_grid(x, x0) if self.quantize else x
+        return self.to_grid(x, x0) if self.options.quantize else x
 
     def direction(
         self, grad: torch.Tensor, momentum: torch.Tensor | None, idx: torch.Tensor
@@ -367,7 +393,8 @@ class GradientAttack(Attack):
         a Gaussian direction at a uniform radius for L2, as torchattacks does)."""
         if not self.random_start:
             return x0.clone()
-        gen = None if self.seed is None else torch.Generator(x0.device).manual_seed(self.seed)
+        seed = self.options.seed
+        gen = None if seed is None else torch.Generator(x0.device).manual_seed(seed)
         # drawn in logical (N, C, H, W) order whatever x0's memory layout, as torchattacks draws
         noise = torch.empty(x0.shape, device=x0.device, dtype=x0.dtype)
         if self.norm == "linf":
@@ -409,6 +436,14 @@ def round_in_l2_ball(delta: torch.Tensor, eps: float) -> torch.Tensor:
     revert_sorted = sorted_gain.cumsum(1) - sorted_gain < excess
     revert = torch.zeros_like(revert_sorted).scatter_(1, order, revert_sorted)
     return torch.where(revert.view_as(delta), t, q)
+
+
+def _recompressed(x: torch.Tensor, jpeg: Jpeg) -> torch.Tensor:
+    """JPEG re-compression of uint8-valued float images, back as float in their layout."""
+    if len(x) == 0:
+        return x
+    out = recompress(x.round().clamp(0, 255).to(torch.uint8), jpeg)
+    return out.to(x.dtype).contiguous(memory_format=torch.channels_last)
 
 
 def _flat_norm(g: torch.Tensor, p: int) -> torch.Tensor:

@@ -3,16 +3,18 @@
 All eps/alpha in 0-255 pixel units. Papers: FGSM as in Guera et al. 2018 Sec. 3.1 (gradient at
 the detector's own predicted label); LLCM as in Zhao et al. Sec. 3.1 eq. 3-4; BIM of Kurakin
 et al. 2017; PGD of Madry et al. 2018; MI-FGSM of Dong et al. 2018; TI-MI-FGSM of Dong et al.
-2019 (the baselines of Cozzolino et al. 2021, SPOC, Sec. 4).
+2019 (the baselines of Cozzolino et al. 2021, SPOC, Sec. 4). Each constructor lists its paper
+parameters; the options every attack shares (:class:`AttackOptions`) come as keywords.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from camtrace.attacks.base import GradientAttack, require
-from camtrace.attacks.jpeg import Jpeg
 
 
 class FGSM(GradientAttack):
@@ -20,27 +22,10 @@ class FGSM(GradientAttack):
     (or the true label if given); targeted: x - eps sign(grad_x J(x, t))."""
 
     name = "fgsm"
+    inapplicable = {"early_stop": "a single step has nothing to stop"}
 
-    def __init__(
-        self,
-        eps: float = 4.0,
-        *,
-        quantize: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        batch_size: int = 128,
-        progress: bool = False,
-    ) -> None:
-        super().__init__(
-            eps,
-            eps,
-            1,
-            quantize=quantize,
-            jpeg=jpeg,
-            through_jpeg=through_jpeg,
-            batch_size=batch_size,
-            progress=progress,
-        )
+    def __init__(self, eps: float = 4.0, **options: Any) -> None:
+        super().__init__(eps, eps, 1, **options)
 
 
 class LLCM(FGSM):
@@ -63,29 +48,9 @@ class BIM(GradientAttack):
     name = "bim"
 
     def __init__(
-        self,
-        eps: float = 4.0,
-        alpha: float = 1.0,
-        steps: int = 10,
-        *,
-        quantize: bool = True,
-        early_stop: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        batch_size: int = 128,
-        progress: bool = False,
+        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, **options: Any
     ) -> None:
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            quantize=quantize,
-            early_stop=early_stop,
-            jpeg=jpeg,
-            through_jpeg=through_jpeg,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(eps, alpha, steps, **options)
 
 
 class PGD(GradientAttack):
@@ -101,29 +66,9 @@ class PGD(GradientAttack):
         steps: int = 10,
         random_start: bool = True,
         norm: str = "linf",
-        *,
-        quantize: bool = True,
-        early_stop: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        seed: int | None = None,
-        batch_size: int = 128,
-        progress: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            norm=norm,
-            random_start=random_start,
-            quantize=quantize,
-            early_stop=early_stop,
-            jpeg=jpeg,
-            through_jpeg=through_jpeg,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(eps, alpha, steps, norm=norm, random_start=random_start, **options)
 
 
 class PGDL2(PGD):
@@ -137,29 +82,9 @@ class PGDL2(PGD):
         alpha: float = 16.0,
         steps: int = 10,
         random_start: bool = True,
-        *,
-        quantize: bool = True,
-        early_stop: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        seed: int | None = None,
-        batch_size: int = 128,
-        progress: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            random_start,
-            "l2",
-            quantize=quantize,
-            early_stop=early_stop,
-            jpeg=jpeg,
-            through_jpeg=through_jpeg,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(eps, alpha, steps, random_start, "l2", **options)
 
 
 class MIFGSM(GradientAttack):
@@ -169,31 +94,9 @@ class MIFGSM(GradientAttack):
     name = "mifgsm"
 
     def __init__(
-        self,
-        eps: float = 4.0,
-        alpha: float = 1.0,
-        steps: int = 10,
-        mu: float = 1.0,
-        *,
-        quantize: bool = True,
-        early_stop: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        batch_size: int = 128,
-        progress: bool = False,
+        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, mu: float = 1.0, **options: Any
     ) -> None:
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            mu=mu,
-            quantize=quantize,
-            early_stop=early_stop,
-            jpeg=jpeg,
-            through_jpeg=through_jpeg,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(eps, alpha, steps, mu=mu, **options)
 
 
 class TIMIFGSM(MIFGSM):
@@ -212,26 +115,9 @@ class TIMIFGSM(MIFGSM):
         mu: float = 1.0,
         kernel_size: int = 15,
         sigma: float | None = None,
-        *,
-        quantize: bool = True,
-        early_stop: bool = True,
-        jpeg: int | Jpeg | None = None,
-        through_jpeg: bool = False,
-        batch_size: int = 128,
-        progress: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            mu,
-            quantize=quantize,
-            early_stop=early_stop,
-            jpeg=jpeg,
-            through_jpeg=through_jpeg,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        super().__init__(eps, alpha, steps, mu, **options)
         require(int(kernel_size) >= 1, f"timifgsm: kernel_size={kernel_size} must be >= 1")
         sigma = (int(kernel_size) - 1) / 6 if sigma is None else float(sigma)
         require(

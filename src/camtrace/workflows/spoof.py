@@ -11,7 +11,6 @@ the stored uint8 image).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,14 +227,12 @@ def _check_array(array: Any, what: str) -> None:
 def _configured(attack: Attack | str, jpeg: Jpeg | None, progress: bool) -> Attack:
     """A copy of ``attack`` (or the named attack with its defaults) that counts a patch as
     done only after ``jpeg`` when the output is JPEG."""
-    attack = make_attack(attack) if isinstance(attack, str) else copy.copy(attack)
+    attack = make_attack(attack) if isinstance(attack, str) else attack
     if not isinstance(attack, Attack):
         raise CamtraceError(
             f"attack: expected an attack name or camtrace attack, got {type(attack).__name__}"
         )
-    attack.jpeg = jpeg or attack.jpeg
-    attack.progress = progress
-    return attack
+    return attack.with_options(jpeg=jpeg or attack.options.jpeg, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -284,7 +281,7 @@ def _attack_patches(
 
 def _randomised(attack: Attack) -> bool:
     """True when a second run of ``attack`` on the same patch can give other pixels."""
-    return bool(getattr(attack, "random_start", False)) and getattr(attack, "seed", None) is None
+    return bool(getattr(attack, "random_start", False)) and attack.options.seed is None
 
 
 def _to_attack(failing: np.ndarray, attacked: set[tuple[int, int]], randomised: bool) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""The arithmetic of an attack's gradient passes: fp32, or bf16 autocast where it is faster.
+
+Only the gradient passes (the step direction) may run in bf16; success, the clean prediction
+and the final verdict are always an fp32 forward (:meth:`AttackModel.judge`), so a reported
+success never depends on bf16 rounding. ``precision="auto"`` picks bf16 by measurement, as
+training's ``precision: auto`` does, but measuring the attack's own workload (one gradient
+pass of this detector at this patch size), since the detector's fp32 residual layers and its
+shape decide the gain, not the matmul alone. A processor without AVX-512 (AVX2-only: oneDNN's
+bf16 there runs ~500x slower than fp32) or a GPU without bf16 keeps fp32 without measuring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from camtrace.attacks.options import AttackOptions
+
+MIN_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor to be worth its rounding
+_measured: dict[tuple, float] = {}
+
+
+@dataclass(frozen=True)
+class AttackModel:
+    """The detector as an attack uses it: gradient passes in ``precision`` ("fp32" or
+    "bf16"), judgement always in fp32 without a graph."""
+
+    detector: nn.Module
+    precision: str
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a gradient pass, in the attack's precision."""
+        with _autocast(self.precision, x.device):
+            return self.detector(x)
+
+    def judge(self, x: torch.Tensor) -> torch.Tensor:
+        """fp32 logits without a graph: what success is measured on."""
+        with torch.no_grad(), _autocast("fp32", x.device):
+            return self.detector(x)
+
+
+def resolve_precision(options: AttackOptions, detector: nn.Module, x: torch.Tensor) -> str:
+    """The precision ("fp32" or "bf16") of ``options.precision`` on this detector and batch
+    ``x``. "auto" is fp32 for the float variant (``quantize=False``, compared with
+    torchattacks) and for detectors that do not compute in float32."""
+    if options.precision != "auto":
+        return options.precision
+    if not options.quantize or x.dtype != torch.float32:
+        return "fp32"
+    if x.device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if x.device.type != "cpu" or not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return "fp32"
+    key = (type(detector), tuple(x.shape[1:]), torch.get_num_threads())
+    if key not in _measured:
+        _measured[key] = bf16_speedup(detector, x[:8])
+    return "bf16" if _measured[key] >= MIN_SPEEDUP else "fp32"
+
+
+def bf16_speedup(detector: nn.Module, x: torch.Tensor) -> float:
+    """fp32 time over bf16 time of one input-gradient pass of ``detector`` on ``x`` (best of
+    two, after a warm-up that builds the kernels)."""
+
+    def seconds(precision: str) -> float:
+        model, best = AttackModel(detector, precision), math.inf
+        for attempt in range(3):
+            xq = x.detach().clone().requires_grad_(True)
+            start = time.perf_counter()
+            torch.autograd.grad(model(xq).float().sum(), xq)
+            if attempt:
+                best = min(best, time.perf_counter() - start)
+        return best
+
+    return seconds("fp32") / seconds("bf16")
+
+
+@contextlib.contextmanager
+def _autocast(precision: str, device: torch.device) -> Iterator[None]:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        yield
