@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from camtrace.attacks import JSMA
 from camtrace.errors import CamtraceError
 from camtrace.training.engine import TrainConfig
 from camtrace.workflows.attack_plan import plan_attacks
@@ -28,8 +27,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 @pytest.mark.parametrize("name", builtin_configs())
 def test_every_builtin_config_parses_and_round_trips(name: str) -> None:
-    if name == "guera2018" and "other" not in inspect.signature(JSMA).parameters:
-        pytest.skip("guera2018's Table 4 needs JSMA's `other` option (the attacks branch)")
     config = parse_config(load_config(name))
     assert config.name == name
     assert parse_config(config.to_dict()) == config
