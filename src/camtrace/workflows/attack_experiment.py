@@ -232,7 +232,7 @@ def _check_transfer(spec: RunSpec, specs: list[dict[str, Any]]) -> None:
     sizes = {}
     for s in chosen:
         p = s["patches"]
-        sizes[s["arch"]] = get_protocol(p.get("protocol", "bondi"), size=p.get("size")).size
+        sizes[s["arch"]] = get_protocol(p["protocol"], size=p.get("size")).size
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{a}: {v}" for a, v in sizes.items())
         _fail(

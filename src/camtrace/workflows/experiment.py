@@ -24,6 +24,7 @@ from camtrace.data.splits import split_manifest, split_summary
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.io import write_text
+from camtrace.models.registry import model_spec
 from camtrace.workflows.attack_experiment import parse_attacks, run_attacks
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.report import Report, percent, write_run
@@ -117,22 +118,17 @@ def prepare_manifest(config: dict[str, Any], workdir: Path, progress: bool) -> M
     raise CamtraceError(f"data.source '{source}' is not one of simulate, index, manifest")
 
 
-DEFAULT_PATCHES = {"bondi2017": "bondi", "densenet40": "guera"}  # the others: 256 (GAN papers)
-
-
 def detector_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``detector`` section (one) or ``detectors`` list (a zoo), each with its patches."""
+    """The ``detector`` section (one) or ``detectors`` list (a zoo), each with its patches
+    (by default, and for a ``patches`` section without ``protocol``: the architecture's spec)."""
     specs = config.get("detectors") or [config.get("detector") or {"arch": "bondi2017"}]
     out = []
     for spec in specs:
         spec = {"arch": spec} if isinstance(spec, str) else dict(spec)
         arch = spec.setdefault("arch", "bondi2017").lower()
-        patches = (
-            spec.get("patches")
-            or config.get("patches")
-            or {"protocol": DEFAULT_PATCHES.get(arch, "gan")}
-        )
-        spec["patches"] = {"protocol": patches} if isinstance(patches, str) else dict(patches)
+        patches = spec.get("patches") or config.get("patches") or {}
+        patches = {"protocol": patches} if isinstance(patches, str) else dict(patches)
+        spec["patches"] = {"protocol": model_spec(arch).protocol, **patches}
         out.append(spec)
     return out
 
@@ -175,9 +171,7 @@ def run_experiment(
     histories: dict[str, list[dict]] = {}
     for spec in specs:
         arch, p = spec["arch"], spec["patches"]
-        protocol = get_protocol(
-            p.get("protocol", "bondi"), size=p.get("size"), count=p.get("count")
-        )
+        protocol = get_protocol(p["protocol"], size=p.get("size"), count=p.get("count"))
         key = f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
         if key not in stores:
             stores[key] = build_patch_store(
