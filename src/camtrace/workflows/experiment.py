@@ -9,13 +9,11 @@ stage under ``workdir`` (re-running skips what is done) and writes
 from __future__ import annotations
 
 import copy
-import platform
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from camtrace.data.manifest import Manifest
@@ -142,8 +140,10 @@ def run_experiment(
     (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo).
     """
     from camtrace.data.patches import get_protocol
+    from camtrace.models.checkpoint import read_card
     from camtrace.training.detector import train_detector
-    from camtrace.training.engine import TrainConfig
+    from camtrace.training.engine import TrainConfig, pick_device
+    from camtrace.training.precision import environment
 
     config = copy.deepcopy(config)
     name = str(config.get("name", "experiment"))
@@ -235,12 +235,10 @@ def run_experiment(
             "splits": split_summary(manifest),
         },
         "timings_s": timings,
-        "environment": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "threads": torch.get_num_threads(),
-        },
+        "environment": environment(
+            pick_device(train_cfg.device),
+            {a: read_card(d["checkpoint"])["training"]["precision"] for a, d in detectors.items()},
+        ),
         **({"attacks": attacks.metrics} if attacks else {}),
     }
     report = build_report(config, metrics, histories)
