@@ -23,10 +23,13 @@ from common import matmul_peak, timed
 from camtrace.models import architectures, build, load_detector
 from camtrace.models.inference import identify
 from camtrace.models.summary import summarize
+from camtrace.training.memory import keep_freed_memory
 from camtrace.training.precision import autocast
 
 
 def step_fn(arch: str, batch: int, device: torch.device, precision: str, channels_last: bool):
+    if device.type == "cpu":
+        keep_freed_memory()  # as the training engine does
     torch.manual_seed(0)
     model = build(arch, [f"M{i}" for i in range(10)]).to(device)
     size = model.patch_size

@@ -24,6 +24,7 @@ from camtrace.io import write_json
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
 from camtrace.training.distributed import barrier, local_device, world
+from camtrace.training.memory import keep_freed_memory
 from camtrace.training.precision import (
     autocast,
     environment,
@@ -159,6 +160,8 @@ def train(
     rank, n_ranks = world()
     device = pick_device(config.device)
     precision = resolve_precision(config.precision, device, model.spec)
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(config.seed)
     model.to(device)
     if config.channels_last:
