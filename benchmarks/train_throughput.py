@@ -18,14 +18,18 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import flops_of, matmul_peak, timed
+from common import matmul_peak, timed
 
 from camtrace.models import architectures, build, load_detector
 from camtrace.models.inference import identify
+from camtrace.models.summary import summarize
+from camtrace.training.memory import keep_freed_memory
 from camtrace.training.precision import autocast
 
 
 def step_fn(arch: str, batch: int, device: torch.device, precision: str, channels_last: bool):
+    if device.type == "cpu":
+        keep_freed_memory()  # as the training engine does
     torch.manual_seed(0)
     model = build(arch, [f"M{i}" for i in range(10)]).to(device)
     size = model.patch_size
@@ -47,12 +51,11 @@ def step_fn(arch: str, batch: int, device: torch.device, precision: str, channel
     return step, size
 
 
-def train_gflop(arch: str, size: int) -> float:
-    """GFLOP of one training step per patch: forward FLOPs x 3 (backward ~ 2x forward);
-    torch's FLOP formulas miscount the backward of grouped convolutions (Xception's depthwise)."""
-    model = build(arch, [f"M{i}" for i in range(10)]).eval()
-    x = torch.rand(1, 3, size, size) * 255
-    return 3 * flops_of(lambda: model(x)) / 1e9
+def train_gflop(arch: str) -> float:
+    """GFLOP of one training step per patch: the forward FLOPs of ``camtrace models`` x 3
+    (backward ~ 2x forward; torch's FLOP formulas miscount the backward of grouped
+    convolutions, Xception's depthwise). Tuama2016's LRN matrix product is not counted."""
+    return 3 * summarize(arch).gflops_per_patch
 
 
 def main() -> None:
@@ -91,7 +94,7 @@ def main() -> None:
         for precision, cl in modes:
             step, size = step_fn(arch, args.batch, device, precision, cl)
             if not cells:
-                gflop = train_gflop(arch, size)
+                gflop = train_gflop(arch)
             sec = timed(step, device, warmup=1, reps=args.reps)
             rate = args.batch / sec
             # against the faster of the two peaks: on an AVX2-only CPU the bf16 matmul peak is

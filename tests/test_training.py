@@ -72,3 +72,13 @@ def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16() -> None:
     expected = "bf16" if cpu_bf16_speedup() > 1.3 else "fp32"
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_cpu_training_keeps_freed_memory_where_glibc_allows() -> None:
+    import platform
+
+    from camtrace.training.memory import keep_freed_memory
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expected
+    assert keep_freed_memory() is expected  # idempotent

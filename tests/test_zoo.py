@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from camtrace.errors import CamtraceError
 from camtrace.models import Detector, build, load_detector, save_detector
-from camtrace.models.registry import detector_class
+from camtrace.models.registry import model_spec
 from camtrace.models.tuama2016 import KV_KERNEL
 
 CLASSES = [f"Maker_M{i}" for i in range(10)]
@@ -87,7 +88,7 @@ def test_logits_and_embedding_shapes_at_native_and_small_size(
 
 @pytest.mark.parametrize(("arch", "native", "small"), ZOO)
 def test_default_patch_size_is_the_native_one(arch: str, native: int, small: int) -> None:
-    assert detector_class(arch).default_patch_size == native
+    assert model_spec(arch).patch_size == native
     assert net(arch, small).patch_size == small
 
 
@@ -223,3 +224,21 @@ def test_channels_last_forward_equals_contiguous(arch: str, native: int, small: 
         out = det(x.contiguous(memory_format=torch.channels_last))
         det.to(memory_format=torch.contiguous_format)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_tuama_lrn_as_banded_conv_equals_pytorch_local_response_norm() -> None:
+    """Same weights, LocalResponseNorm swapped back in: the same logits and input gradients."""
+    torch.manual_seed(11)
+    det = build("tuama2016", CLASSES, 64).eval()
+    ref = copy.deepcopy(det)
+    for i in (2, 6):
+        ref.body[i] = torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)
+    assert n_params(ref) == n_params(det) == PARAMS["tuama2016", 64]
+    x = (pixels(3, 64, seed=12) * 4).requires_grad_()  # residuals of tens: LRN really divides
+    out, expected = det(x), ref(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    (g,) = torch.autograd.grad(out.square().sum(), x)
+    (g_ref,) = torch.autograd.grad(expected.square().sum(), x)
+    # summation orders differ (a 1x1 conv vs a pooling): fp32 rounding on sums that cancel
+    scale = g_ref.abs().max().item()
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5 * scale)

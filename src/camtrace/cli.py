@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from camtrace.errors import CamtraceError
 
@@ -206,7 +207,20 @@ def patches(
     )
 
 
-@app.command()
+class _ListsArchitectures(TyperCommand):
+    """A command whose ``--arch`` help lists the registered architectures, read only when the
+    help is shown (importing the models costs seconds on every start)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from camtrace.models import architectures
+
+        for param in self.params:
+            if param.name == "arch":
+                param.help = f"Detector architecture: {', '.join(architectures())}."
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_ListsArchitectures)
 def train(
     store: Annotated[Path, typer.Argument(help="Patch store (from 'camtrace patches').")],
     arch: Annotated[str, typer.Option(help="Detector architecture.")] = "bondi2017",
@@ -431,6 +445,41 @@ def attack(
     )
     if not result.success:
         raise typer.Exit(1)
+
+
+@app.command()
+def models(
+    classes: Annotated[int, typer.Option(help="Camera models the classifiers are sized for.")] = 10,
+) -> None:
+    """The detector zoo: paper, native patch, protocol, SVMs, parameters, GFLOPs per patch."""
+    from camtrace.models.summary import summarize_all
+
+    table = Table(
+        "name",
+        "paper",
+        "native patch",
+        "min size",
+        "protocol",
+        "SVMs",
+        "bf16",
+        "parameters",
+        "GFLOPs / patch",
+        title=f"Registered detectors ({classes} classes; GFLOPs: one forward at native size)",
+    )
+    for row in summarize_all(classes):
+        s = row.spec
+        table.add_row(
+            s.name,
+            s.paper,
+            f"{s.patch_size}x{s.patch_size}",
+            str(s.min_patch_size),
+            s.protocol,
+            "yes" if s.svm else "no",
+            "yes" if s.mixed_precision else "fp32",
+            f"{row.parameters:,}",
+            f"{row.gflops_per_patch:.3f}",
+        )
+    console.print(table)
 
 
 @app.command()

@@ -9,6 +9,16 @@ from camtrace.models import (
 )
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, read_card, save_detector
-from camtrace.models.registry import architectures, build
+from camtrace.models.registry import architectures, build, model_spec
+from camtrace.models.spec import ModelSpec
 
-__all__ = ["Detector", "architectures", "build", "load_detector", "read_card", "save_detector"]
+__all__ = [
+    "Detector",
+    "ModelSpec",
+    "architectures",
+    "build",
+    "load_detector",
+    "model_spec",
+    "read_card",
+    "save_detector",
+]

@@ -19,16 +19,23 @@ from torch import nn
 
 from camtrace.models.base import Detector
 from camtrace.models.registry import register
+from camtrace.models.spec import ModelSpec
 
 INPUT_SCALE = 0.0125
 
 
-@register
+@register(
+    ModelSpec(
+        name="bondi2017",
+        paper="Bondi et al., ICIP 2017",
+        patch_size=64,
+        min_patch_size=60,
+        protocol="bondi",
+        svm=True,
+    )
+)
 class Bondi2017(Detector):
     """The 4-conv camera-model CNN; 128-d ReLU features feed the one-vs-one SVMs."""
-
-    arch = "bondi2017"
-    default_patch_size = 64
 
     def __init__(self, classes: list[str], patch_size: int | None = None) -> None:
         super().__init__(classes, patch_size)

@@ -20,6 +20,7 @@ from torch import nn
 
 from camtrace.models.base import Detector
 from camtrace.models.registry import register
+from camtrace.models.spec import ModelSpec
 
 DEPTH = 40
 GROWTH = 12
@@ -63,12 +64,17 @@ def _transition(c: int, dropout: float) -> nn.Sequential:
 
 # torchvision's DenseNet has only the bottleneck (BC) layer and an ImageNet stem, so the
 # plain CIFAR network is written here.
-@register
+@register(
+    ModelSpec(
+        name="densenet40",
+        paper="Huang et al., CVPR 2017; Güera et al. 2018",
+        patch_size=32,
+        min_patch_size=4,
+        protocol="guera",
+    )
+)
 class DenseNet40(Detector):
     """DenseNet (L=40, k=12) for 32x32 patches; 448-d pooled features feed the classifier."""
-
-    arch = "densenet40"
-    default_patch_size = 32
 
     def __init__(
         self, classes: list[str], patch_size: int | None = None, dropout: float = 0.0

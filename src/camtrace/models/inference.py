@@ -26,15 +26,13 @@ from camtrace.data.patches import (
 if TYPE_CHECKING:  # base.py imports this module lazily (Detector.identify)
     from camtrace.models.base import Detector
 
-DEFAULT_PROTOCOL = {"bondi2017": "bondi", "densenet40": "guera"}
-
 
 def patch_protocol(detector: Detector) -> PatchProtocol:
-    """The protocol a detector votes with: its card's, else its architecture's default."""
+    """The protocol a detector votes with: its card's, else its spec's (at its patch size)."""
     spec = getattr(detector, "card", {}).get("patches")
     if spec:
         return get_protocol(spec["name"], size=spec["size"], count=spec.get("count"))
-    return get_protocol(DEFAULT_PROTOCOL.get(detector.arch, "bondi"), size=detector.patch_size)
+    return get_protocol(detector.spec.protocol, size=detector.patch_size)
 
 
 @torch.no_grad()

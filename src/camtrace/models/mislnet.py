@@ -24,12 +24,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from camtrace.models.base import Detector
+from camtrace.models.base import Detector, in_fp32
 from camtrace.models.registry import register
+from camtrace.models.spec import ModelSpec
 
 
 class ConstrainedConv2d(nn.Conv2d):
-    """Bayar-Stamm constrained convolution: per filter and channel, centre -1, others sum 1."""
+    """Bayar-Stamm constrained convolution: per filter and channel, centre -1, others sum 1.
+
+    Its output is a prediction error of a few grey levels on pixels of hundreds, so it runs in
+    fp32 even under autocast (:func:`camtrace.models.base.in_fp32`).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias=False)
@@ -41,6 +46,9 @@ class ConstrainedConv2d(nn.Conv2d):
         mask = torch.zeros(k, k, dtype=torch.bool, device=self.weight.device)
         mask[k // 2, k // 2] = True
         return mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return in_fp32(super().forward, x)
 
     @torch.no_grad()
     def project(self) -> None:
@@ -79,12 +87,17 @@ def _flat_size(net: nn.Module, patch_size: int) -> int:
     return flat
 
 
-@register
+@register(
+    ModelSpec(
+        name="mislnet",
+        paper="Bayar & Stamm, TIFS 2018; Chen et al. 2019",
+        patch_size=256,
+        min_patch_size=35,
+        protocol="gan",
+    )
+)
 class MISLnet(Detector):
     """Constrained conv + 4 conv blocks + fc 200 -> fc 200 (embedding) -> classes."""
-
-    arch = "mislnet"
-    default_patch_size = 256
 
     def __init__(self, classes: list[str], patch_size: int | None = None) -> None:
         super().__init__(classes, patch_size)

@@ -14,26 +14,18 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from camtrace.errors import CamtraceError
 from camtrace.models.base import Detector
 from camtrace.models.registry import register
+from camtrace.models.spec import ModelSpec
 
 
 class TimmDetector(Detector):
     """A timm classifier behind the Detector contract: embed = pooled features, head = fc."""
 
     timm_name: ClassVar[str] = ""
-    min_patch_size: ClassVar[int] = 1  # smallest patch the network runs on
-    default_patch_size = 256
 
     def __init__(self, classes: list[str], patch_size: int | None = None) -> None:
         super().__init__(classes, patch_size)
-        if self.patch_size < self.min_patch_size:
-            raise CamtraceError(
-                f"patch size {self.patch_size} is too small for {self.arch} "
-                f"(needs >= {self.min_patch_size} px); pass --patch-size {self.min_patch_size} "
-                f"or more"
-            )
         import timm  # deferred: importing timm costs seconds on every CLI start
 
         self.net = timm.create_model(self.timm_name, pretrained=False, num_classes=self.num_classes)
@@ -49,20 +41,33 @@ class TimmDetector(Detector):
         return classifier(e)
 
 
-@register
+@register(
+    ModelSpec(
+        name="xception",
+        paper="Chollet, CVPR 2017; Cozzolino et al. 2021",
+        patch_size=256,
+        min_patch_size=7,
+        protocol="gan",
+    )
+)
 class Xception(TimmDetector):
     """The original Xception (Chollet 2017; timm's ``legacy_xception``, not the aligned
-    DeepLab variants ``xception41/65/71``); 2048-d embedding. Runs on patches down to 8 px."""
+    DeepLab variants ``xception41/65/71``); 2048-d embedding. Runs on patches down to 7 px."""
 
-    arch = "xception"
     timm_name = "legacy_xception"
 
 
-@register
+@register(
+    ModelSpec(
+        name="inceptionv3",
+        paper="Szegedy et al., CVPR 2016; Cozzolino et al. 2021",
+        patch_size=256,
+        min_patch_size=75,
+        protocol="gan",
+    )
+)
 class InceptionV3(TimmDetector):
     """InceptionV3 without the auxiliary classifier; 2048-d embedding. Its stem and grid
     reductions need at least 75 px."""
 
-    arch = "inceptionv3"
     timm_name = "inception_v3"
-    min_patch_size = 75

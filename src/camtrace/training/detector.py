@@ -25,7 +25,6 @@ from camtrace.models.registry import build
 from camtrace.training.engine import PatchSet, TrainConfig, TrainResult, train
 from camtrace.training.svm import DEFAULT_CS, fit_svm
 
-SVM_ARCHS = {"bondi2017"}
 DETECTOR_FILE = "detector.safetensors"
 
 
@@ -97,7 +96,7 @@ def train_detector(
     )
     detector = load_detector(out_dir / "best.safetensors")
     svm_info = None
-    if svm if svm is not None else arch.lower() in SVM_ARCHS:
+    if svm if svm is not None else detector.spec.svm:
         svm_info = attach_svm(detector, store, Cs=Cs, seed=config.seed)
     path = save_detector(detector, out_dir / DETECTOR_FILE, svm_fit=svm_info)
     return TrainedDetector(load_detector(path), path, result, svm_info)

@@ -24,7 +24,13 @@ from camtrace.io import write_json
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
 from camtrace.training.distributed import barrier, local_device, world
-from camtrace.training.precision import autocast, resolve_precision, to_device_format
+from camtrace.training.memory import keep_freed_memory
+from camtrace.training.precision import (
+    autocast,
+    environment,
+    resolve_precision,
+    to_device_format,
+)
 from camtrace.training.state import load_state, save_state
 
 STATE_FILE = "state.safetensors"
@@ -153,7 +159,9 @@ def train(
     out_dir = Path(out_dir)
     rank, n_ranks = world()
     device = pick_device(config.device)
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_precision(config.precision, device, model.spec)
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(config.seed)
     model.to(device)
     if config.channels_last:
@@ -171,7 +179,11 @@ def train(
     state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
         info = load_state(state_path, model, optimizer)
-    card = {**(card or {}), "training": {**dataclasses.asdict(config), "precision": precision}}
+    card = {
+        **(card or {}),
+        "training": {**dataclasses.asdict(config), "precision": precision},
+        "environment": environment(device, precision),
+    }
 
     steps = len(train_set) // n_ranks // config.batch_size + 1
     seen, t0 = 0, time.perf_counter()

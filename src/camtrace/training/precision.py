@@ -3,16 +3,26 @@
 On CUDA, bf16 autocast where the GPU supports it, else fp16 with a gradient scaler. On CPU,
 bf16 autocast only where this CPU really is faster in bf16 (AVX512-BF16 / AMX): on an
 AVX2-only CPU oneDNN's bf16 matmul runs ~500x slower than fp32, so fp32 is kept there.
+``auto`` also keeps fp32 for an architecture whose spec says mixed precision loses accuracy
+(``ModelSpec.mixed_precision``, measured by benchmarks/mixed_precision.py).
+
+:func:`environment` records the arithmetic that made a number (precision, processor, ISA,
+threads) for checkpoint cards and metrics.json alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from camtrace.models.spec import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -31,12 +41,15 @@ def cpu_bf16_speedup(n: int = 512) -> float:
     return rate(torch.bfloat16) / rate(torch.float32)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``auto`` into the fastest precision that keeps accuracy on ``device``."""
+def resolve_precision(precision: str, device: torch.device, spec: ModelSpec | None = None) -> str:
+    """Turn ``auto`` into the fastest precision that keeps accuracy on ``device`` (fp32 for an
+    architecture whose ``spec`` is not mixed-precision safe)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision != "auto":
         return precision
+    if spec is not None and not spec.mixed_precision:
+        return "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_bf16_speedup() > 1.3 else "fp32"
@@ -56,3 +69,39 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 def to_device_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """NCHW tensor in the memory format the model was converted to."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@functools.cache
+def cpu_model_and_isa() -> tuple[str, str]:
+    """This CPU's model name and its widest matrix ISA: AMX, AVX512-BF16, AVX512, AVX2, or
+    torch's own capability string where /proc/cpuinfo is missing (macOS, Windows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in pairs}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    for flag, isa in (
+        ("amx_bf16", "AMX"),
+        ("avx512_bf16", "AVX512-BF16"),
+        ("avx512f", "AVX512"),
+        ("avx2", "AVX2"),
+    ):
+        if flag in flags:
+            return name, isa
+    return name, torch.backends.cpu.get_cpu_capability()
+
+
+def environment(device: torch.device, precision: str | dict[str, str]) -> dict[str, Any]:
+    """What made a number: precision (resolved, or one per detector), processor, ISA, threads,
+    versions. Written into every checkpoint card and into metrics.json."""
+    name, isa = cpu_model_and_isa()
+    return {
+        "precision": precision,
+        "device": device.type,
+        "processor": torch.cuda.get_device_name(device) if device.type == "cuda" else name,
+        "isa": "CUDA" if device.type == "cuda" else isa,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

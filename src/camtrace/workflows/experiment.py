@@ -9,7 +9,6 @@ stage under ``workdir`` (re-running skips what is done) and writes
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from camtrace.data.manifest import Manifest
@@ -27,7 +25,10 @@ from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.splits import split_manifest, split_summary
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
-from camtrace.training.engine import TrainConfig
+from camtrace.models.checkpoint import read_card
+from camtrace.models.registry import model_spec
+from camtrace.training.engine import TrainConfig, pick_device
+from camtrace.training.precision import environment
 from camtrace.workflows.attack_plan import plan_attacks
 from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
@@ -100,9 +101,6 @@ def prepare_manifest(config: ExperimentConfig, seed: int, progress: bool) -> Man
     return Manifest.load(data.path)
 
 
-DEFAULT_PATCHES = {"bondi2017": "bondi", "densenet40": "guera"}  # the others: 256 (GAN papers)
-
-
 @dataclass(frozen=True)
 class DetectorSpec:
     """One detector of the experiment with its patches, training and SVMs resolved."""
@@ -120,7 +118,7 @@ def detector_specs(config: ExperimentConfig) -> list[DetectorSpec]:
     for d in config.zoo():
         arch = d.arch.lower()
         p = d.patches or config.patches
-        name = p.protocol if p and p.protocol else DEFAULT_PATCHES.get(arch, "gan")
+        name = p.protocol if p and p.protocol else model_spec(arch).protocol
         protocol = get_protocol(name, size=p and p.size, count=p and p.count)
         out.append(DetectorSpec(arch, protocol, config.train_config(d), config.svm_config(d)))
     return out
@@ -312,12 +310,10 @@ def run_experiment(
         },
         **({"splits": splits_summary(runs)} if len(runs) > 1 else {}),
         "timings_s": clock.timings,
-        "environment": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "threads": torch.get_num_threads(),
-        },
+        "environment": environment(
+            pick_device(specs[0].train.device),
+            {a: read_card(d["checkpoint"])["training"]["precision"] for a, d in detectors.items()},
+        ),
         **({"attacks": attacks.metrics} if attacks else {}),
     }
     report = build_report(given, metrics, first.histories)
