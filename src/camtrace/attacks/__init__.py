@@ -12,9 +12,9 @@ from typing import Any
 
 from camtrace.attacks.base import Attack, AttackInfo, GradientAttack, as_pixel_eps
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
-from camtrace.attacks.jpeg import Jpeg, recompress
 from camtrace.attacks.jsma import JSMA
 from camtrace.attacks.options import OPTIONS, AttackOptions
+from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
 
 ATTACKS: dict[str, type[Attack]] = {

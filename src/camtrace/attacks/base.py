@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
 
-from camtrace.attacks.jpeg import Jpeg, recompress
 from camtrace.attacks.options import AttackOptions, configure
 from camtrace.attacks.precision import AttackModel, resolve_precision
+from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
 
 Images = torch.Tensor | np.ndarray

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from camtrace.attacks.jpeg import Jpeg, as_jpeg
+from camtrace.data.codec import Jpeg, as_jpeg
 from camtrace.errors import CamtraceError
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -55,16 +55,6 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_size: int = 512
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d or {}) - names
-        if unknown:
-            raise CamtraceError(
-                f"unknown training option(s) {sorted(unknown)}; known: {sorted(names)}"
-            )
-        return cls(**(d or {}))
-
 
 @dataclass
 class PatchSet:
