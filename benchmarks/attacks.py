@@ -22,7 +22,8 @@ success is recomputed here from the returned uint8 images with an fp32 forward. 
 seconds, patches/s, uint8 success, the two ratios (camtrace early stop over the row,
 camtrace all iterations over the row: on the torchattacks row, the headline numbers), and
 the FLOP/s of the call (convolution and matmul FLOPs, counted by torch's formulas) over the
-fp32 matmul peak measured at the start.
+matmul peak, measured at the start, of the arithmetic the row runs in (fp32, or bf16 where
+camtrace's precision "auto" chose it).
 
 JSMA rows (--jsma-n > 0): Guera's DenseNet-40 at 32x32 with random weights fitted to the
 patches (an algorithm comparison: torchattacks' JSMA builds the dense n x n pair matrix per
@@ -46,6 +47,7 @@ from common import flops_of, matmul_peak
 from torch import nn
 
 from camtrace.attacks import AttackOptions, make_attack
+from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
 from camtrace.data.patch_store import PatchStore, build_patch_store
 from camtrace.data.simcam import simulate
@@ -53,6 +55,7 @@ from camtrace.data.splits import bondi_split
 from camtrace.models import build, load_detector
 from camtrace.training.detector import train_detector
 from camtrace.training.engine import TrainConfig
+from camtrace.training.precision import cpu_model_and_isa
 
 try:  # ART is in the dev extra; the benchmark still runs without it
     from art.attacks import evasion as art_evasion
@@ -66,19 +69,8 @@ SETTINGS = {  # name: (eps, alpha, steps), pixel units
 }
 
 ART_OPTIONS = {"targeted": True, "num_random_init": 1, "batch_size": 128, "verbose": False}
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (uint8 x, target) -> uint8
-
-
-class Unit01(nn.Module):
-    """The detector seen from torchattacks' [0, 1] world."""
-
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.detector = detector
-        self.train(detector.training)  # torchattacks restores the wrapper's mode onto the detector
-
-    def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.detector(x01 * 255)
 
 
 def simcam_store(cache: Path, shots: int) -> PatchStore:
@@ -125,7 +117,7 @@ def camtrace_runner(det: nn.Module, name: str, **kwargs) -> Runner:
 
 def torchattacks_pgd(det: nn.Module, eps: float, alpha: float, steps: int) -> Runner:
     def run(x, target):
-        attack = torchattacks.PGD(Unit01(det), eps / 255, alpha / 255, steps)
+        attack = torchattacks.PGD(UnitRangeDetector(det), eps / 255, alpha / 255, steps)
         attack.set_mode_targeted_by_label(quiet=True)
         return (attack(x.float() / 255, target) * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -176,16 +168,17 @@ def table(
     x: torch.Tensor,
     target: torch.Tensor,
     args: argparse.Namespace,
-    peak: float,
+    peaks: dict[str, float],
 ) -> dict[str, torch.Tensor]:
-    """Time every row, print it, return each row's uint8 success per patch."""
+    """Time every row, print it, return each row's uint8 success per patch. A row is
+    (label, runner, the arithmetic it runs in); "% peak" is over that arithmetic's peak."""
     print(f"\n{title}: {len(x)} patches, {args.threads} threads, best of {args.repeat}")
     print(
         f"{'implementation':30s} {'seconds':>8s} {'patches/s':>10s} {'uint8 success':>13s} "
         f"{'early-stop x':>12s} {'all-iter x':>10s} {'% peak':>7s}"
     )
     rates, successes = {}, {}
-    for label, run in rows:
+    for label, run, precision in rows:
         if run is None:
             continue
         seconds, adv = measure(run, x, target, args.repeat)
@@ -196,29 +189,30 @@ def table(
         print(
             f"{label:30s} {seconds:8.2f} {rates[label]:10.1f} "
             f"{successes[label].float().mean().item():13.3f} {ours / rates[label]:12.2f} "
-            f"{all_iter / rates[label]:10.2f} {100 * flops / seconds / peak:6.0f}%"
+            f"{all_iter / rates[label]:10.2f} {100 * flops / seconds / peaks[precision]:6.0f}%"
         )
     return successes
 
 
-def pgd_rows(det: nn.Module, eps: float, alpha: float, steps: int, bf16: bool):
-    """camtrace (early stop, all iterations, all iterations in fp32), torchattacks, ART."""
+def pgd_rows(det: nn.Module, eps: float, alpha: float, steps: int, auto: str):
+    """camtrace (early stop, all iterations, all iterations in fp32), torchattacks, ART;
+    ``auto`` is what camtrace's precision "auto" resolved to."""
     paper = {"eps": eps, "alpha": alpha, "steps": steps, "seed": 0}
     rows = [
-        ("camtrace (early stop)", camtrace_runner(det, "pgd", **paper)),
-        ("camtrace, all iterations", camtrace_runner(det, "pgd", early_stop=False, **paper)),
+        ("camtrace (early stop)", camtrace_runner(det, "pgd", **paper), auto),
+        ("camtrace, all iterations", camtrace_runner(det, "pgd", early_stop=False, **paper), auto),
     ]
-    if bf16:
+    if auto == "bf16":
         fp32 = camtrace_runner(det, "pgd", early_stop=False, precision="fp32", **paper)
-        rows.append(("camtrace, all iterations, fp32", fp32))
+        rows.append(("camtrace, all iterations, fp32", fp32, "fp32"))
     rows += [
-        ("torchattacks", torchattacks_pgd(det, eps, alpha, steps)),
-        ("ART", art_pgd(det, eps, alpha, steps)),
+        ("torchattacks", torchattacks_pgd(det, eps, alpha, steps), "fp32"),
+        ("ART", art_pgd(det, eps, alpha, steps), "fp32"),
     ]
     return rows
 
 
-def jsma_table(args: argparse.Namespace, peak: float) -> None:
+def jsma_table(args: argparse.Namespace, peaks: dict[str, float]) -> None:
     """JSMA on a random-weight DenseNet-40 fitted to random patches (see the docstring)."""
     torch.manual_seed(0)
     det = build("densenet40", [f"M{i}" for i in range(10)])
@@ -233,7 +227,7 @@ def jsma_table(args: argparse.Namespace, peak: float) -> None:
     det.eval()
 
     def torchattacks_jsma(x, target):
-        attack = torchattacks.JSMA(Unit01(det), theta=1.0, gamma=args.gamma)
+        attack = torchattacks.JSMA(UnitRangeDetector(det), theta=1.0, gamma=args.gamma)
         attack.set_mode_targeted_by_label(quiet=True)
         return (attack(x.float() / 255, target) * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -244,13 +238,21 @@ def jsma_table(args: argparse.Namespace, peak: float) -> None:
         adv = attack.generate(x.float().numpy(), y=target.numpy())
         return torch.from_numpy(np.asarray(adv)).round().clamp(0, 255).to(torch.uint8)
 
+    auto = resolve_precision(AttackOptions(), det, x[:8].float())
     rows = [
-        (f"camtrace JSMA {other}", camtrace_runner(det, "jsma", gamma=args.gamma, other=other))
+        (
+            f"camtrace JSMA {other}",
+            camtrace_runner(det, "jsma", gamma=args.gamma, other=other),
+            auto,
+        )
         for other in ("sum", "max")
     ]
-    rows += [("torchattacks", torchattacks_jsma), ("ART", art_jsma if art_evasion else None)]
+    rows += [
+        ("torchattacks", torchattacks_jsma, "fp32"),
+        ("ART", art_jsma if art_evasion else None, "fp32"),
+    ]
     title = f"JSMA, DenseNet-40 32x32 (random weights), gamma {args.gamma:g}, runner-up target"
-    table(title, rows, det, x, runner_up, args, peak)
+    table(title, rows, det, x, runner_up, args, peaks)
 
 
 def main() -> None:
@@ -272,10 +274,11 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=0.01, help="JSMA max fraction of values changed")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    peak = matmul_peak(torch.device("cpu"))
+    cpu = torch.device("cpu")
+    peaks = {p: matmul_peak(cpu, dtype) for p, dtype in PEAK_DTYPES.items()}
     print(
-        f"torch {torch.__version__}, {args.threads} threads, "
-        f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s"
+        f"torch {torch.__version__}, {args.threads} threads, {' '.join(cpu_model_and_isa())}, "
+        f"matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f}"
     )
     store = PatchStore.open(args.patches) if args.patches else simcam_store(args.cache, args.shots)
     det = (
@@ -286,15 +289,15 @@ def main() -> None:
     det.eval()
     x, target = attacked_patches(det, store, args.n)
     x0 = x[:8].float().contiguous(memory_format=torch.channels_last)
-    bf16 = resolve_precision(AttackOptions(), det, x0) == "bf16"
+    auto = resolve_precision(AttackOptions(), det, x0)
     print(
         f"{det.arch}, {len(x)} correctly classified eval patches; camtrace precision 'auto' "
-        f"-> {'bf16' if bf16 else 'fp32'}"
+        f"-> {auto}"
     )
     for title in args.settings:
         eps, alpha, steps = SETTINGS[title]
-        success = table(title, pgd_rows(det, eps, alpha, steps, bf16), det, x, target, args, peak)
-        if bf16:
+        success = table(title, pgd_rows(det, eps, alpha, steps, auto), det, x, target, args, peaks)
+        if auto == "bf16":
             differ = (
                 success["camtrace, all iterations"] != success["camtrace, all iterations, fp32"]
             )
@@ -303,7 +306,7 @@ def main() -> None:
                 f"of {len(x)} patches"
             )
     if args.jsma_n > 0:
-        jsma_table(args, peak)
+        jsma_table(args, peaks)
 
 
 if __name__ == "__main__":

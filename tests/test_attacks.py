@@ -28,6 +28,7 @@ from camtrace.attacks import (
 )
 from camtrace.attacks.base import round_in_l2_ball
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
+from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
 from camtrace.errors import CamtraceError
 from camtrace.models import build
@@ -36,18 +37,6 @@ GRADIENT = ["fgsm", "llcm", "bim", "pgd", "pgd-l2", "mifgsm", "timifgsm"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Unit01(nn.Module):
-    """The detector seen from torchattacks' [0, 1] world."""
-
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.detector = detector
-        self.train(detector.training)  # torchattacks restores the wrapper's mode onto the detector
-
-    def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.detector(x01 * 255)
 
 
 class Recorder(nn.Module):
@@ -131,7 +120,7 @@ def reference(name: str, model: nn.Module):
 @pytest.mark.parametrize("targeted", [False, True])
 def test_float_mode_matches_torchattacks(bondi64, patches, name: str, targeted: bool) -> None:
     det, patches = bondi64, patches[:2]
-    kwargs, make_reference = reference(name, Unit01(det))
+    kwargs, make_reference = reference(name, UnitRangeDetector(det))
     stop = {} if name == "fgsm" else {"early_stop": False}
     ours = make_attack(name, quantize=False, **stop, **kwargs)
     with torch.no_grad():
@@ -151,7 +140,14 @@ def test_float_mode_matches_torchattacks(bondi64, patches, name: str, targeted: 
 def test_ti_mi_fgsm_matches_torchattacks_tifgsm(bondi64, patches) -> None:
     det, patches = bondi64, patches[:2]
     ref = torchattacks.TIFGSM(
-        Unit01(det), 8 / 255, 0.4 / 255, 3, decay=1.0, len_kernel=7, nsig=3, diversity_prob=0.0
+        UnitRangeDetector(det),
+        8 / 255,
+        0.4 / 255,
+        3,
+        decay=1.0,
+        len_kernel=7,
+        nsig=3,
+        diversity_prob=0.0,
     )
     ref.stacked_kernel = ref.stacked_kernel.double()
     with torch.no_grad():

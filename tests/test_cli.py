@@ -89,91 +89,53 @@ def photo_and_other_model(pipeline: dict[str, Path]) -> tuple[Path, str]:
     )
 
 
+def spoof(pipeline: dict[str, Path], out: Path, *options: str) -> tuple[dict, dict]:
+    """``camtrace attack`` (PGD eps 8, 20 steps) of a photo toward another model, to ``out``;
+    the JSON result and the model ``identify`` then reads from the written file."""
+    image, target = photo_and_other_model(pipeline)
+    args = ("--target", target, "--eps", "8", "--steps", "20", *options)
+    result = json.loads(
+        ok(
+            "attack",
+            image,
+            "--detector",
+            pipeline["ckpt"],
+            *args,
+            "--out",
+            out,
+            "--json",
+            "--quiet",
+        )
+    )
+    assert result["target"] == target
+    return result, json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]
+
+
+def attack_fails(pipeline: dict[str, Path], out: Path, *options: str) -> str:
+    """Output of a ``camtrace attack`` that must fail, after checking it wrote nothing."""
+    image = min((pipeline["data"] / "images").glob("*.JPG"))
+    args = ["attack", str(image), "--detector", str(pipeline["ckpt"]), *options, "--out", str(out)]
+    bad = runner.invoke(app, args)
+    assert bad.exit_code != 0 and not out.exists()
+    return f"{bad.output}{bad.exception}"
+
+
 def test_attack_writes_an_image_that_identify_reads_as_the_target(
     pipeline: dict[str, Path],
 ) -> None:
-    image, target = photo_and_other_model(pipeline)
-    out = pipeline["root"] / "spoofed.png"
-    result = json.loads(
-        ok(
-            "attack",
-            image,
-            "--detector",
-            pipeline["ckpt"],
-            "--target",
-            target,
-            "--eps",
-            "8",
-            "--steps",
-            "20",
-            "--out",
-            out,
-            "--json",
-            "--quiet",
-        )
-    )
-    assert result["success"] and result["after"]["model"] == target and result["linf"] <= 8
-    again = json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]
-    assert again["model"] == target
-    bad = runner.invoke(
-        app,
-        [
-            "attack",
-            str(image),
-            "--detector",
-            str(pipeline["ckpt"]),
-            "--target",
-            "Nokia_3310",
-            "--out",
-            str(pipeline["root"] / "x.png"),
-        ],
-    )
-    assert bad.exit_code != 0 and not (pipeline["root"] / "x.png").exists()
+    result, again = spoof(pipeline, pipeline["root"] / "spoofed.png")
+    assert result["success"] and result["after"]["model"] == result["target"]
+    assert result["linf"] <= 8 and again["model"] == result["target"]
+    attack_fails(pipeline, pipeline["root"] / "x.png", "--target", "Nokia_3310")
 
 
 def test_attack_through_jpeg_writes_a_jpeg_that_keeps_the_target(pipeline: dict[str, Path]) -> None:
-    image, target = photo_and_other_model(pipeline)
     out = pipeline["root"] / "spoofed.jpg"
-    result = json.loads(
-        ok(
-            "attack",
-            image,
-            "--detector",
-            pipeline["ckpt"],
-            "--target",
-            target,
-            "--eps",
-            "8",
-            "--steps",
-            "20",
-            "--jpeg-quality",
-            "90",
-            "--through-jpeg",
-            "--out",
-            out,
-            "--json",
-            "--quiet",
-        )
+    result, again = spoof(pipeline, out, "--jpeg-quality", "90", "--through-jpeg")
+    assert result["success"] and again["model"] == result["target"]
+    assert "needs a JPEG output" in attack_fails(
+        pipeline, pipeline["root"] / "y.png", "--through-jpeg"
     )
-    assert (
-        result["success"]
-        and json.loads(ok("identify", out, "--detector", pipeline["ckpt"], "--json"))[0]["model"]
-        == target
-    )
-    png = runner.invoke(
-        app,
-        [
-            "attack",
-            str(image),
-            "--detector",
-            str(pipeline["ckpt"]),
-            "--through-jpeg",
-            "--out",
-            str(pipeline["root"] / "y.png"),
-        ],
-    )
-    assert png.exit_code != 0 and "needs a JPEG output" in f"{png.output}{png.exception}"
-    assert not (pipeline["root"] / "y.png").exists()
 
 
 def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:

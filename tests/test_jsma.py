@@ -12,6 +12,7 @@ import torchattacks
 from torch import nn
 
 from camtrace.attacks import JSMA
+from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.jsma import saliency_pair
 
 CLASSES = 10
@@ -40,16 +41,6 @@ class Tiny(nn.Module):
         return self.net((x - 127.5) / 64)
 
 
-class Unit01(nn.Module):
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.detector = detector
-        self.train(detector.training)  # torchattacks restores the wrapper's mode onto the detector
-
-    def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.detector(x01 * 255)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> nn.Module:
     torch.manual_seed(0)
@@ -73,7 +64,7 @@ def reaches(model: nn.Module, adv_u8: torch.Tensor, target: torch.Tensor) -> tor
 
 def test_success_parity_with_torchattacks_dense_jsma(tiny, case) -> None:
     x, target = case[0][:16], case[1][:16]
-    ref = torchattacks.JSMA(Unit01(tiny), theta=1.0, gamma=0.02)
+    ref = torchattacks.JSMA(UnitRangeDetector(tiny), theta=1.0, gamma=0.02)
     ref.set_mode_targeted_by_label(quiet=True)
     ref_adv = (ref(x.float() / 255, target) * 255).round().to(torch.uint8)
     ref_rate = reaches(tiny, ref_adv, target).float().mean()
