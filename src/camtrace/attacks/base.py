@@ -31,6 +31,7 @@ from camtrace.attacks.options import AttackOptions, configure
 from camtrace.attacks.precision import AttackModel, resolve_precision
 from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
+from camtrace.models.inference import eval_mode
 
 Images = torch.Tensor | np.ndarray
 Target = int | torch.Tensor | np.ndarray | list[int] | None
@@ -501,19 +502,6 @@ def _dtype_of(detector: nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
-
-
-@contextmanager
-def eval_mode(detector: nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm uses its running statistics, untouched), every module's own
-    previous mode restored afterwards."""
-    modes = [(m, m.training) for m in detector.modules()]
-    detector.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 @contextmanager

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from camtrace.attacks.base import eval_mode
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.metrics import psnr_batch, ssim_batch
+from camtrace.models import inference
 
 Images = np.ndarray | torch.Tensor
 Labels = np.ndarray | Sequence[int] | int | None
@@ -47,16 +47,8 @@ def as_nhwc(images: Images, what: str = "images") -> np.ndarray:
 
 @torch.no_grad()
 def softmax_scores(detector: nn.Module, images: Images, batch_size: int = 256) -> np.ndarray:
-    """(N, C) soft-max probabilities of the detector's logits on uint8 images."""
-    x = as_nhwc(images)
-    param = next(detector.parameters())
-    out = []
-    with eval_mode(detector):
-        for lo in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size]))
-            batch = batch.to(param.device).permute(0, 3, 1, 2).to(param.dtype)
-            out.append(detector(batch).float().softmax(1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    """(N, C) soft-max probabilities of the detector's logits on uint8 images (either layout)."""
+    return inference.softmax_scores(detector, as_nhwc(images), batch_size)
 
 
 def _label_array(value: Labels, n: int, what: str) -> np.ndarray | None:

@@ -7,12 +7,15 @@ can also be labelled, which draws the attribution map that exposes splicing (Bon
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from camtrace.data.images import load_rgb
 from camtrace.data.patches import (
@@ -35,40 +38,62 @@ def patch_protocol(detector: Detector) -> PatchProtocol:
     return get_protocol(detector.spec.protocol, size=detector.patch_size)
 
 
+@contextmanager
+def eval_mode(detector: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm uses its running statistics, untouched), every module's own
+    previous mode restored afterwards."""
+    modes = [(m, m.training) for m in detector.modules()]
+    detector.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 @torch.no_grad()
+def batched(
+    detector: nn.Module,
+    patches: np.ndarray | torch.Tensor,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 512,
+) -> np.ndarray:
+    """``fn`` of uint8 patches (N, H, W, 3), batch by batch, as float pixels (N, 3, H, W) on
+    the detector's device and dtype, in eval mode: the one batched scorer every caller uses."""
+    param = next(detector.parameters())
+    data = patches if torch.is_tensor(patches) else torch.from_numpy(np.ascontiguousarray(patches))
+    out = []
+    with eval_mode(detector):
+        for start in range(0, len(data), batch_size):
+            x = data[start : start + batch_size].to(param.device).permute(0, 3, 1, 2)
+            out.append(fn(x.to(param.dtype)).float().cpu())
+    if not out:
+        return np.zeros((0, getattr(detector, "num_classes", 0)), np.float32)
+    return torch.cat(out).numpy()
+
+
 def embed_patches(
     detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int = 512
 ) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, D) features (eval mode, float32)."""
-    return _batched(detector, patches, batch_size, detector.embed)
+    return batched(detector, patches, detector.embed, batch_size)
 
 
-@torch.no_grad()
+def softmax_scores(
+    detector: nn.Module, patches: np.ndarray | torch.Tensor, batch_size: int = 512
+) -> np.ndarray:
+    """(N, C) soft-max probabilities of the network's logits (any SVM ignored)."""
+    return batched(detector, patches, lambda x: detector(x).float().softmax(1), batch_size)
+
+
 def patch_scores(
     detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int = 512
 ) -> np.ndarray:
     """(N, C) per-patch class scores: SVM votes (Bondi) when fitted, else softmax."""
     svm = getattr(detector, "svm", None)
     if svm is not None:
-        return _batched(detector, patches, batch_size, lambda x: svm(detector.embed(x)))
-    return _batched(detector, patches, batch_size, lambda x: detector(x).softmax(1))
-
-
-def _batched(
-    detector: Detector, patches: np.ndarray | torch.Tensor, batch_size: int, fn: Any
-) -> np.ndarray:
-    was_training = detector.training
-    detector.eval()
-    device = next(detector.parameters()).device
-    data = torch.as_tensor(np.asarray(patches)) if not torch.is_tensor(patches) else patches
-    out = []
-    for start in range(0, len(data), batch_size):
-        x = data[start : start + batch_size].to(device).permute(0, 3, 1, 2).float()
-        out.append(fn(x).float().cpu())
-    detector.train(was_training)
-    if not out:
-        return np.zeros((0, detector.num_classes), np.float32)
-    return torch.cat(out).numpy()
+        return batched(detector, patches, lambda x: svm(detector.embed(x)), batch_size)
+    return softmax_scores(detector, patches, batch_size)
 
 
 @dataclass

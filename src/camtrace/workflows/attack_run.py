@@ -21,7 +21,6 @@ from rich.progress import Progress
 from torch import nn
 
 from camtrace.attacks import Jpeg, recompress
-from camtrace.attacks.base import eval_mode
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
@@ -37,6 +36,7 @@ from camtrace.evaluation.attack_metrics import (
 )
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
+from camtrace.models.inference import eval_mode
 from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, RunSpec
 from camtrace.workflows.report import percent
 
