@@ -32,6 +32,9 @@ INPUT_SCALE = 0.0125
         min_patch_size=60,
         protocol="bondi",
         svm=True,
+        # bf16 fails the check: 40.4% vs fp32 44.9% single patch (transfer config,
+        # AVX512-BF16; the quickstart lost 0.8 points), with the input scaling in fp32
+        mixed_precision=False,
     )
 )
 class Bondi2017(Detector):

@@ -94,6 +94,9 @@ def _flat_size(net: nn.Module, patch_size: int) -> int:
         patch_size=256,
         min_patch_size=35,
         protocol="gan",
+        # bf16 fails the check: 61.4% vs fp32 66.3% single patch (transfer config,
+        # AVX512-BF16) even with the constrained convolution in fp32
+        mixed_precision=False,
     )
 )
 class MISLnet(Detector):
