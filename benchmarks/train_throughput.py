@@ -77,7 +77,7 @@ def main() -> None:
         else f"CPU x{torch.get_num_threads()} threads"
     )
     peak32 = matmul_peak(device)
-    peak16 = matmul_peak(device, torch.bfloat16, n=1024 if device.type == "cpu" else 4096, reps=1)
+    peak16 = matmul_peak(device, torch.bfloat16, n=1024 if device.type == "cpu" else 4096)
     print(
         f"device: {name}; measured matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 "
         f"{peak16 / 1e9:.1f} GFLOP/s"
@@ -100,7 +100,7 @@ def main() -> None:
             # against the faster of the two peaks: on an AVX2-only CPU the bf16 matmul peak is
             # tiny and a bf16 fraction of it would read as several hundred percent
             peak = peak32 if precision == "fp32" else max(peak16, peak32)
-            cells.append(f"{rate:>8.0f}/s ({100 * rate * gflop * 1e9 / peak:>4.0f}%)")
+            cells.append(f"{rate:>8.1f}/s ({100 * rate * gflop * 1e9 / peak:>4.0f}%)")
         print(
             f"{arch:<12}{size:>6}{gflop:>12.3f}  " + "".join(f"{c:>20}" for c in cells), flush=True
         )
