@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--margin", type=float, default=5.0, help="allowed loss, accuracy points")
+    ap.add_argument("--margin", type=float, default=2.0, help="allowed loss, accuracy points")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="camtrace-mp-") as tmp:
         root = Path(tmp)
