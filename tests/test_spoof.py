@@ -56,7 +56,7 @@ def training_patches(n: int, seed: int) -> PatchSet:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Bondi2017 trained for a few seconds on the toy cameras, with its SVM battery, saved
     with a top-8 Bondi protocol in its card."""
-    root = tmp_path_factory.mktemp("whole_image")
+    root = tmp_path_factory.mktemp("spoof")
     torch.manual_seed(0)
     det = build("bondi2017", CLASSES)
     train_set, val_set = training_patches(16, seed=0), training_patches(4, seed=1)
