@@ -71,7 +71,7 @@ def test_planted_jpeg_quality_is_flagged(tmp_path: Path) -> None:
     result = _audit(root, tmp_path / "out")
     assert result["models"]["Kairo_K1"]["jpeg_quality"] == {"75": 8}
     assert result["tables_identify"] == 1
-    assert result["flags"] == ["JPEG tables alone identifies a model: 1 of 3 (Kairo_K1)"]
+    assert result["flags"] == ["JPEG table alone identifies a model: 1 of 3 (Kairo_K1)"]
 
 
 def test_broken_files_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -105,3 +105,18 @@ def test_one_model_or_no_images_is_a_one_line_error(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(CamtraceError, match="no image files"):
         audit(empty, tmp_path / "out")
+
+
+def test_cli_prints_the_flags_and_the_skips(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from camtrace.cli import app
+
+    root = _dresden_tree(tmp_path / "data", sizes={"Vexa_V8": (48, 80)})
+    (root / "Vexa_V8" / "Vexa_V8_1_8.JPG").write_text("not an image")
+    args = ["audit", str(root), "--out", str(tmp_path / "out"), "--quiet"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "24 images, 3 models, 1 skipped" in result.stdout
+    assert "- image size alone identifies a model: 1 of 3 (Vexa_V8)" in result.stdout
+    assert "skipped:" in result.stderr and (tmp_path / "out" / "report.html").is_file()

@@ -224,7 +224,7 @@ def _classifiers(facts: list[ImageFacts]) -> tuple[str, dict[str, float | None]]
 def _flags(facts: list[ImageFacts], n_models: int, split: str, accuracy: dict) -> list[str]:
     """One sentence per shortcut that makes the task trivial."""
     flags = []
-    for field, name in {**FIELDS, "tables": "JPEG tables"}.items():
+    for field, name in {**FIELDS, "tables": "JPEG table"}.items():
         models = identified_by(facts, field)
         if models:
             flags.append(
