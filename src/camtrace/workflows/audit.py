@@ -56,16 +56,24 @@ class ImageFacts:
     colour: tuple[float, ...]
 
 
-def _load(source: Path, layout: str, scenes_csv: str | Path | None) -> tuple[Manifest, list[dict]]:
-    """A manifest CSV, or a folder indexed with ``layout`` (scene ids from ``scenes_csv``);
-    files that do not fit the layout are skipped."""
+def _load(
+    source: str | Path | Manifest, layout: str, scenes_csv: str | Path | None
+) -> tuple[Manifest, list[dict], Path]:
+    """The manifest to audit, the files skipped as not fitting ``layout``, and where the data
+    is: a :class:`Manifest`, a manifest CSV, or a folder indexed with ``layout``."""
+    if isinstance(source, Manifest):
+        return source, [], source.root
+    source = Path(source)
+    if not source.exists():
+        raise CamtraceError(f"{source}: not found; give a dataset folder or a manifest.csv")
     if source.is_file():
-        return Manifest.load(source), []
+        return Manifest.load(source), [], source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped files are reported below
         manifest = index_dataset(source, layout, scenes_csv=scenes_csv)
     reason = f"does not follow the {layout} layout; rename it or pick the right --layout"
-    return manifest, [{"path": p, "reason": f"{source / p}: {reason}"} for p in manifest.skipped]
+    skipped = [{"path": p, "reason": f"{source / p}: {reason}"} for p in manifest.skipped]
+    return manifest, skipped, source
 
 
 def _check_models(models: set[str], source: Path) -> None:
@@ -285,23 +293,34 @@ def _report(result: dict) -> Report:
     return report
 
 
+def audit_summary(result: dict, where: str) -> dict:
+    """The part of an audit a run's metrics.json keeps, with the path of the full audit."""
+    keys = ("images", "tables_identify", "split", "accuracy", "flags")
+    return {**{k: result[k] for k in keys}, "skipped": len(result["skipped"]), "report": where}
+
+
+def add_audit_section(report: Report, result: dict, where: str) -> None:
+    """The audit's flags as a section of another report (a run's), pointing to its own."""
+    report.heading("Data audit")
+    for text in result["flags"] or ["No shortcut flagged."]:
+        report.paragraph(text)
+    report.paragraph(f"Per-model traces and metadata: {where}")
+
+
 def audit(
-    source: str | Path,
+    source: str | Path | Manifest,
     out_dir: str | Path,
     layout: str = "dresden",
     scenes_csv: str | Path | None = None,
     progress: bool = False,
 ) -> dict:
-    """Audit a dataset (a manifest CSV, or a folder named by ``layout``, scene ids from
-    ``scenes_csv``, columns ``file,scene``) for shortcuts.
+    """Audit a dataset (a :class:`Manifest`, a manifest CSV, or a folder named by ``layout``,
+    scene ids from ``scenes_csv``, columns ``file,scene``) for shortcuts.
 
     Unreadable, truncated, tiny or non-image files are skipped and listed (one line each).
     Writes ``audit.json`` and ``report.html`` into ``out_dir``; returns the JSON's content.
     """
-    source = Path(source)
-    if not source.exists():
-        raise CamtraceError(f"{source}: not found; give a dataset folder or a manifest.csv")
-    manifest, skipped = _load(source, layout, scenes_csv)
+    manifest, skipped, source = _load(source, layout, scenes_csv)
     _check_models({r.model for r in manifest}, source)
     facts = []
     for record in track(manifest.records, description="auditing", disable=not progress):
