@@ -91,6 +91,7 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
         "train": {"epochs": 1},
         "svm": {"enabled": False},
         "evaluate": {"voting_ks": [1, 4]},
+        "audit": True,
     }
     metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
     run_dir = tmp_path / "runs" / "tiny-splits"
@@ -109,3 +110,7 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
     assert all(m.is_file() for m in manifests)
     assert manifests[0].read_text() != manifests[1].read_text()  # another split
     assert "Over 2 random splits" in (run_dir / "report.html").read_text()
+    # audit: true checks the data first; tiny's models differ in JPEG quality and subsampling
+    audit = json.loads((run_dir / "audit" / "audit.json").read_text())
+    assert metrics["audit"]["flags"] == audit["flags"] and audit["tables_identify"] == 3
+    assert "Data audit" in (run_dir / "report.html").read_text()

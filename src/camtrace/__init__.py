@@ -40,6 +40,10 @@ _API = {
     "save_image": "camtrace.data.codec",
     "Jpeg": "camtrace.data.codec",
     "attack_metrics": "camtrace.evaluation.attack_metrics",
+    "cfa_trace_ratio": "camtrace.evaluation.traces",
+    "noise_sigma": "camtrace.evaluation.traces",
+    "jpeg_quality_estimate": "camtrace.evaluation.traces",
+    "audit": "camtrace.workflows.audit",
     "load_config": "camtrace.workflows.experiment",
     "run_experiment": "camtrace.workflows.experiment",
 }

@@ -136,6 +136,34 @@ def index(
 
 
 @app.command()
+def audit(
+    data: Annotated[Path, typer.Argument(help="Dataset folder, or a manifest.csv.")],
+    out: Annotated[Path, typer.Option(help="Folder for audit.json and report.html.")] = Path(
+        "runs/audit"
+    ),
+    layout: Annotated[
+        str, typer.Option(help="Layout of a dataset folder (see 'camtrace index').")
+    ] = "dresden",
+    scenes_csv: Annotated[Path | None, typer.Option(help="CSV with columns file,scene.")] = None,
+    progress: Progress = True,
+) -> None:
+    """Check a dataset for shortcuts (metadata, JPEG tables, colour) before trusting it."""
+    from camtrace.workflows.audit import audit as run_audit
+
+    result = run_audit(data, out, layout=layout, scenes_csv=scenes_csv, progress=progress)
+    for skip in result["skipped"]:
+        err.print(f"skipped: {skip['reason']}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{result['images']} images, {len(result['models'])} models, "
+        f"{len(result['skipped'])} skipped; JPEG tables alone identify "
+        f"{result['tables_identify']} of {len(result['models'])} models"
+    )
+    for flag in result["flags"] or ["no shortcut flagged"]:
+        console.print(f"- {flag}", highlight=False, soft_wrap=True)
+    console.print(f"report: {out / 'report.html'}")
+
+
+@app.command()
 def split(
     manifest: Annotated[Path, typer.Argument(help="Manifest to split.")],
     protocol: Annotated[

@@ -296,6 +296,9 @@ class ExperimentConfig:
     svm: dict[str, Any] = option({}, "the svm section", partial_of=SvmConfig)
     evaluate: EvaluateConfig = option(EvaluateConfig(), "the evaluate section")
     attacks: AttacksConfig | None = option(None, "the attacks section")
+    audit: bool = option(
+        False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
+    )
 
     def zoo(self) -> tuple[DetectorConfig, ...]:
         """The detectors trained: ``detectors``, else ``detector``, else Bondi2017."""

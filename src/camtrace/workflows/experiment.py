@@ -32,9 +32,12 @@ from camtrace.training.precision import environment
 from camtrace.workflows.attack_plan import plan_attacks
 from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
+from camtrace.workflows.audit import add_audit_section, audit, audit_summary
 from camtrace.workflows.config import ExperimentConfig, SvmConfig, parse_config
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.report import Report, percent, write_run
+
+AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
 
 
 def builtin_configs() -> list[str]:
@@ -275,6 +278,9 @@ def run_experiment(
     attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
     manifest = prepare_manifest(config, seed, progress)
     clock.lap("data")
+    audited = audit(manifest, run_dir / "audit", progress=progress) if config.audit else None
+    if audited is not None:
+        clock.lap("audit")
     runs = [
         identify_on_split(
             config,
@@ -315,10 +321,13 @@ def run_experiment(
             {a: read_card(d["checkpoint"])["training"]["precision"] for a, d in detectors.items()},
         ),
         **({"attacks": attacks.metrics} if attacks else {}),
+        **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
     report = build_report(given, metrics, first.histories)
     if attacks:
         add_attack_report(report, attacks.metrics, attacks.examples)
+    if audited is not None:
+        add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)
     return metrics
 
