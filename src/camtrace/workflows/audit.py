@@ -28,8 +28,7 @@ from camtrace.data.layouts import index_dataset
 from camtrace.data.manifest import Manifest, Record
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.traces import cfa_trace_ratio, jpeg_quality_estimate, noise_sigma
-from camtrace.io import write_json, write_text
-from camtrace.workflows.report import Report, percent
+from camtrace.workflows.report import Report, percent, write_run
 
 MIN_SIDE = 32  # smaller images are skipped: too few pixels for the trace statistics
 TRIVIAL_ACCURACY = 0.9  # a classifier that sees no camera trace should stay far below this
@@ -342,10 +341,5 @@ def audit(
         "flags": _flags(facts, len(models), split, accuracy),
         "skipped": skipped,
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "audit.json", result)
-    html = _report(result).html()
-    # Character references keep the file pure ASCII, whatever the locale's encoding.
-    write_text(out_dir / "report.html", html.encode("ascii", "xmlcharrefreplace").decode())
+    write_run(out_dir, result, _report(result), metrics_name="audit.json")
     return result

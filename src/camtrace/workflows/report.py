@@ -195,9 +195,11 @@ def write_run(
     metrics: dict,
     report: Report | None = None,
     config: dict | None = None,
+    metrics_name: str = "metrics.json",
 ) -> Path:
-    """Write ``metrics.json`` (plus ``camtrace_version``, ``created`` and ``command`` when
-    given in ``metrics``), ``report.html`` and ``config.yaml`` into ``run_dir``, each atomically.
+    """Write ``metrics.json`` (or ``metrics_name``; plus ``camtrace_version``, ``created`` and
+    ``command`` when given in ``metrics``), ``report.html`` and ``config.yaml`` into
+    ``run_dir``, each atomically.
 
     ``report`` and ``config`` are skipped when ``None``. Non-finite floats in the metrics are
     written as ``null``. Returns the report path, or the metrics path if there is no report.
@@ -212,7 +214,7 @@ def write_run(
     if config is not None:
         text = yaml.safe_dump(_plain(config, finite_only=False), sort_keys=False)
         write_text(run_dir / "config.yaml", text)
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / metrics_name
     # The stamp keys come first and their values win over any stale ones in ``metrics``.
     write_json(metrics_path, _plain({**stamp, **metrics, **stamp}, finite_only=True))
     if report is None:
