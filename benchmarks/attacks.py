@@ -52,10 +52,10 @@ from camtrace.attacks.precision import resolve_precision
 from camtrace.data.patch_store import PatchStore, build_patch_store
 from camtrace.data.simcam import simulate
 from camtrace.data.splits import bondi_split
+from camtrace.hardware import cpu_model_and_isa
 from camtrace.models import build, load_detector
 from camtrace.training.detector import train_detector
 from camtrace.training.engine import TrainConfig
-from camtrace.training.precision import cpu_model_and_isa
 
 try:  # ART is in the dev extra; the benchmark still runs without it
     from art.attacks import evasion as art_evasion

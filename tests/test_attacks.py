@@ -481,7 +481,7 @@ def test_auto_precision_keeps_fp32_where_bf16_has_no_fast_path(monkeypatch) -> N
     def no_probe(*_):
         raise AssertionError("an AVX2-only processor must not time bf16")
 
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr("camtrace.attacks.precision.fast_bf16", lambda device: False)
     monkeypatch.setattr("camtrace.attacks.precision.bf16_speedup", no_probe)
     assert resolve_precision(AttackOptions(), model, x) == "fp32"
 

@@ -16,6 +16,7 @@ LAYERS = {
     "errors": 0,
     "io": 0,
     "_version": 0,
+    "hardware": 0,
     "data": 1,
     "models": 2,
     "attacks": 3,

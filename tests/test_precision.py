@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from camtrace.hardware import cpu_model_and_isa
 from camtrace.models import build, model_spec, read_card
 from camtrace.training.engine import PatchSet, TrainConfig, train
-from camtrace.training.precision import cpu_model_and_isa, environment, resolve_precision
+from camtrace.training.precision import environment, resolve_precision
 
 fast_bf16 = pytest.mark.skipif(
     cpu_model_and_isa()[1] not in ("AVX512-BF16", "AMX"),

@@ -5,8 +5,9 @@ and the final verdict are always an fp32 forward (:meth:`AttackModel.judge`), so
 success never depends on bf16 rounding. ``precision="auto"`` picks bf16 by measurement, as
 training's ``precision: auto`` does, but measuring the attack's own workload (one gradient
 pass of this detector at this patch size), since the detector's fp32 residual layers and its
-shape decide the gain, not the matmul alone. A processor without AVX-512 (AVX2-only: oneDNN's
-bf16 there runs ~500x slower than fp32) or a GPU without bf16 keeps fp32 without measuring.
+shape decide the gain, not the matmul alone. A processor that :func:`camtrace.hardware.fast_bf16`
+rules out (AVX2-only CPUs, where oneDNN's bf16 runs ~500x slower; GPUs without bf16) keeps
+fp32 without timing the detector.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 from torch import nn
 
 from camtrace.attacks.options import AttackOptions
+from camtrace.hardware import MIN_BF16_SPEEDUP, fast_bf16
 
-MIN_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor to be worth its rounding
 _measured: dict[tuple, float] = {}
 
 
@@ -53,14 +54,14 @@ def resolve_precision(options: AttackOptions, detector: nn.Module, x: torch.Tens
         return options.precision
     if not options.quantize or x.dtype != torch.float32:
         return "fp32"
-    if x.device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if x.device.type != "cpu" or not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+    if not fast_bf16(x.device):
         return "fp32"
+    if x.device.type == "cuda":
+        return "bf16"
     key = (type(detector), tuple(x.shape[1:]), torch.get_num_threads())
     if key not in _measured:
         _measured[key] = bf16_speedup(detector, x[:8])
-    return "bf16" if _measured[key] >= MIN_SPEEDUP else "fp32"
+    return "bf16" if _measured[key] >= MIN_BF16_SPEEDUP else "fp32"
 
 
 def bf16_speedup(detector: nn.Module, x: torch.Tensor) -> float:

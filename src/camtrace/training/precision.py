@@ -13,37 +13,16 @@ threads) for checkpoint cards and metrics.json alike.
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 import platform
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from camtrace.hardware import cpu_model_and_isa, fast_bf16
 from camtrace.models.spec import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@functools.cache
-def cpu_bf16_speedup(n: int = 512, reps: int = 5) -> float:
-    """Measured bf16/fp32 matmul throughput ratio on this CPU (a ~50 ms probe; the best of
-    ``reps`` timings per dtype, since one timing on a busy machine can be off by 3x)."""
-
-    def rate(dtype: torch.dtype) -> float:
-        a = torch.randn(n, n, dtype=dtype)
-        a @ a
-        best = math.inf
-        for _ in range(reps):
-            t = time.perf_counter()
-            a @ a
-            best = min(best, time.perf_counter() - t)
-        return 1.0 / max(best, 1e-9)
-
-    return rate(torch.bfloat16) / rate(torch.float32)
 
 
 def resolve_precision(precision: str, device: torch.device, spec: ModelSpec | None = None) -> str:
@@ -57,7 +36,7 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec | No
         return "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_bf16_speedup() > 1.3 else "fp32"
+    return "bf16" if fast_bf16(device) else "fp32"
 
 
 @contextlib.contextmanager
@@ -74,27 +53,6 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 def to_device_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """NCHW tensor in the memory format the model was converted to."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-@functools.cache
-def cpu_model_and_isa() -> tuple[str, str]:
-    """This CPU's model name and its widest matrix ISA: AMX, AVX512-BF16, AVX512, AVX2, or
-    torch's own capability string where /proc/cpuinfo is missing (macOS, Windows)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in pairs}
-    name = fields.get("model name") or platform.processor() or platform.machine()
-    flags = set(fields.get("flags", "").split())
-    for flag, isa in (
-        ("amx_bf16", "AMX"),
-        ("avx512_bf16", "AVX512-BF16"),
-        ("avx512f", "AVX512"),
-        ("avx2", "AVX2"),
-    ):
-        if flag in flags:
-            return name, isa
-    return name, torch.backends.cpu.get_cpu_capability()
 
 
 def environment(device: torch.device, precision: str | dict[str, str]) -> dict[str, Any]:

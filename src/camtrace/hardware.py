@@ -1,0 +1,65 @@
+"""The processor a number was computed on, and whether it has a fast bf16 path.
+
+One answer for training and attacks alike (docs/architecture.md, layer 0): on an AVX2-only
+CPU oneDNN's bf16 matmul runs hundreds of times slower than fp32, on AVX512-BF16/AMX CPUs and
+recent GPUs it is 2-3x faster, so bf16 is used only where a measurement says it is faster.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+MIN_BF16_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor to be worth its rounding
+
+
+@functools.cache
+def cpu_bf16_speedup(n: int = 512, reps: int = 5) -> float:
+    """Measured bf16/fp32 matmul throughput ratio on this CPU (a ~50 ms probe; the best of
+    ``reps`` timings per dtype, since one timing on a busy machine can be off by 3x)."""
+
+    def rate(dtype: torch.dtype) -> float:
+        a = torch.randn(n, n, dtype=dtype)
+        a @ a
+        best = math.inf
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t)
+        return 1.0 / max(best, 1e-9)
+
+    return rate(torch.bfloat16) / rate(torch.float32)
+
+
+@functools.cache
+def cpu_model_and_isa() -> tuple[str, str]:
+    """This CPU's model name and its widest matrix ISA: AMX, AVX512-BF16, AVX512, AVX2, or
+    torch's own capability string where /proc/cpuinfo is missing (macOS, Windows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in pairs}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    for flag, isa in (
+        ("amx_bf16", "AMX"),
+        ("avx512_bf16", "AVX512-BF16"),
+        ("avx512f", "AVX512"),
+        ("avx2", "AVX2"),
+    ):
+        if flag in flags:
+            return name, isa
+    return name, torch.backends.cpu.get_cpu_capability()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 is worth using on ``device``: a CUDA GPU that supports it, or a CPU whose
+    measured bf16/fp32 matmul ratio exceeds :data:`MIN_BF16_SPEEDUP`."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_bf16_speedup() > MIN_BF16_SPEEDUP
