@@ -25,7 +25,6 @@ from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.splits import split_manifest, split_summary
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
-from camtrace.models.checkpoint import read_card
 from camtrace.models.registry import model_spec
 from camtrace.training.engine import TrainConfig, pick_device
 from camtrace.training.precision import environment
@@ -207,6 +206,7 @@ def identify_on_split(
             "patch_store": str(store.path),
             "patches": len(store),
             "best_epoch": trained.result.best_epoch,
+            "precision": trained.detector.card["training"]["precision"],
             "svm": trained.svm,
             "train_patches_per_second": round(trained.result.patches_per_second, 1),
             "skipped_images": store.summary.get("skipped", []),
@@ -318,7 +318,7 @@ def run_experiment(
         "timings_s": clock.timings,
         "environment": environment(
             pick_device(specs[0].train.device),
-            {a: read_card(d["checkpoint"])["training"]["precision"] for a, d in detectors.items()},
+            {arch: d["precision"] for arch, d in detectors.items()},
         ),
         **({"attacks": attacks.metrics} if attacks else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
