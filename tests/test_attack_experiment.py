@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camtrace.attacks import Jpeg
+from camtrace.attacks import Jpeg, as_pixel_eps
 from camtrace.errors import CamtraceError
-from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, pixel_eps, plan_attacks
+from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, plan_attacks
 from camtrace.workflows.attack_report import eps_curves
 from camtrace.workflows.attack_run import assign_targets, gradient_sign_image
 from camtrace.workflows.config import AttacksConfig, parse_section
@@ -66,9 +66,9 @@ def test_bad_sections_fail_before_training(section: dict, message: str) -> None:
 
 
 def test_eps_units() -> None:
-    assert pixel_eps(0.005)[0] == pytest.approx(1.275)  # auto: < 1 is the [0, 1] scale
-    assert pixel_eps(1, "pixel") == (1, "1 in 0-255 pixel units")
-    assert pixel_eps(0.01, "unit")[0] == pytest.approx(2.55)
+    assert as_pixel_eps(0.005)[0] == pytest.approx(1.275)  # auto: < 1 is the [0, 1] scale
+    assert as_pixel_eps(1, "pixel") == (1, "1 in 0-255 pixel units")
+    assert as_pixel_eps(0.01, "unit")[0] == pytest.approx(2.55)
 
 
 def test_plan_resolves_eps_and_jpeg_once() -> None:

@@ -38,9 +38,10 @@ Target = int | torch.Tensor | np.ndarray | list[int] | None
 NORMS = ("linf", "l2")
 
 
-def as_pixel_eps(value: float) -> tuple[float, str]:
-    """Epsilon or step size in 0-255 pixel units; values < 1 are read on the [0, 1]
-    scale (x 255, Güera's 0.001..0.01), 1 and above as pixel units (Zhao's 1..5).
+def as_pixel_eps(value: float, units: str = "auto") -> tuple[float, str]:
+    """Epsilon or step size in 0-255 pixel units. ``units``: ``auto`` reads values < 1 on the
+    [0, 1] scale (x 255, Güera's 0.001..0.01) and 1 and above as pixel units (Zhao's 1..5);
+    ``pixel`` and ``unit`` force one convention.
 
     Returns the value and a sentence saying which convention was used, for the CLI to print.
     """
@@ -49,7 +50,7 @@ def as_pixel_eps(value: float) -> tuple[float, str]:
         raise CamtraceError(
             f"epsilon {value:g} must be positive (0-255 pixel units, or < 1 for the [0, 1] scale)"
         )
-    if value < 1:
+    if units == "unit" or (units == "auto" and value < 1):
         return (
             value * 255,
             f"{value:g} read on the [0, 1] scale = {value * 255:g} in 0-255 pixel units",

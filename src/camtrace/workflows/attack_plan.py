@@ -28,19 +28,6 @@ def _fail(path: str, message: str) -> NoReturn:
     raise CamtraceError(f"{path}: {message}")
 
 
-def pixel_eps(eps: float, units: str = "auto") -> tuple[float, str]:
-    """Epsilon in 0-255 pixel units and a note saying how it was read: ``auto`` as
-    :func:`camtrace.attacks.as_pixel_eps` (< 1 is the [0, 1] scale), ``pixel`` as given
-    (Zhao's eps = 1), ``unit`` times 255 (Güera's eps = 0.01)."""
-    if units == "auto":
-        return as_pixel_eps(eps)
-    if not eps > 0:
-        raise CamtraceError(f"epsilon {eps:g} must be positive")
-    if units == "pixel":
-        return eps, f"{eps:g} in 0-255 pixel units"
-    return eps * 255, f"{eps:g} read on the [0, 1] scale = {eps * 255:g} in 0-255 pixel units"
-
-
 @dataclass(frozen=True)
 class Epsilon:
     """One epsilon of a run: as written in the config and in 0-255 pixel units."""
@@ -51,7 +38,7 @@ class Epsilon:
 
     @classmethod
     def of(cls, value: float, units: str) -> Epsilon:
-        return cls(value, *pixel_eps(value, units))
+        return cls(value, *as_pixel_eps(value, units))
 
 
 @dataclass(frozen=True)
