@@ -8,13 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from camtrace.hardware import cpu_model_and_isa
+from camtrace import hardware
+from camtrace.hardware import BF16_ISAS, cpu_model_and_isa
 from camtrace.models import build, model_spec, read_card
 from camtrace.training.engine import PatchSet, TrainConfig, train
 from camtrace.training.precision import environment, resolve_precision
 
-fast_bf16 = pytest.mark.skipif(
-    cpu_model_and_isa()[1] not in ("AVX512-BF16", "AMX"),
+needs_bf16_cpu = pytest.mark.skipif(
+    cpu_model_and_isa()[1] not in BF16_ISAS,
     reason="this CPU has no fast bf16 path (AVX512-BF16/AMX): auto never picks bf16 here",
 )
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,7 +27,7 @@ def textured(n: int, size: int, seed: int) -> torch.Tensor:
     return (150 + 60 * torch.rand(n, 3, size, size, generator=g)).round()
 
 
-@fast_bf16
+@needs_bf16_cpu
 def test_residual_layers_under_autocast_equal_their_fp32_output() -> None:
     torch.manual_seed(0)
     x = textured(2, 40, seed=1)
@@ -78,3 +79,15 @@ def test_environment_goes_into_the_checkpoint_card(tmp_path: Path) -> None:
     card = read_card(tmp_path / "best.safetensors")
     assert card["environment"] == {**env, "threads": card["environment"]["threads"]}
     assert card["environment"]["threads"] == 1  # the one_thread fixture
+
+
+def test_a_cpu_without_bf16_instructions_is_ruled_out_without_timing(monkeypatch) -> None:
+    """On AVX2 one bf16 matmul of the probe takes about a second: it must not run there."""
+
+    def no_probe() -> float:
+        raise AssertionError("a CPU without bf16 instructions must not time bf16")
+
+    monkeypatch.setattr("camtrace.hardware.cpu_model_and_isa", lambda: ("AMD EPYC", "AVX2"))
+    monkeypatch.setattr("camtrace.hardware.cpu_bf16_speedup", no_probe)
+    assert not hardware.fast_bf16(torch.device("cpu"))
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"

@@ -67,9 +67,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None
 
 
 def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16() -> None:
-    from camtrace.hardware import cpu_bf16_speedup
+    from camtrace.hardware import fast_bf16
 
-    expected = "bf16" if cpu_bf16_speedup() > 1.3 else "fp32"
+    expected = "bf16" if fast_bf16(torch.device("cpu")) else "fp32"
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
 

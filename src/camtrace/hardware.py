@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 MIN_BF16_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor to be worth its rounding
+BF16_ISAS = ("AVX512-BF16", "AMX")  # CPUs with bf16 instructions (cpu_model_and_isa)
 
 
 @functools.cache
@@ -58,8 +59,11 @@ def cpu_model_and_isa() -> tuple[str, str]:
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 is worth using on ``device``: a CUDA GPU that supports it, or a CPU whose
-    measured bf16/fp32 matmul ratio exceeds :data:`MIN_BF16_SPEEDUP`."""
+    """Whether bf16 is worth using on ``device``: a CUDA GPU that supports it, or a CPU with
+    bf16 instructions (:data:`BF16_ISAS`) whose measured bf16/fp32 matmul ratio exceeds
+    :data:`MIN_BF16_SPEEDUP`."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_bf16_speedup() > MIN_BF16_SPEEDUP
+    if device.type != "cpu" or cpu_model_and_isa()[1] not in BF16_ISAS:
+        return False  # bf16 emulated in software: not worth the seconds its timing would take
+    return cpu_bf16_speedup() > MIN_BF16_SPEEDUP
