@@ -72,13 +72,13 @@ def test_exif_make_model_and_quantisation_tables(tiny: Manifest) -> None:
         with Image.open(tiny.abspath(r)) as im:
             exif = im.getexif()
             assert (exif[EXIF_MAKE], exif[EXIF_MODEL]) == (camera.make, camera.model)
-            assert Jpeg.from_file(tiny.abspath(r)) == camera.jpeg
+            assert Jpeg.from_file(tiny.abspath(r)) == camera.jpeg.jpeg()
             assert JpegImagePlugin.get_sampling(im) == SUBSAMPLING[camera.jpeg.subsampling]
             assert im.size == (SIZE[1], SIZE[0]) and im.mode == "RGB"
 
 
 def test_jpeg_sections_become_tweaked_ijg_tables() -> None:
-    cameras = {c.model: c.jpeg for c in load_preset("tiny").models}
+    cameras = {c.model: c.jpeg.jpeg() for c in load_preset("tiny").models}
     # tiny.yaml: H20 quality 90 (the defaults), DX-50 quality 95 with luma_tweaks
     # [[8, 2], [63, -3]] and 4:2:2, N300 quality 97 with 4:4:4
     assert cameras["H20"] == Jpeg(qtables=ijg_tables(90), subsampling="4:2:0")
@@ -186,7 +186,7 @@ def test_bad_preset_names_file_and_field(tmp_path: Path, old: str, new: str, fie
 
 
 def test_unknown_preset_and_invalid_yaml(tmp_path: Path) -> None:
-    with pytest.raises(CamtraceError, match="default, tiny"):
+    with pytest.raises(CamtraceError, match="default, hard, tiny"):
         load_preset("no-such-preset")
     broken = tmp_path / "broken.yaml"
     broken.write_text("instances: [1, 2\n")

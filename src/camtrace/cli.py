@@ -32,6 +32,13 @@ def quickstart(
     workdir: Annotated[
         Path, typer.Option(help="Cache for simulated data and patch stores.")
     ] = Path("data"),
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="SimCam preset: default, or hard (JPEG settings shared by every model); "
+            "a preset other than default runs as quickstart-<preset>."
+        ),
+    ] = "default",
     progress: Progress = True,
 ) -> None:
     """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images,
@@ -40,6 +47,9 @@ def quickstart(
 
     config = load_config("quickstart")
     config["workdir"] = str(workdir)
+    if preset != "default":
+        config["data"]["preset"] = preset
+        config["name"] = f"quickstart-{Path(preset).stem}"
     _report_run(
         run_experiment(config, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir
     )

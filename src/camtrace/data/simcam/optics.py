@@ -1,4 +1,5 @@
-"""The lens: lateral chromatic aberration, point-spread blur and vignetting."""
+"""The lens and the filter stack: lateral chromatic aberration, point-spread blur,
+vignetting, and the optical low-pass (anti-aliasing) filter in front of the sensor."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ DISK_SUPERSAMPLE = 8  # sub-pixel grid for the anti-aliased disk kernel
 
 
 def apply_optics(radiance: np.ndarray, optics: Optics) -> np.ndarray:
-    """Radiance (H, W, 3) float32 -> the image on the sensor: CA, then PSF, then vignetting."""
-    image = lateral_ca(radiance, optics.ca_red, optics.ca_blue)
+    """Radiance (H, W, 3) float32 -> the image on the sensor: CA, PSF, vignetting, OLPF."""
+    image = radial_warp(radiance, -optics.distortion)
+    image = lateral_ca(image, optics.ca_red, optics.ca_blue)
     image = psf_blur(image, optics.psf, optics.blur)
-    return image * vignetting(image.shape[:2], optics.vignetting)[..., None]
+    image = image * vignetting(image.shape[:2], optics.vignetting)[..., None]
+    return olpf(image, optics.olpf)
 
 
 def lateral_ca(image: np.ndarray, ca_red: float, ca_blue: float) -> np.ndarray:
@@ -33,6 +36,26 @@ def _magnify(plane: np.ndarray, scale: float) -> np.ndarray:
     cx, cy = (w - 1) / 2, (h - 1) / 2
     m = np.array([[scale, 0, (1 - scale) * cx], [0, scale, (1 - scale) * cy]], np.float32)
     return cv2.warpAffine(plane, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def radial_warp(image: np.ndarray, k1: float, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Resample ``image`` so the pixel at normalised radius r (1 = half-diagonal) shows the
+    input at ``r (1 + k1 r^2)``: with k1 = -distortion the lens's barrel distortion, with
+    k1 = +distortion the ISP's correction of it (to first order its inverse)."""
+    if k1 == 0:
+        return image
+    map_x, map_y = _radial_maps(image.shape[:2], k1)
+    return cv2.remap(image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT)
+
+
+@functools.lru_cache(maxsize=16)
+def _radial_maps(shape: tuple[int, int], k1: float) -> tuple[np.ndarray, np.ndarray]:
+    h, w = shape
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    y, x = np.indices(shape, dtype=np.float32)
+    dx, dy = x - cx, y - cy
+    scale = 1 + k1 * (dx**2 + dy**2) / (cx**2 + cy**2)
+    return (cx + dx * scale).astype(np.float32), (cy + dy * scale).astype(np.float32)
 
 
 def psf_blur(image: np.ndarray, psf: str, size: float) -> np.ndarray:
@@ -66,3 +89,27 @@ def vignetting(shape: tuple[int, int], strength: float) -> np.ndarray:
     x = (np.arange(w, dtype=np.float32) - (w - 1) / 2)[None, :]
     r2 = (x**2 + y**2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
     return 1.0 - strength * r2
+
+
+def olpf(image: np.ndarray, split: float) -> np.ndarray:
+    """A birefringent optical low-pass filter: two crystal plates split each ray into four
+    spots ``split`` px apart horizontally and vertically, so detail near the sampling
+    frequency (what the CFA would alias and demosaicing would mis-interpolate) is averaged
+    away before the sensor. ``split = 1`` is the classic one-pixel filter; 0 = none."""
+    if split <= 0:
+        return image
+    kernel = _two_spot(split)
+    return cv2.sepFilter2D(image, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+@functools.lru_cache(maxsize=16)
+def _two_spot(split: float) -> np.ndarray:
+    """1-D kernel of two half-weight spots ``split`` px apart, linearly interpolated onto
+    the pixel grid (written here: no library kernel places a sub-pixel delta pair)."""
+    taps = np.zeros(int(np.ceil(split)) + 1, np.float32)
+    whole, frac = int(split), split - int(split)
+    taps[0] += 0.5
+    taps[whole] += 0.5 * (1 - frac)
+    if frac > 0:
+        taps[whole + 1] += 0.5 * frac
+    return taps

@@ -1,7 +1,8 @@
 """SimCam: every device of every camera model photographs every scene (``camtrace simulate``).
 
-One image: scene -> framing and auto-exposure -> optics -> sensor response -> Bayer CFA ->
-PRNU and noise -> white balance -> demosaicing -> colour matrix -> tone curve ->
+One image: scene -> framing and auto-exposure -> optics and OLPF -> sensor response ->
+Bayer CFA -> PRNU and noise at the shot's ISO -> raw noise reduction -> white balance ->
+demosaicing -> colour matrix -> tone curve ->
 denoise/sharpen -> 8 bits -> JPEG with the model's tables and EXIF. Each image draws its
 randomness from ``SeedSequence([seed, IMAGE_STREAM, crc32(device), shot])``, so the files
 are byte-identical for a seed whatever the number of worker processes.
@@ -33,11 +34,12 @@ from camtrace.data.simcam.isp import (
     colour_matrix,
     demosaic,
     finish,
+    raw_denoise,
     to_uint8,
     tone_lut,
     white_balance_gains,
 )
-from camtrace.data.simcam.optics import apply_optics
+from camtrace.data.simcam.optics import apply_optics, radial_warp
 from camtrace.data.simcam.preset import CameraModel, Exposure, Preset, SceneSpec, load_preset
 from camtrace.data.simcam.scenes import Scene, plan_scenes, render_scene
 from camtrace.data.simcam.sensor import (
@@ -45,16 +47,19 @@ from camtrace.data.simcam.sensor import (
     device_noise_gain,
     expose_raw,
     mosaic,
+    noise_std,
     prnu_pattern,
     sensor_response,
+    shot_iso,
 )
 from camtrace.errors import CamtraceError
 from camtrace.io import write_json
 
-SIMCAM_VERSION = 1  # bump when the pipeline changes what it renders: invalidates old outputs
+SIMCAM_VERSION = 2  # bump when the pipeline changes what it renders: invalidates old outputs
 CONFIG_NAME = "simcam.json"
 IMAGES_DIR = "images"
 IMAGE_STREAM = 5  # SeedSequence stream tag
+MID_GREY = 0.18  # raw signal at which the ISP calibrates its noise reduction
 
 
 def device_name(camera: CameraModel, instance: int) -> str:
@@ -77,15 +82,19 @@ def shoot(
     raw = mosaic(
         apply_matrix(optical, sensor_response(sensor.sensitivity, sensor.crosstalk)), camera.cfa
     )
-    gain = iso_of_shot(sensor.iso, rng) / 100 * device_noise_gain(device, sensor.device_variation)
+    gain = shot_iso(sensor.iso, sensor.iso_stops, rng) / 100
+    gain *= device_noise_gain(device, sensor.device_variation)
     raw = expose_raw(
         raw, rng, prnu_pattern(device, size, sensor.prnu), gain, sensor.full_well, sensor.read_noise
     )
+    expected = noise_std(MID_GREY, gain, sensor.full_well, sensor.read_noise)
+    raw = raw_denoise(raw, isp.raw_denoise * expected)
     wb = white_balance_gains(sensor.sensitivity, isp.wb_jitter, rng)
     raw = np.clip(raw * cfa_gain_map(size, camera.cfa, wb), 0, 1)
     rgb = apply_matrix(
         demosaic(raw, camera.cfa, camera.demosaic), colour_matrix(sensor.crosstalk, isp.saturation)
     )
+    rgb = radial_warp(rgb, camera.optics.distortion, cv2.INTER_CUBIC)  # distortion correction
     encoded = apply_tone(rgb, tone_lut(isp.tone_gamma, isp.contrast))
     return to_uint8(finish(encoded, isp))
 
@@ -103,11 +112,6 @@ def auto_expose(radiance: np.ndarray, exposure: Exposure, rng: np.random.Generat
     mean = float(radiance.reshape(-1, 3).mean(axis=0) @ LUMA)
     target = exposure.target * float(np.exp(exposure.jitter * rng.standard_normal()))
     return radiance * np.float32(target / max(mean, 1e-4))
-
-
-def iso_of_shot(iso: tuple[float, float], rng: np.random.Generator) -> float:
-    """This shot's ISO, log-uniform in the model's range (so the noise level varies)."""
-    return float(np.exp(rng.uniform(np.log(min(iso)), np.log(max(iso)))))
 
 
 def simulate(
@@ -187,7 +191,8 @@ class _Job:
         scene = _scene_radiance(self.scenes[shot], self.size, self.seed, self.preset.scenes)
         rgb = shoot(camera, instance, scene, self.size, rng)
         exif = camera_exif(camera.make, camera.model)
-        save_image(self.path(model, instance, shot), rgb, camera.jpeg, exif=exif)
+        jpeg = camera.jpeg.for_shot(rng)
+        save_image(self.path(model, instance, shot), rgb, jpeg, exif=exif)
 
 
 @functools.lru_cache(maxsize=2)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
 from camtrace.data.codec import Jpeg, ijg_tables
@@ -27,6 +29,7 @@ from camtrace.errors import CamtraceError
 PRESET_DIR = Path(__file__).parent / "presets"
 CFA = Literal["RGGB", "BGGR", "GRBG", "GBRG"]
 DEMOSAIC = Literal["bilinear", "malvar2004", "menon2007", "vng", "ea"]
+TWEAKS = {"range": (-254, 254), "tweak": True}  # quantisation-table [entry, delta] pairs
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # no '_' (file names split on it), no spaces
 
 
@@ -42,6 +45,8 @@ class Optics:
     vignetting: float = _in(0.0, 0.9)
     ca_red: float = _in(-0.02, 0.02)
     ca_blue: float = _in(-0.02, 0.02)
+    olpf: float = _in(0.0, 2.0)
+    distortion: float = _in(0.0, 0.2)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Sensor:
     full_well: float = _in(100.0, 1e6)
     read_noise: float = _in(0.0, 100.0)
     iso: tuple[float, float] = _in(25.0, 25600.0)
+    iso_stops: float = _in(0.05, 8.0)
     prnu: float = _in(0.0, 0.1)
     device_variation: float = _in(0.0, 0.5)
 
@@ -69,6 +75,7 @@ class Isp:
     tone_gamma: float = _in(0.3, 3.0)
     sharpen_amount: float = _in(0.0, 5.0)
     sharpen_radius: float = _in(0.3, 5.0)
+    raw_denoise: float = _in(0.0, 10.0)
     luma_denoise: float = _in(0.0, 1.0)
     chroma_denoise: float = _in(0.0, 10.0)
 
@@ -76,22 +83,35 @@ class Isp:
 @dataclass(frozen=True)
 class JpegSection:
     """A model's ``jpeg:`` section: libjpeg's IJG tables at ``quality`` with a few entries
-    tweaked (real cameras ship their own tables, usually close to a scaled standard one)."""
+    tweaked (real cameras ship their own tables, usually close to a scaled standard one).
+    ``quality: [lo, hi]`` draws each shot's quality uniformly from that range instead (as
+    when photos pass through software that re-encodes at varying settings)."""
 
-    quality: int = _in(1, 100)
+    quality: int | tuple[int, int] = _in(1, 100)
     subsampling: Literal["4:4:4", "4:2:2", "4:2:0"]
-    luma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)  # [entry 0..63, delta] pairs
-    chroma_tweaks: tuple[tuple[int, int], ...] = _in(-254, 254)
+    luma_tweaks: tuple[tuple[int, int], ...] = field(metadata=TWEAKS)  # [entry, delta] pairs
+    chroma_tweaks: tuple[tuple[int, int], ...] = field(metadata=TWEAKS)
 
-    def jpeg(self) -> Jpeg:
-        """The codec setting: the IJG (luma, chroma) tables, tweaked entries clipped to 1..255."""
+    def jpeg(self, quality: int | None = None) -> Jpeg:
+        """The codec setting at ``quality`` (default: the section's fixed quality): the IJG
+        (luma, chroma) tables, tweaked entries clipped to 1..255."""
+        if quality is None:
+            if not isinstance(self.quality, int):
+                raise CamtraceError("this JPEG section draws its quality per shot: use for_shot")
+            quality = self.quality
         tables = []
-        for base, tweaks in zip(ijg_tables(self.quality), (self.luma_tweaks, self.chroma_tweaks)):
+        for base, tweaks in zip(ijg_tables(quality), (self.luma_tweaks, self.chroma_tweaks)):
             table = list(base)
             for index, delta in tweaks:
                 table[index] = min(max(table[index] + delta, 1), 255)
             tables.append(tuple(table))
         return Jpeg(qtables=tuple(tables), subsampling=self.subsampling)
+
+    def for_shot(self, rng: np.random.Generator) -> Jpeg:
+        """This shot's setting: the fixed one, or a quality drawn from ``[lo, hi]``."""
+        if isinstance(self.quality, int):
+            return self.jpeg()
+        return self.jpeg(int(rng.integers(min(self.quality), max(self.quality) + 1)))
 
 
 @dataclass(frozen=True)
@@ -106,7 +126,7 @@ class CameraModel:
     sensor: Sensor
     exposure: Exposure
     isp: Isp
-    jpeg: Jpeg = field(metadata={"discrete": True})  # a choice ``spread`` leaves as given
+    jpeg: JpegSection = field(metadata={"discrete": True})  # ``spread`` leaves it as given
 
     @property
     def label(self) -> str:
@@ -173,14 +193,37 @@ def preset_path(preset: str | Path) -> Path:
 def load_preset(preset: str | Path) -> Preset:
     """Read and validate a preset (a shipped name or a YAML path); errors name the field."""
     path = preset_path(preset)
+    try:
+        data, digest = _read(path, ())
+        return _parse(data, path, digest.hexdigest())
+    except _Bad as e:
+        raise CamtraceError(f"{path}: {e}; fix the preset") from None
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> tuple[Any, Any]:
+    """The preset's mapping with ``extends`` resolved, and a hash of every file it read.
+
+    ``extends: <preset>`` starts from that preset's top-level sections (this file's replace
+    them); ``all_models: {...}`` is then merged onto every model, for what all must share.
+    """
     raw = path.read_bytes()
     try:
         data = yaml.safe_load(raw)
-        return _parse(data, path, hashlib.sha256(raw).hexdigest())
     except yaml.YAMLError as e:
         raise CamtraceError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    except _Bad as e:
-        raise CamtraceError(f"{path}: {e}; fix the preset") from None
+    digest = hashlib.sha256(raw)
+    if not isinstance(data, dict) or "extends" not in data:
+        return data, digest
+    if path.resolve() in chain:
+        raise _Bad("extends", f"{path} extends itself")
+    base, base_digest = _read(preset_path(str(data["extends"])), (*chain, path.resolve()))
+    digest.update(base_digest.digest())
+    shared = data.get("all_models", {})
+    data = {**base, **{k: v for k, v in data.items() if k not in ("extends", "all_models")}}
+    if not isinstance(shared, dict) or not isinstance(data.get("models"), list):
+        raise _Bad("all_models", "must be a mapping merged onto every model")
+    data["models"] = [_merge(m, shared) if isinstance(m, dict) else m for m in data["models"]]
+    return data, digest
 
 
 def _parse(data: Any, path: Path, sha256: str) -> Preset:
@@ -286,8 +329,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
 def _value(hint: Any, v: Any, where: str, meta: Any) -> Any:
     """One field value checked against its type hint and ``range`` metadata."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Jpeg:
-        return _build(JpegSection, v, where).jpeg()
+    if origin in (typing.Union, types.UnionType):  # a number or a [lo, hi] range
+        number, pair = args
+        return _value(pair if isinstance(v, list) else number, v, where, meta)
     if dataclasses.is_dataclass(hint):
         return _build(hint, v, where)
     if origin is Literal:
@@ -314,7 +358,7 @@ def _tuple(args: tuple, v: Any, where: str, meta: Any) -> tuple:
         return tuple(_value(args[0], x, f"{where}[{i}]", meta) for i, x in enumerate(v))
     if len(v) != len(args):
         raise _Bad(where, f"must be a list of {len(args)} values (got {v!r})")
-    if args == (int, int):  # a quantisation-table tweak: [entry 0..63 in natural order, delta]
+    if meta.get("tweak"):  # a quantisation-table tweak: [entry 0..63 in natural order, delta]
         return (
             _number(int, v[0], f"{where}[0]", {"range": (0, 63)}),
             _number(int, v[1], f"{where}[1]", meta),

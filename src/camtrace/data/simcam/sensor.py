@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,23 @@ def device_noise_gain(device: str, variation: float) -> float:
     return float(max(0.2, 1.0 + variation * np.random.default_rng(seed).standard_normal()))
 
 
+def shot_iso(iso: tuple[float, float], stops: float, rng: np.random.Generator) -> float:
+    """This shot's ISO: base ISO raised by an exponential number of stops (mean ``stops``),
+    truncated at the model's maximum, so most shots sit at or near base ISO and high ISO is
+    rare, as auto-ISO behaves across everyday scenes."""
+    base, top = min(iso), max(iso)
+    span = np.log2(top / base)
+    u = rng.random()
+    raised = -stops * np.log1p(-u * (1 - np.exp(-span / stops)))  # truncated-exponential CDF^-1
+    return float(base * 2**raised)
+
+
+def noise_std(signal: Any, gain: float, full_well: float, read_noise: float) -> Any:
+    """Std of the sensor noise at ``signal`` (full-scale units, a number or an array):
+    shot noise ``sqrt(x g / full_well)`` and read noise ``read_noise g / full_well``."""
+    return np.sqrt(signal * (gain / full_well) + (read_noise * gain / full_well) ** 2)
+
+
 def expose_raw(
     raw: np.ndarray,
     rng: np.random.Generator,
@@ -71,10 +89,9 @@ def expose_raw(
     """Raw signal in [0, 1] -> sensor output: ``x (1 + K) + shot + read`` noise, clipped.
 
     With analog gain ``g`` (ISO / 100), a full-scale signal holds ``full_well / g``
-    electrons, so shot noise has variance ``x g / full_well`` and read noise has standard
-    deviation ``read_noise g / full_well`` (both in full-scale units).
+    electrons: :func:`noise_std` gives the noise at each pixel.
     """
     signal = raw * (1 + prnu)
-    variance = signal * (gain / full_well) + (read_noise * gain / full_well) ** 2
-    noisy = signal + np.sqrt(np.maximum(variance, 0)) * rng.standard_normal(raw.shape, np.float32)
+    std = noise_std(np.maximum(signal, 0), gain, full_well, read_noise)
+    noisy = signal + std * rng.standard_normal(raw.shape, np.float32)
     return np.clip(noisy, 0, 1)
