@@ -230,7 +230,7 @@ def gradient_sky(canvas: Canvas, horizon: float) -> None:
     zenith = paint(rng, rng.uniform(0.55, 0.63), rng.uniform(0.45, 0.8), rng.uniform(0.6, 0.85))
     haze = paint(rng, rng.uniform(0.5, 0.62), rng.uniform(0.05, 0.2), rng.uniform(0.88, 0.97))
     sky = zenith + (haze - zenith) * y
-    cloud = np.clip(pink_noise(rng, (h, w), 1.7) - rng.uniform(0.3, 1.5), 0, 1)[..., None]
+    cloud = np.clip(pink_noise(rng, (h, w), 1.4) - rng.uniform(0.3, 1.5), 0, 1)[..., None]
     canvas.sky = (sky + (0.95 - sky) * cloud).astype(np.float32)
     canvas.material((0, 0, 0), sky=True)
 
@@ -266,7 +266,7 @@ def landscape(canvas: Canvas) -> None:
         )
         canvas.polygon(np.column_stack([np.r_[x, w + 2, -2], np.r_[top, h + 2, h + 2]]), hill)
     ground = canvas.material(
-        (rng.uniform(0.12, 0.3), rng.uniform(0.35, 0.75), rng.uniform(0.3, 0.6)), grain=0.3
+        (rng.uniform(0.12, 0.3), rng.uniform(0.35, 0.75), rng.uniform(0.3, 0.6)), grain=0.45
     )
     canvas.polygon(np.array([(-2, horizon), (w + 2, horizon), (w + 2, h + 2), (-2, h + 2)]), ground)
     if rng.random() < 0.5:
