@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from camtrace.data.simcam import load_preset, simulate
+from camtrace.data.simcam.natural import KINDS, natural_scene
 from camtrace.data.simcam.scenes import dead_leaves
 
 
@@ -28,6 +29,16 @@ def time_dead_leaves(preset: str, repeats: int = 5) -> float:
     for i in range(repeats):
         start = time.perf_counter()
         dead_leaves(np.random.default_rng(i), (512, 512), spec)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def time_natural(kind: str, shape: tuple[int, int], repeats: int = 5) -> float:
+    """Median seconds to render one natural scene of ``kind`` (shape: frame plus margins)."""
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        natural_scene(np.random.default_rng(i), shape, kind)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -56,6 +67,11 @@ def main() -> None:
     print(f"preset {args.preset}: {len(manifest)} images of {h}x{w}, workers={args.workers}")
     print(f"total {total:.1f} s, {len(manifest) / total:.1f} images/s")
     print(f"dead leaves 512x512: {1000 * time_dead_leaves(args.preset):.0f} ms per scene")
+    margin = load_preset(args.preset).scenes.margin
+    shape = (h + 2 * margin, w + 2 * margin)
+    for kind in KINDS:
+        ms = 1000 * time_natural(kind, shape)
+        print(f"natural {kind} {shape[0]}x{shape[1]}: {ms:.0f} ms per scene")
 
 
 if __name__ == "__main__":

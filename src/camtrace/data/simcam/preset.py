@@ -147,6 +147,7 @@ class DeadLeaves:
 @dataclass(frozen=True)
 class SceneSpec:
     photo_share: float = _in(0.0, 1.0)
+    natural_share: float = _in(0.0, 1.0)
     skimage: bool
     margin: int = _in(0, 64)
     dead_leaves: DeadLeaves
@@ -231,6 +232,8 @@ def _parse(data: Any, path: Path, sha256: str) -> Preset:
     instances = _value(int, data["instances"], "instances", {"range": (1, 100)})
     spread = _value(float, data["spread"], "spread", {"range": (0.0, 5.0)})
     scenes = _build(SceneSpec, data["scenes"], "scenes")
+    if scenes.photo_share + scenes.natural_share > 1:
+        raise _Bad("scenes.natural_share", "photo_share + natural_share must be at most 1")
     defaults, models = data["defaults"], data["models"]
     if not isinstance(defaults, dict):
         raise _Bad("defaults", "must be a mapping (a complete camera model)")

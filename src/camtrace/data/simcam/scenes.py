@@ -1,7 +1,8 @@
 """Scenes: the linear radiance every simulated camera photographs.
 
-Three sources, each with a stable id: dead-leaves charts (``dl0007``; the occlusion model
-behind ISO 19567 texture charts, Cao et al. 2010), the colour photos shipped inside
+Four sources, each with a stable id: dead-leaves charts (``dl0007``; the occlusion model
+behind ISO 19567 texture charts, Cao et al. 2010), natural procedural views (``nat0007``:
+landscapes, streets, still lifes; ``natural.py``), the colour photos shipped inside
 scikit-image (``sk-coffee``) and a user's folder of photos (``user-<stem>``). Shot k of
 every device shows scene k, so content never gives a camera away and splits can be
 scene-disjoint. Scenes are rendered with a margin so each device can frame them a little
@@ -18,11 +19,11 @@ from pathlib import Path
 import colour
 import cv2
 import numpy as np
-import scipy.fft
 import skimage.data
 from matplotlib.colors import hsv_to_rgb
 from PIL import Image
 
+from camtrace.data.simcam.natural import box_reduce, natural_scene, pink_noise
 from camtrace.data.simcam.preset import DeadLeaves, SceneSpec
 from camtrace.errors import CamtraceError
 
@@ -36,6 +37,7 @@ SKIMAGE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 }
 PLAN_STREAM, SCENE_STREAM = 1, 2  # SeedSequence stream tags
 SUBPIXEL_BITS = 4  # cv2.circle fixed-point precision
+ID_PREFIX = {"natural": "nat", "dead_leaves": "dl"}
 
 
 @dataclass(frozen=True)
@@ -43,27 +45,42 @@ class Scene:
     """A scene id and where its pixels come from (``source``: skimage name or file path)."""
 
     id: str
-    kind: str  # "dead_leaves" | "skimage" | "file"
+    kind: str  # "dead_leaves" | "natural" | "skimage" | "file"
     source: str = ""
 
 
 def plan_scenes(
     shots: int, seed: int, spec: SceneSpec, scenes_dir: str | Path | None = None
 ) -> list[Scene]:
-    """The scene of each shot index: dead leaves, with photos spread evenly among them.
+    """The scene of each shot index: photos, natural views and dead leaves, each spread evenly.
 
     Photos from ``scenes_dir`` are all used (a seeded choice of ``shots`` if there are more);
-    scikit-image photos then fill up to ``photo_share`` of the shots.
+    scikit-image photos then fill up to ``photo_share`` of the shots, natural views take
+    ``natural_share`` of them (or what the photos left) and dead leaves the rest. Ids carry
+    the shot index (``nat0007``, ``dl0012``), so a plan never repeats a scene.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, PLAN_STREAM]))
     user = _pick(rng, folder_photos(scenes_dir) if scenes_dir is not None else [], shots)
     n_sk = max(0, round(shots * spec.photo_share) - len(user))
     photos = user + _pick(rng, skimage_photos() if spec.skimage else [], n_sk)
-    scenes = [Scene(f"dl{k:04d}", "dead_leaves") for k in range(shots)]
-    n = len(photos)
-    for i, j in enumerate(rng.permutation(n)):
-        scenes[(2 * i + 1) * shots // (2 * n)] = photos[j]
+    photos = [photos[j] for j in rng.permutation(len(photos))]
+    n_natural = min(round(shots * spec.natural_share), shots - len(photos))
+    counts = (len(photos), n_natural, shots - len(photos) - n_natural)
+    scenes = []
+    for k, (source, i) in enumerate(spread_evenly(counts)):
+        if source == 0:
+            scenes.append(photos[i])
+        else:
+            kind = ("natural", "dead_leaves")[source - 1]
+            scenes.append(Scene(f"{ID_PREFIX[kind]}{k:04d}", kind))
     return scenes
+
+
+def spread_evenly(counts: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(source, index) per shot: the i-th of a source's n items at (i + 1/2) / n of the way
+    through the shots, ties to the earlier source, so every kind spreads evenly."""
+    slots = [((2 * i + 1) / (2 * n), s, i) for s, n in enumerate(counts) for i in range(n)]
+    return [(s, i) for _, s, i in sorted(slots)]
 
 
 def _pick(rng: np.random.Generator, items: list[Scene], n: int) -> list[Scene]:
@@ -115,6 +132,8 @@ def render_scene(scene: Scene, shape: tuple[int, int], seed: int, spec: SceneSpe
     rng = np.random.default_rng(np.random.SeedSequence(entropy))
     if scene.kind == "dead_leaves":
         return dead_leaves(rng, shape, spec.dead_leaves)
+    if scene.kind == "natural":
+        return natural_scene(rng, shape)
     if scene.kind == "skimage":
         image = Image.fromarray(SKIMAGE_PHOTOS[scene.source]()[..., :3])
     else:
@@ -170,17 +189,8 @@ def dead_leaves(rng: np.random.Generator, shape: tuple[int, int], spec: DeadLeav
     radius = np.concatenate([[max(h, w) / 2], radius])
     shaded = _leaf_colours(rng, n + 1)[labels] * _shading(rng, labels, centre, radius, spec)
     amplitude = spec.texture * rng.random(n + 1, dtype=np.float32) ** 2  # most leaves flat
-    texture = _box_reduce(amplitude[labels, None], s) * pink_noise(rng, shape)[..., None]
-    return np.clip(_box_reduce(shaded, s) * (1 + texture), 0, 1)
-
-
-def _box_reduce(image: np.ndarray, s: int) -> np.ndarray:
-    """Mean over s x s blocks of an (H*s, W*s, C) array."""
-    if s == 1:
-        return image
-    h, w = image.shape[:2]
-    out = cv2.resize(image, (w // s, h // s), interpolation=cv2.INTER_AREA)  # exact box mean
-    return out.reshape(h // s, w // s, -1)
+    texture = box_reduce(amplitude[labels, None], s) * pink_noise(rng, shape)[..., None]
+    return np.clip(box_reduce(shaded, s) * (1 + texture), 0, 1)
 
 
 def _disk_count(area: float, r_min: float, r_max: float, coverage: float) -> int:
@@ -228,14 +238,3 @@ def _shading(
     yy, xx = np.indices(labels.shape, dtype=np.float32)
     a, b, c = (v.astype(np.float32) for v in (slope[:, 0], slope[:, 1], offset))
     return np.maximum(c[labels] + a[labels] * xx + b[labels] * yy, 0.05)[..., None]
-
-
-def pink_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Zero-mean, unit-std noise with a 1/f amplitude spectrum (natural-image statistics)."""
-    spectrum = scipy.fft.rfft2(rng.standard_normal(shape, dtype=np.float32))
-    fy = scipy.fft.fftfreq(shape[0]).astype(np.float32)[:, None]
-    fx = scipy.fft.rfftfreq(shape[1]).astype(np.float32)[None, :]
-    f = np.hypot(fy, fx)
-    f[0, 0] = np.inf  # no DC: zero mean
-    field = scipy.fft.irfft2(spectrum / f, s=shape)
-    return field / field.std()
