@@ -21,7 +21,7 @@ from camtrace.evaluation.traces import cfa_trace_ratio, noise_sigma
 from camtrace.workflows.audit import audit
 
 SIZE = (384, 512)  # the quickstart's frame: distortion correction resamples in pixels
-SHOTS = 3
+SHOTS = 6
 
 
 def _photos(camera, scenes: list[np.ndarray]) -> list[np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 from camtrace.data.simcam.preset import Isp
 from camtrace.data.simcam.sensor import crosstalk_matrix
 
+RESAMPLING = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 LUT_SIZE = 1 << 16  # the tone curve is tabulated at 16-bit precision
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 luminance of linear sRGB
 COLOUR_DEMOSAICING = {

@@ -29,6 +29,7 @@ from camtrace.data.codec import camera_exif, save_image
 from camtrace.data.manifest import MANIFEST_NAME, Manifest, Record
 from camtrace.data.simcam.isp import (
     LUMA,
+    RESAMPLING,
     apply_matrix,
     apply_tone,
     colour_matrix,
@@ -94,7 +95,7 @@ def shoot(
     rgb = apply_matrix(
         demosaic(raw, camera.cfa, camera.demosaic), colour_matrix(sensor.crosstalk, isp.saturation)
     )
-    rgb = radial_warp(rgb, camera.optics.distortion, cv2.INTER_CUBIC)  # distortion correction
+    rgb = radial_warp(rgb, camera.optics.distortion, RESAMPLING[isp.resampling])  # correction
     encoded = apply_tone(rgb, tone_lut(isp.tone_gamma, isp.contrast))
     return to_uint8(finish(encoded, isp))
 

@@ -75,6 +75,7 @@ class Isp:
     tone_gamma: float = _in(0.3, 3.0)
     sharpen_amount: float = _in(0.0, 5.0)
     sharpen_radius: float = _in(0.3, 5.0)
+    resampling: Literal["linear", "cubic", "lanczos"]
     raw_denoise: float = _in(0.0, 10.0)
     luma_denoise: float = _in(0.0, 1.0)
     chroma_denoise: float = _in(0.0, 10.0)
