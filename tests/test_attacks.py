@@ -27,6 +27,7 @@ from camtrace.attacks import (
     recompress,
 )
 from camtrace.attacks.base import round_in_l2_ball
+from camtrace.attacks.generative import GAPGenerator, MISLGANGenerator
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
 from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
@@ -34,6 +35,12 @@ from camtrace.errors import CamtraceError
 from camtrace.models import build
 
 GRADIENT = ["fgsm", "llcm", "bim", "pgd", "pgd-l2", "mifgsm", "timifgsm"]
+# untrained generators (tests/test_generative.py trains them): for the model-hygiene checks
+GENERATORS = {
+    "mislgan": {"generator": MISLGANGenerator()},
+    "advcamid": {"generator": MISLGANGenerator()},
+    "gap": {"generator": GAPGenerator()},
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -210,7 +217,7 @@ def test_mode_restored_no_parameter_grads_no_batchnorm_update(name: str) -> None
     modes = [m.training for m in model.modules()]
     stats = model.net[1].running_mean.clone(), model.net[1].running_var.clone()
     x = torch.randint(0, 256, (3, 3, 12, 12), dtype=torch.uint8)
-    kwargs = {"gamma": 0.05} if name == "jsma" else {}
+    kwargs = {"jsma": {"gamma": 0.05}, **GENERATORS}.get(name, {})
     make_attack(name, **kwargs)(model, x, target=None if name == "llcm" else 1)
     assert [m.training for m in model.modules()] == modes
     assert all(p.grad is None for p in model.parameters())
@@ -360,7 +367,7 @@ def test_pixel_eps_conventions_and_errors(bondi, patches) -> None:
         make_attack("fgsm")(bondi, patches, target=12)
     with pytest.raises(CamtraceError, match="quality"):
         make_attack("fgsm", jpeg=0)
-    assert set(ATTACKS) == {"fgsm", "llcm", "bim", "pgd", "pgd-l2", "mifgsm", "timifgsm", "jsma"}
+    assert set(ATTACKS) == {*GRADIENT, "jsma", *GENERATORS}
 
 
 def test_l2_rounding_keeps_the_ball_and_spends_the_budget() -> None:

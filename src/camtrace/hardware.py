@@ -1,4 +1,5 @@
-"""The processor a number was computed on, and whether it has a fast bf16 path.
+"""The processor a number was computed on, whether it has a fast bf16 path, and the
+environment record (`environment`) that checkpoint cards and metrics.json carry.
 
 One answer for training and attacks alike (docs/architecture.md, layer 0): on an AVX2-only
 CPU oneDNN's bf16 matmul runs hundreds of times slower than fp32, on AVX512-BF16/AMX CPUs and
@@ -12,6 +13,7 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -67,3 +69,19 @@ def fast_bf16(device: torch.device) -> bool:
     if device.type != "cpu" or cpu_model_and_isa()[1] not in BF16_ISAS:
         return False  # bf16 emulated in software: not worth the seconds its timing would take
     return cpu_bf16_speedup() > MIN_BF16_SPEEDUP
+
+
+def environment(device: torch.device, precision: str | dict[str, str]) -> dict[str, Any]:
+    """What made a number: precision (resolved, or one per detector), processor, ISA, threads,
+    versions. Written into every checkpoint card (detectors and generators) and into
+    metrics.json."""
+    name, isa = cpu_model_and_isa()
+    return {
+        "precision": precision,
+        "device": device.type,
+        "processor": torch.cuda.get_device_name(device) if device.type == "cuda" else name,
+        "isa": "CUDA" if device.type == "cuda" else isa,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

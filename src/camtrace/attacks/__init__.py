@@ -2,7 +2,9 @@
 
 Every attack returns uint8 images and an :class:`AttackInfo` whose success is measured on
 those uint8 images (and after JPEG when asked). Build one by name with :func:`make_attack`;
-the options every attack shares are one :class:`AttackOptions`.
+the options every attack shares are one :class:`AttackOptions`. Generative attacks
+("mislgan", "advcamid", "gap") take a trained generator: ``make_attack("mislgan",
+generator="gen.safetensors")`` (training: :func:`camtrace.attacks.generative.train_generator`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import inspect
 from typing import Any
 
 from camtrace.attacks.base import Attack, AttackInfo, GradientAttack, as_pixel_eps
+from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
 from camtrace.attacks.jsma import JSMA
 from camtrace.attacks.options import OPTIONS, AttackOptions
@@ -18,7 +21,9 @@ from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA)
+    cls.name: cls
+    for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA)
+    + (MISLGANAttack, AdvCamIdAttack, GAPAttack)
 }
 
 
@@ -48,11 +53,14 @@ def make_attack(name: str, **kwargs: Any) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "AdvCamIdAttack",
     "BIM",
+    "GAPAttack",
     "FGSM",
     "JSMA",
     "LLCM",
     "MIFGSM",
+    "MISLGANAttack",
     "PGD",
     "PGDL2",
     "TIMIFGSM",

@@ -416,9 +416,15 @@ class GradientAttack(Attack):
         push outside are rounded toward ``x0``. L2: see :func:`round_in_l2_ball`."""
         if self.norm == "l2":
             return (x0 + round_in_l2_ball(x - x0, self.eps)).clamp(0, 255)
-        q = x.round()
-        outside = (q - x0).abs() > self.eps
-        return torch.where(outside, x0 + (x - x0).trunc(), q).clamp(0, 255)
+        return round_in_linf_ball(x, x0, self.eps)
+
+
+def round_in_linf_ball(x: torch.Tensor, x0: torch.Tensor, eps: float) -> torch.Tensor:
+    """Nearest 8-bit value of ``x`` within ``eps`` of the uint8-valued ``x0``: values that
+    rounding would push outside the ball are rounded toward ``x0``."""
+    q = x.round()
+    outside = (q - x0).abs() > eps
+    return torch.where(outside, x0 + (x - x0).trunc(), q).clamp(0, 255)
 
 
 def round_in_l2_ball(delta: torch.Tensor, eps: float) -> torch.Tensor:

@@ -6,20 +6,20 @@ AVX2-only CPU oneDNN's bf16 matmul runs ~500x slower than fp32, so fp32 is kept 
 ``auto`` also keeps fp32 for an architecture whose spec says mixed precision loses accuracy
 (``ModelSpec.mixed_precision``, measured by benchmarks/mixed_precision.py).
 
-:func:`environment` records the arithmetic that made a number (precision, processor, ISA,
-threads) for checkpoint cards and metrics.json alike.
+:func:`environment` (from :mod:`camtrace.hardware`, so attacks' generator cards use it too)
+records the arithmetic that made a number (precision, processor, ISA, threads) for checkpoint
+cards and metrics.json alike.
 """
 
 from __future__ import annotations
 
 import contextlib
-import platform
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
-from camtrace.hardware import cpu_model_and_isa, fast_bf16
+from camtrace.hardware import environment as environment  # re-exported: cards, metrics.json
+from camtrace.hardware import fast_bf16
 from camtrace.models.spec import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -53,18 +53,3 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 def to_device_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """NCHW tensor in the memory format the model was converted to."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def environment(device: torch.device, precision: str | dict[str, str]) -> dict[str, Any]:
-    """What made a number: precision (resolved, or one per detector), processor, ISA, threads,
-    versions. Written into every checkpoint card and into metrics.json."""
-    name, isa = cpu_model_and_isa()
-    return {
-        "precision": precision,
-        "device": device.type,
-        "processor": torch.cuda.get_device_name(device) if device.type == "cuda" else name,
-        "isa": "CUDA" if device.type == "cuda" else isa,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }

@@ -1,0 +1,152 @@
+"""The generative attacks behind the common attack call (docs/architecture.md, "Attack call").
+
+``make_attack("mislgan", generator=PATH_OR_MODULE)`` (also "advcamid", "gap") gives an attack
+like every other: ``attack(detector, images_uint8, target=None, labels=None) -> (adv_uint8,
+AttackInfo)``, success judged on the uint8 output (and after JPEG when ``jpeg`` is set) with an
+fp32 forward. The attack itself is one forward pass of the generator (``steps`` = 1). Images
+larger than the generator's training patch are cut into tiles of that size (the last row and
+column of tiles replicate-padded), attacked tile by tile and stitched, as Chen Sec. 3.4 deploys
+MISLGAN; tiles start at multiples of the (even) patch size, so the synthetic CFA keeps one Bayer
+phase across the whole image. The target defaults to the generator's; another is an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camtrace.attacks.base import Attack, AttackInfo, Goal, Images, Target, require
+from camtrace.attacks.generative.checkpoint import check_classes, load_generator
+from camtrace.attacks.generative.methods import get_method
+from camtrace.attacks.precision import AttackModel
+from camtrace.errors import CamtraceError
+from camtrace.models.inference import eval_mode
+
+
+class GenerativeAttack(Attack):
+    """A trained generator as an attack. ``generator``: a checkpoint path (its card gives the
+    target, the detector classes and the patch size) or a generator module (a loaded one
+    keeps its card; a bare one needs ``target`` at every call). ``patch_size``: the tile side
+    (default: the card's training patch; None on a bare module: the whole image at once)."""
+
+    inapplicable = {
+        "early_stop": "one forward pass of the generator has nothing to stop",
+        "through_jpeg": "the generator takes no gradient at attack time",
+        "seed": "the generator is deterministic",
+    }
+
+    def __init__(
+        self,
+        generator: str | Path | nn.Module | None = None,
+        patch_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        # no gradient pass to speed up: fp32 spares "auto" its timing of the detector
+        super().__init__(**{"precision": "fp32", **options})
+        require(
+            generator is not None,
+            f"{self.name}: give generator= (a checkpoint written by train_generator, or a module)",
+        )
+        method = get_method(self.name)
+        if isinstance(generator, nn.Module):
+            require(
+                isinstance(generator, method.generator),
+                f"{self.name}: generator is a {type(generator).__name__}, not a "
+                f"{method.generator.__name__}",
+            )
+            card = getattr(generator, "card", None)
+            require(
+                card is None or card["method"] == self.name,
+                f"{self.name}: the generator module was trained as {card and card['method']}",
+            )
+            self.generator = generator
+        else:
+            self.generator = load_generator(generator, method=self.name)
+        self.card: dict[str, Any] | None = getattr(self.generator, "card", None)
+        self.patch_size = patch_size or (self.card["patch_size"] if self.card else None)
+        require(
+            self.patch_size is None or (int(self.patch_size) > 0 and self.patch_size % 4 == 0),
+            f"{self.name}: patch_size={patch_size} must be a positive multiple of 4",
+        )
+
+    def __call__(
+        self, detector: nn.Module, images: Images, target: Target = None, labels: Target = None
+    ) -> tuple[Images, AttackInfo]:
+        """As every attack; ``target`` defaults to the generator's and may only repeat it."""
+        return super().__call__(detector, images, self._target(detector, target), labels)
+
+    def _target(self, detector: nn.Module, target: Target) -> Target:
+        if self.card is None:
+            require(
+                target is not None,
+                f"{self.name}: this generator module has no card; give target= (its class index)",
+            )
+            return target
+        check_classes(self.card, getattr(detector, "classes", None), self.name)
+        mine = self.card["target_index"]
+        if target is None:
+            return mine
+        given = torch.as_tensor(target).long().flatten()
+        if (given != mine).any():
+            raise CamtraceError(
+                f"{self.name}: this generator spoofs {self.card['target']} (class {mine}), not "
+                f"class {given[given != mine][0].item()}; train a generator toward that target"
+            )
+        return given
+
+    def aim(self, clean_logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor | None:
+        if self.card is not None and clean_logits.shape[1] != len(self.card["classes"]):
+            raise CamtraceError(
+                f"{self.name}: generator trained against {len(self.card['classes'])} classes, "
+                f"the detector gives {clean_logits.shape[1]}; train one against this detector"
+            )
+        return target
+
+    @torch.no_grad()
+    def run(
+        self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        param = next(self.generator.parameters())
+        with eval_mode(self.generator):
+            y = self._tiled(x0.to(param.device, param.dtype)).to(x0.device, x0.dtype)
+        return y, torch.ones(len(x0), dtype=torch.long, device=x0.device)
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on ``patch_size`` tiles of ``x``, stitched (Chen Sec. 3.4)."""
+        p, (h, w) = self.patch_size, x.shape[-2:]
+        if p is None or (h <= p and w <= p):
+            return self.generator(x)
+        padded = F.pad(x, (0, -w % p, 0, -h % p), mode="replicate")
+        n, c, nh, nw = len(x), x.shape[1], padded.shape[-2] // p, padded.shape[-1] // p
+        tiles = padded.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5)
+        tiles = tiles.reshape(-1, c, p, p)
+        size = self.options.batch_size
+        out = torch.cat([self.generator(tiles[i : i + size]) for i in range(0, len(tiles), size)])
+        out = out.reshape(n, nh, nw, c, p, p).permute(0, 3, 1, 4, 2, 5)
+        return out.reshape(n, c, nh * p, nw * p)[..., :h, :w]
+
+    def to_grid(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """The generator's own rounding (GAP: inside its budget)."""
+        return self.generator.to_grid(x, x0)
+
+
+class MISLGANAttack(GenerativeAttack):
+    """MISLGAN (Chen et al. 2019): generator trained with the discriminator."""
+
+    name = "mislgan"
+
+
+class AdvCamIdAttack(GenerativeAttack):
+    """Adv-Cam-Id (Chen et al.'s generator without discriminator, SpoC's baseline)."""
+
+    name = "advcamid"
+
+
+class GAPAttack(GenerativeAttack):
+    """GAP (Poursaeed et al. 2018), image-dependent and targeted."""
+
+    name = "gap"

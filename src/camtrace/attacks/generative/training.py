@@ -1,0 +1,359 @@
+"""Training one generator per target (Chen et al. 2019 Sec. 4.1; SpoC's baselines).
+
+``train_generator(method, detectors, train, val, target, config, out_dir)`` fits a generator
+against one frozen detector or an ensemble (the mean of their cross-entropies toward the
+target) and writes its checkpoint. Each iteration draws ``batch_size`` training patches (Chen:
+30), updates the discriminator on those 30 originals and the 30 patches generated from them
+(MISLGAN only), then the generator on L_G. Every ``val_every`` iterations the generator
+attacks the validation patches on the 8-bit grid; training stops once the SAR of every
+detector reaches ``stop_sar`` and the mean PSNR ``stop_psnr`` (Chen: "when loss on validation
+patches reached an acceptable level"; SpoC stops Adv-Cam-Id at a PSNR), or at
+``max_iterations``.
+
+Resumable with the same result: the state (weights, BatchNorm statistics, Adam moments and
+steps, iteration, logs) is saved every ``save_every`` iterations, atomically; the only
+randomness is the initial weights (seeded once) and each iteration's batch, drawn from a
+generator seeded by (seed, iteration), so a resumed run draws exactly the batches the
+uninterrupted one would have. Deterministic on one machine and thread count (CPU kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch import nn
+
+from camtrace._version import __version__
+from camtrace.attacks.generative.checkpoint import (
+    array_digest,
+    load_state,
+    read_generator_card,
+    save_generator,
+    save_state,
+    weights_digest,
+)
+from camtrace.attacks.generative.methods import Method, get_method
+from camtrace.attacks.generative.mislgan import (
+    Discriminator,
+    adversarial_loss,
+    discriminator_loss,
+    perceptual_loss,
+)
+from camtrace.errors import CamtraceError
+from camtrace.hardware import environment
+from camtrace.io import write_json
+from camtrace.models.inference import eval_mode
+
+GENERATOR_FILE = "generator.safetensors"
+STATE_FILE = "train_state.safetensors"
+LOG_FILE = "log.json"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Training settings. ``alpha``, ``beta``, ``gamma``: Chen's loss weights (Eq. 2; gamma is
+    forced to 0 for Adv-Cam-Id and unused by GAP). ``hparams``: the generator's own (GAP:
+    ``eps``, 8 by default). ``stop_psnr`` None means 40 dB for MISLGAN and Adv-Cam-Id (Chen
+    reports more than 42.7 dB) and no PSNR condition for GAP, whose budget bounds it.
+    ``progress``: a Rich progress bar. Resuming needs the same settings (``progress`` aside)."""
+
+    batch_size: int = 30
+    max_iterations: int = 1000
+    val_every: int = 50
+    save_every: int = 50
+    stop_sar: float = 0.95
+    stop_psnr: float | None = None
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    lr: float | None = None
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_iterations", "val_every", "save_every"):
+            if int(getattr(self, name)) < 1:
+                raise CamtraceError(
+                    f"generator training: {name}={getattr(self, name)} must be >= 1"
+                )
+        if not 0 <= self.stop_sar <= 1:
+            raise CamtraceError(f"generator training: stop_sar={self.stop_sar} must be in [0, 1]")
+
+    def psnr_threshold(self, method: Method) -> float:
+        return method.stop_psnr if self.stop_psnr is None else float(self.stop_psnr)
+
+
+def train_generator(
+    method: str,
+    detectors: nn.Module | Sequence[nn.Module],
+    train_uint8: np.ndarray | torch.Tensor,
+    val_uint8: np.ndarray | torch.Tensor,
+    target: int | str,
+    config: GeneratorConfig | None = None,
+    out_dir: str | Path = "generator",
+    resume: bool = True,
+) -> Path:
+    """Train one ``method`` generator toward ``target`` (a class name or index of the
+    detectors, which must share their classes) on uint8 patches (N, H, W, 3) and return the
+    checkpoint path. ``resume``: continue the state in ``out_dir`` (or return a finished
+    checkpoint there); False starts afresh."""
+    m, config = get_method(method), config or GeneratorConfig()
+    classifiers = list(detectors) if isinstance(detectors, Sequence) else [detectors]
+    classes = _shared_classes(classifiers)
+    target_index = _target_index(target, classes)
+    train, val = _patches(train_uint8, "train"), _patches(val_uint8, "val")
+    out = Path(out_dir)
+    card = {
+        "method": m.name,
+        "paper": m.paper,
+        "target": classes[target_index],
+        "target_index": target_index,
+        "classes": classes,
+        "patch_size": int(train.shape[-1]),
+        "detectors": [
+            {"arch": getattr(c, "arch", type(c).__name__), "digest": weights_digest(c)}
+            for c in classifiers
+        ],
+        "data": {
+            "train": array_digest(train),
+            "val": array_digest(val),
+            "train_patches": len(train),
+            "val_patches": len(val),
+        },
+        "config": {**dataclasses.asdict(config), "progress": None},
+    }
+    if resume and (out / GENERATOR_FILE).is_file():
+        _same_run(read_generator_card(out / GENERATOR_FILE), card, out)
+        return out / GENERATOR_FILE
+    run = _Run(m, config, classifiers, target_index, train, val, card)
+    if resume and (out / STATE_FILE).is_file():
+        run.restore(out / STATE_FILE)
+    return run.fit(out)
+
+
+class _Run:
+    """One training run: the networks, their optimisers, the logs and the loop."""
+
+    def __init__(
+        self,
+        method: Method,
+        config: GeneratorConfig,
+        classifiers: list[nn.Module],
+        target: int,
+        train: torch.Tensor,
+        val: torch.Tensor,
+        card: dict[str, Any],
+    ) -> None:
+        self.method, self.config, self.classifiers = method, config, classifiers
+        self.target, self.train, self.val, self.card = target, train, val, card
+        self.gamma = config.gamma if method.discriminator else 0.0
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.generator = method.build(config.hparams)
+            self.modules: dict[str, nn.Module] = {"generator": self.generator}
+            if self.gamma:
+                self.modules["discriminator"] = Discriminator(card["patch_size"])
+        self.optimizers = {
+            name: torch.optim.Adam(
+                module.parameters(), lr=config.lr or method.lr, betas=method.betas
+            )
+            for name, module in self.modules.items()
+        }
+        self.iteration, self.losses, self.validation, self.done = 0, [], [], False
+
+    def restore(self, path: Path) -> None:
+        info = load_state(path, self.modules, self.optimizers)
+        _same_run(info["card"], self.card, path.parent)
+        self.iteration, self.losses = info["iteration"], info["losses"]
+        self.validation, self.done = info["validation"], info["done"]
+
+    def fit(self, out: Path) -> Path:
+        config = self.config
+        with _frozen(self.classifiers), Progress(disable=not config.progress) as bar:
+            task = bar.add_task(
+                f"train {self.method.name} -> {self.card['target']}",
+                total=config.max_iterations,
+                completed=self.iteration,
+            )
+            while not self.done and self.iteration < config.max_iterations:
+                self.losses.append(self.step(self._batch()))
+                self.iteration += 1
+                last = self.iteration == config.max_iterations
+                if self.iteration % config.val_every == 0 or last:
+                    self.validation.append(self.validate())
+                    self.done = last or self._good_enough(self.validation[-1])
+                if self.iteration % config.save_every == 0 or self.done:
+                    self.save(out)
+                bar.update(task, completed=self.iteration)
+        self.save(out)
+        card = {
+            **self.card,
+            "hparams": self.generator.hparams,
+            "iterations": self.iteration,
+            "validation": self.validation[-1] if self.validation else None,
+            "environment": environment(torch.device("cpu"), "fp32"),
+            "camtrace_version": __version__,
+            "input": "float RGB pixels in [0, 255], (N, 3, H, W); gives the same",
+        }
+        return save_generator(self.generator, out / GENERATOR_FILE, card)
+
+    def save(self, out: Path) -> None:
+        info = {
+            "card": self.card,
+            "iteration": self.iteration,
+            "losses": self.losses,
+            "validation": self.validation,
+            "done": self.done,
+        }
+        save_state(out / STATE_FILE, self.modules, self.optimizers, info)
+        write_json(out / LOG_FILE, {"losses": self.losses, "validation": self.validation})
+
+    def _batch(self) -> torch.Tensor:
+        """This iteration's patches: drawn by a generator seeded with (seed, iteration)."""
+        rng = np.random.default_rng([self.config.seed, self.iteration])
+        n = len(self.train)
+        idx = rng.choice(n, self.config.batch_size, replace=n < self.config.batch_size)
+        return self.train[torch.from_numpy(np.sort(idx))].float()
+
+    def step(self, x: torch.Tensor) -> dict[str, float]:
+        """One discriminator update (MISLGAN) then one generator update on L_G (Eq. 2)."""
+        g = self.generator.train()
+        fake = ste_round(g(x))
+        log = {"iteration": self.iteration + 1}
+        if self.gamma:
+            d, opt_d = self.modules["discriminator"].train(), self.optimizers["discriminator"]
+            loss_d = discriminator_loss(d, x, fake.detach())
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            d.project_constraints()
+            log["discriminator"] = loss_d.item()
+        ce = classification_loss(self.classifiers, fake, self.target)
+        loss = self.config.beta * ce
+        log["ce"] = ce.item()
+        if self.method.perceptual:
+            l1 = perceptual_loss(fake, x)
+            loss = loss + self.config.alpha * l1
+            log["l1"] = l1.item()
+        if self.gamma:
+            adv = adversarial_loss(self.modules["discriminator"], fake)
+            loss = loss + self.gamma * adv
+            log["adversarial"] = adv.item()
+        opt_g = self.optimizers["generator"]
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        log["generator"] = loss.item()
+        return log
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """SAR of each detector and mean PSNR of the 8-bit outputs on the validation patches."""
+        hits = torch.zeros(len(self.classifiers))
+        psnrs = []
+        with eval_mode(self.generator):
+            for lo in range(0, len(self.val), self.config.batch_size):
+                x = self.val[lo : lo + self.config.batch_size].float()
+                adv = self.generator.to_grid(self.generator(x), x)
+                for k, c in enumerate(self.classifiers):
+                    hits[k] += (c(adv).argmax(1) == self.target).sum()
+                psnrs.append(psnr(adv, x))
+        sar = (hits / len(self.val)).tolist()
+        return {"iteration": self.iteration, "sar": sar, "psnr": torch.cat(psnrs).mean().item()}
+
+    def _good_enough(self, v: dict[str, Any]) -> bool:
+        return min(v["sar"]) >= self.config.stop_sar and v["psnr"] >= self.config.psnr_threshold(
+            self.method
+        )
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit grid in the forward pass, identity in the backward pass."""
+    return x + (x.round() - x).detach()
+
+
+def classification_loss(classifiers: list[nn.Module], x: torch.Tensor, target: int) -> torch.Tensor:
+    """Chen Eq. 4, cross-entropy toward ``target``, averaged over an ensemble (GAP, SpoC)."""
+    labels = torch.full((len(x),), target, dtype=torch.long)
+    return torch.stack([F.cross_entropy(c(x).float(), labels) for c in classifiers]).mean()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of two uint8-valued float batches; identical images count as
+    differing by one grey level in one value (the largest finite 8-bit PSNR)."""
+    mse = (a - b).square().flatten(1).mean(1)
+    return 10 * torch.log10(255**2 / mse.clamp_min(1 / a[0].numel()))
+
+
+@contextlib.contextmanager
+def _frozen(classifiers: list[nn.Module]) -> Iterator[None]:
+    """Classifiers in eval mode with no parameter gradients; their state restored after."""
+    params = [p for c in classifiers for p in c.parameters()]
+    flags = [p.requires_grad for p in params]
+    with contextlib.ExitStack() as stack:
+        for c in classifiers:
+            stack.enter_context(eval_mode(c))
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, flags, strict=True):
+                p.requires_grad_(flag)
+
+
+def _shared_classes(classifiers: list[nn.Module]) -> list[str]:
+    if not classifiers:
+        raise CamtraceError("generator training: give at least one detector to train against")
+    classes = [list(getattr(c, "classes", [])) for c in classifiers]
+    if not classes[0] or any(c != classes[0] for c in classes):
+        raise CamtraceError(
+            "generator training: the detectors must share one class list (their .classes); "
+            f"got {classes}"
+        )
+    return classes[0]
+
+
+def _target_index(target: int | str, classes: list[str]) -> int:
+    if isinstance(target, str) and target in classes:
+        return classes.index(target)
+    if isinstance(target, (int, np.integer)) and 0 <= target < len(classes):
+        return int(target)
+    raise CamtraceError(f"generator target {target!r} is not one of the detector's {classes}")
+
+
+def _patches(array: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
+    """uint8 (N, H, W, 3) patches as a uint8 (N, 3, H, W) tensor."""
+    t = torch.as_tensor(array)
+    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3 or len(t) == 0:
+        raise CamtraceError(
+            f"generator training: {what} patches must be uint8 (N, H, W, 3) with N >= 1, "
+            f"got {t.dtype} {tuple(t.shape)}"
+        )
+    if t.shape[1] != t.shape[2] or t.shape[1] % 4:
+        raise CamtraceError(
+            f"generator training: {what} patches are {t.shape[1]}x{t.shape[2]}; use square "
+            "patches whose side is a multiple of 4 (Chen: 256)"
+        )
+    return t.permute(0, 3, 1, 2).contiguous()
+
+
+def _same_run(saved: dict[str, Any], wanted: dict[str, Any], out: Path) -> None:
+    """One-line error when ``out`` holds a training of something else."""
+    keys = ("method", "target", "classes", "patch_size", "detectors", "data", "config")
+    differ = [k for k in keys if saved.get(k) != wanted[k]]
+    if differ:
+        raise CamtraceError(
+            f"{out}: holds a {saved.get('method')} generator training with another "
+            f"{', '.join(differ)}; use another out_dir or resume=False"
+        )

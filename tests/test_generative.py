@@ -1,0 +1,242 @@
+"""Generative attacks (MISLGAN, Adv-Cam-Id, GAP): the re-mosaic, the discriminator's
+constraint, training that learns and resumes exactly, checkpoints and their refusals, the
+GAP budget on uint8, and the common attack call."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from camtrace.attacks import AttackInfo, make_attack
+from camtrace.attacks.generative import (
+    GAPGenerator,
+    GeneratorConfig,
+    MISLGANGenerator,
+    SyntheticCFA,
+    load_generator,
+    train_generator,
+)
+from camtrace.attacks.generative.checkpoint import save_generator
+from camtrace.attacks.generative.mislgan import bayer_mask
+from camtrace.errors import CamtraceError
+from camtrace.models import build, save_detector
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CLASSES = ["Agfa_DC-504", "Canon_Ixus70", "Nikon_D70"]
+SIZE = 40  # the smallest multiple of 4 the MISLnet discriminator takes (35 px)
+
+
+class Toy(nn.Module):
+    """A small detector of any input size (global pooling), with the detector's ``classes``."""
+
+    def __init__(self, classes: list[str] = CLASSES) -> None:
+        super().__init__()
+        self.classes = list(classes)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, len(classes)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - 127.5) / 64)
+
+
+@pytest.fixture(scope="module")
+def toy() -> Toy:
+    torch.manual_seed(0)
+    return Toy().eval()
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return (
+        rng.integers(0, 256, (12, SIZE, SIZE, 3), dtype=np.uint8),
+        rng.integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8),
+    )
+
+
+def quick(**changes) -> GeneratorConfig:
+    return GeneratorConfig(
+        **{"batch_size": 4, "max_iterations": 4, "val_every": 2, "save_every": 1, **changes}
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(toy, data, tmp_path_factory) -> dict[str, str]:
+    """A 4-iteration generator per method, toward Canon_Ixus70."""
+    root = tmp_path_factory.mktemp("gen")
+    return {
+        m: str(train_generator(m, toy, *data, "Canon_Ixus70", quick(), root / m))
+        for m in ("mislgan", "advcamid", "gap")
+    }
+
+
+def test_cfa_keeps_one_sample_per_pixel_in_the_bayer_pattern() -> None:
+    x = torch.rand(2, 3, 6, 8) * 255 + 1  # no zero value, so every kept sample is non-zero
+    y = SyntheticCFA("RGGB")(x)
+    kept = y != 0
+    assert (kept.sum(1) == 1).all()
+    torch.testing.assert_close(y[kept], x[kept], rtol=0, atol=0)
+    assert kept[:, 0, 0::2, 0::2].all() and kept[:, 2, 1::2, 1::2].all()
+    assert kept[:, 1, 0::2, 1::2].all() and kept[:, 1, 1::2, 0::2].all()
+    torch.testing.assert_close(bayer_mask(6, 8, "RGGB").sum(0), torch.ones(6, 8))
+
+
+def test_remosaic_erases_the_input_demosaicing() -> None:
+    """Two images that differ only at the values the pattern does not sample (where a camera's
+    demosaicing wrote its interpolation) give the very same generator output."""
+    torch.manual_seed(0)
+    g = MISLGANGenerator().eval()
+    a = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    unsampled = bayer_mask(16, 16) == 0
+    b = torch.where(unsampled, torch.randint(0, 256, a.shape).float(), a)
+    assert (a != b).any()
+    with torch.no_grad():
+        torch.testing.assert_close(g(a), g(b), rtol=0, atol=0)
+
+
+def test_training_lowers_the_loss_and_keeps_the_constraint(toy, data, trained) -> None:
+    out = load_generator(trained["mislgan"]).card
+    log = json.loads((_folder(trained["mislgan"]) / "log.json").read_text())
+    losses = [step["generator"] for step in log["losses"]]
+    assert len(losses) == out["iterations"] == 4
+    assert losses[-1] < losses[0]
+    assert {"l1", "ce", "adversarial", "discriminator"} <= set(log["losses"][0])
+    assert [v["iteration"] for v in log["validation"]] == [2, 4]
+    # the discriminator's constrained layer after 4 optimiser steps (Bayar-Stamm Eq. 2)
+    state = load_file(str(_folder(trained["mislgan"]) / "train_state.safetensors"))
+    w = state["model.discriminator.net.constrained.weight"].flatten(2)
+    centre = w.shape[-1] // 2
+    assert (w[..., centre] == -1).all()
+    off = w.sum(-1) - w[..., centre]
+    torch.testing.assert_close(off, torch.ones_like(off), rtol=0, atol=1e-5)
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(toy, data, trained, tmp_path) -> None:
+    class Killed(Exception):
+        pass
+
+    class Dies(nn.Module):
+        """The toy detector, killed at its 4th forward pass: iteration 3, after the state of
+        iteration 2 (whose validation made the 3rd) was saved."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner, self.calls, self.classes = toy, 0, toy.classes
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 4:
+                raise Killed
+            return self.inner(x)
+
+    dying = Dies()
+    with pytest.raises(Killed):
+        train_generator("mislgan", dying, *data, "Canon_Ixus70", quick(), tmp_path)
+    assert json.loads((tmp_path / "log.json").read_text())["losses"][-1]["iteration"] == 2
+    resumed = train_generator("mislgan", dying, *data, "Canon_Ixus70", quick(), tmp_path)
+    a, b = load_file(str(resumed)), load_file(trained["mislgan"])
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert (tmp_path / "log.json").read_text() == (
+        _folder(trained["mislgan"]) / "log.json"
+    ).read_text()
+    # a finished run is not trained again; another target in the same folder is refused
+    assert train_generator("mislgan", dying, *data, "Canon_Ixus70", quick(), tmp_path) == resumed
+    with pytest.raises(CamtraceError, match="another target"):
+        train_generator("mislgan", dying, *data, "Nikon_D70", quick(), tmp_path)
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    torch.manual_seed(1)
+    g = GAPGenerator(eps=4).eval()
+    card = {"method": "gap", "hparams": g.hparams, "classes": CLASSES, "target_index": 1}
+    path = save_generator(g, tmp_path / "g.safetensors", card)
+    back = load_generator(path, method="gap", classes=CLASSES)
+    x = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), g(x), rtol=0, atol=0)
+    assert back.card["kind"] == "generator" and back.eps == 4
+
+
+def test_bad_checkpoints_give_one_line_errors(trained, tmp_path) -> None:
+    detector = save_detector(build("mislnet", CLASSES, SIZE), tmp_path / "det.safetensors")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    cases = [
+        (lambda: load_generator(tmp_path / "none.safetensors"), "not found"),
+        (lambda: load_generator(corrupt), "not a readable safetensors"),
+        (lambda: load_generator(detector), "detector checkpoint, not a generator"),
+        (lambda: make_attack("gap", generator=trained["mislgan"]), "mislgan generator, not gap"),
+        (lambda: load_generator(trained["gap"], classes=CLASSES[::-1]), "train a generator"),
+    ]
+    for call, message in cases:
+        with pytest.raises(CamtraceError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_gap_output_stays_in_the_eps_ball_on_uint8(toy, trained) -> None:
+    x = np.random.default_rng(3).integers(0, 256, (3, 24, 28, 3), dtype=np.uint8)
+    for eps in (8.0, 2.5):
+        g = load_generator(trained["gap"])
+        g.eps = eps
+        adv, info = make_attack("gap", generator=g)(toy, x)
+        diff = np.abs(adv.astype(int) - x.astype(int))
+        assert diff.max() <= eps and info.linf.max().item() <= eps
+    assert diff.max() == 2  # at 2.5 the scaled perturbation exceeds 2.5: rounded inside
+
+
+def test_attack_call_follows_the_contract(toy, trained) -> None:
+    x = torch.randint(0, 256, (5, 3, SIZE, SIZE), dtype=torch.uint8)
+    for method, path in trained.items():
+        attack = make_attack(method, generator=path, batch_size=2)
+        adv, info = attack(toy, x)
+        assert adv.dtype == torch.uint8 and adv.shape == x.shape
+        assert isinstance(info, AttackInfo) and info.targeted
+        assert (info.target == 1).all() and (info.steps == 1).all()
+        with torch.no_grad():
+            pred = toy(adv.float()).argmax(1)
+        torch.testing.assert_close(info.success, pred == 1)
+        same, _ = attack(toy, x, target=1)
+        torch.testing.assert_close(same, adv, rtol=0, atol=0)
+    with pytest.raises(CamtraceError, match="spoofs Canon_Ixus70"):
+        attack(toy, x, target=2)
+    with pytest.raises(CamtraceError, match="train a generator against this detector"):
+        attack(Toy(["a", "b", "c"]), x)
+    with pytest.raises(CamtraceError, match="give generator="):
+        make_attack("mislgan")
+    with pytest.raises(CamtraceError, match="early_stop"):
+        make_attack("gap", generator=trained["gap"], early_stop=False)
+
+
+def test_large_images_are_attacked_tile_by_tile(toy, trained) -> None:
+    """A 2x2-tile image: each tile is the generator's output on that tile alone."""
+    g = load_generator(trained["advcamid"])
+    x = torch.randint(0, 256, (1, 3, 2 * SIZE, 2 * SIZE), dtype=torch.uint8)
+    adv, _ = make_attack("advcamid", generator=g)(toy, x)
+    with torch.no_grad():
+        for i in (0, SIZE):
+            for j in (0, SIZE):
+                tile = x[..., i : i + SIZE, j : j + SIZE].float()
+                want = g.to_grid(g(tile), tile)
+                torch.testing.assert_close(adv[..., i : i + SIZE, j : j + SIZE].float(), want)
+    odd = torch.randint(0, 256, (1, 3, SIZE + 6, SIZE + 2), dtype=torch.uint8)
+    assert make_attack("advcamid", generator=g)(toy, odd)[0].shape == odd.shape
+
+
+def _folder(path: str):
+    from pathlib import Path
+
+    return Path(path).parent
