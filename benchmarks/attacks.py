@@ -25,6 +25,19 @@ the FLOP/s of the call (convolution and matmul FLOPs, counted by torch's formula
 matmul peak, measured at the start, of the arithmetic the row runs in (fp32, or bf16 where
 camtrace's precision "auto" chose it).
 
+Generative rows (--gen-n > 0; Chen et al. 2019's MISLGAN, Poursaeed et al. 2018's GAP, the
+paper-size generators): on the same trained Bondi2017 (cheap) and on MISLnet (costly; trained
+--mislnet-epochs on the same 64x64 patches, cached; generator and detectors are convolutional,
+so the FLOP ratios at 64x64 are those at Chen's 256x256), each generator is trained here toward
+one target for --gen-iterations iterations of --gen-batch patches (training iterations/s
+printed), then --gen-n correctly classified evaluation patches of other classes are attacked:
+PGD-40 (SpoC's eps 8, step 1.25; every iteration, and with early stop) beside one generator
+pass, each as the full attack call (uint8 verdicts included). Columns: patches/s, uint8
+success, mean PSNR, GFLOPs per patch of the call (counted by torch's formulas, as
+models/summary.py counts them), and the generator's speed-up over PGD-40 (all iterations):
+measured, and ideal (PGD-40's FLOPs over the generator call's). Success and PSNR of briefly
+trained generators are low: the rows measure speed, not Chen's tables.
+
 JSMA rows (--jsma-n > 0): Guera's DenseNet-40 at 32x32 with random weights fitted to the
 patches (an algorithm comparison: torchattacks' JSMA builds the dense n x n pair matrix per
 iteration, one image at a time), targeted at each patch's runner-up class, theta 255,
@@ -47,6 +60,7 @@ from common import flops_of, matmul_peak
 from torch import nn
 
 from camtrace.attacks import AttackOptions, make_attack
+from camtrace.attacks.generative import GeneratorConfig, load_generator, train_generator
 from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
 from camtrace.data.patch_store import PatchStore, build_patch_store
@@ -80,14 +94,14 @@ def simcam_store(cache: Path, shots: int) -> PatchStore:
     return build_patch_store(manifest, cache / "patches", "bondi", progress=False)
 
 
-def trained_bondi(cache: Path, store: PatchStore, epochs: int) -> nn.Module:
-    """Bondi2017 trained on ``store`` (softmax head, no SVMs), cached in ``cache``."""
-    path = cache / f"bondi2017-{epochs}ep" / "detector.safetensors"
+def trained(cache: Path, store: PatchStore, epochs: int, arch: str = "bondi2017") -> nn.Module:
+    """``arch`` trained on ``store`` (softmax head, no SVMs), cached in ``cache``."""
+    path = cache / f"{arch}-{epochs}ep" / "detector.safetensors"
     if not path.exists():
         config = TrainConfig(epochs=epochs, lr_step_epochs=max(1, epochs // 2))
         start = time.perf_counter()
-        train_detector(store, "bondi2017", path.parent, config, svm=False, progress=False)
-        print(f"trained Bondi2017 for {epochs} epochs in {time.perf_counter() - start:.0f} s")
+        train_detector(store, arch, path.parent, config, svm=False, progress=False)
+        print(f"trained {arch} for {epochs} epochs in {time.perf_counter() - start:.0f} s")
     return load_detector(path)
 
 
@@ -255,6 +269,72 @@ def jsma_table(args: argparse.Namespace, peaks: dict[str, float]) -> None:
     table(title, rows, det, x, runner_up, args, peaks)
 
 
+GENERATIVE = ("mislgan", "gap")
+
+
+def psnr(adv: torch.Tensor, x: torch.Tensor) -> float:
+    """Mean per-patch PSNR (dB) of uint8 batches; an unchanged patch counts as one grey level
+    changed in one value."""
+    mse = (adv.float() - x.float()).square().flatten(1).mean(1).clamp_min(1 / x[0].numel())
+    return (10 * torch.log10(255**2 / mse)).mean().item()
+
+
+def generative_table(
+    det: nn.Module, store: PatchStore, args: argparse.Namespace, cache: Path
+) -> None:
+    """PGD-40 beside one pass of each briefly trained generator, on ``det``
+    (see the docstring)."""
+    target = det.num_classes - 1
+    idx = np.random.default_rng(1).permutation(store.indices("train", models=det.classes))
+    train_x = store.patches(idx[: 8 * args.gen_batch])
+    train_x = train_x[store.labels(idx[: 8 * args.gen_batch], det.classes) != target]
+    idx = np.random.default_rng(0).permutation(store.indices("eval", models=det.classes))
+    x = torch.from_numpy(store.patches(idx[: 8 * args.gen_n])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(store.labels(idx[: 8 * args.gen_n], det.classes))
+    x = x[(predict(det, x) == labels) & (labels != target)][: args.gen_n]
+    goal = torch.full((len(x),), target)
+    pgd = {"eps": 8.0, "alpha": 1.25, "steps": 40, "seed": 0}
+    rows = [
+        ("PGD-40, all iterations", make_attack("pgd", early_stop=False, **pgd)),
+        ("PGD-40, early stop", make_attack("pgd", **pgd)),
+    ]
+    for method in GENERATIVE:
+        config = GeneratorConfig(
+            batch_size=args.gen_batch,
+            max_iterations=args.gen_iterations,
+            val_every=args.gen_iterations,
+            save_every=args.gen_iterations,
+        )
+        out = cache / "generators" / f"{det.arch}-{method}-{args.gen_iterations}it"
+        start = time.perf_counter()
+        path = train_generator(method, det, train_x, train_x[:8], target, config, out, resume=False)
+        seconds = time.perf_counter() - start
+        print(
+            f"{method} against {det.arch}: {args.gen_iterations} training iterations of "
+            f"{args.gen_batch} patches, {args.gen_iterations / seconds:.2f} it/s"
+        )
+        rows.append((f"{method}, one pass", make_attack(method, generator=load_generator(path))))
+    print(
+        f"\n{det.arch} ({det.patch_size}x{det.patch_size}): {len(x)} patches toward "
+        f"{det.classes[target]}, {args.threads} threads, best of {args.repeat}"
+    )
+    print(
+        f"{'attack':24s} {'patches/s':>10s} {'uint8 success':>13s} {'PSNR dB':>8s} "
+        f"{'GFLOPs/patch':>12s} {'speed-up':>9s} {'ideal':>7s}"
+    )
+    base = {}
+    for label, attack in rows:
+        seconds, adv = measure(lambda xs, ts, a=attack: a(det, xs, ts)[0], x, goal, args.repeat)
+        flops = flops_of(functools.partial(attack, det, x, goal)) / len(x)
+        rate = len(x) / seconds
+        base = base or {"rate": rate, "flops": flops}
+        success = (predict(det, adv) == goal).float().mean().item()
+        print(
+            f"{label:24s} {rate:10.1f} {success:13.3f} {psnr(adv, x):8.1f} {flops / 1e9:12.3f} "
+            f"{rate / base['rate']:9.2f} {base['flops'] / flops:7.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -272,6 +352,10 @@ def main() -> None:
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--jsma-n", type=int, default=8, help="JSMA patches (0: no JSMA rows)")
     ap.add_argument("--gamma", type=float, default=0.01, help="JSMA max fraction of values changed")
+    ap.add_argument("--gen-n", type=int, default=32, help="generative rows' patches (0: none)")
+    ap.add_argument("--gen-iterations", type=int, default=10, help="generator training iterations")
+    ap.add_argument("--gen-batch", type=int, default=8, help="generator training batch")
+    ap.add_argument("--mislnet-epochs", type=int, default=1, help="MISLnet training epochs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
@@ -281,11 +365,7 @@ def main() -> None:
         f"matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f}"
     )
     store = PatchStore.open(args.patches) if args.patches else simcam_store(args.cache, args.shots)
-    det = (
-        load_detector(args.detector)
-        if args.detector
-        else trained_bondi(args.cache, store, args.epochs)
-    )
+    det = load_detector(args.detector) if args.detector else trained(args.cache, store, args.epochs)
     det.eval()
     x, target = attacked_patches(det, store, args.n)
     x0 = x[:8].float().contiguous(memory_format=torch.channels_last)
@@ -307,6 +387,10 @@ def main() -> None:
             )
     if args.jsma_n > 0:
         jsma_table(args, peaks)
+    if args.gen_n > 0:
+        for arch, epochs in (("bondi2017", None), ("mislnet", args.mislnet_epochs)):
+            detector = det if epochs is None else trained(args.cache, store, epochs, arch)
+            generative_table(detector.eval(), store, args, args.cache)
 
 
 if __name__ == "__main__":

@@ -396,10 +396,19 @@ def attack(
     detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors) to fool.")],
     out: Annotated[Path, typer.Option(help="Output image: .png (lossless) or .jpg.")],
     method: Annotated[
-        str, typer.Option(help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm or jsma.")
+        str,
+        typer.Option(
+            help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm, jsma; or a generative "
+            "attack: mislgan, advcamid, gap (with --generator)."
+        ),
     ] = "pgd",
+    generator: Annotated[
+        Path | None,
+        typer.Option(help="Generative attacks: the generator checkpoint (from train_generator)."),
+    ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Camera model to spoof (default: untargeted).")
+        str | None,
+        typer.Option(help="Camera model to spoof (default: untargeted; a generator's own target)."),
     ] = None,
     eps: Annotated[
         float | None,
@@ -432,17 +441,28 @@ def attack(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     progress: Progress = True,
 ) -> None:
-    """Spoof a whole image: attack every patch the detector votes with, stitch, write a real
-    file, identify it."""
+    """Spoof a whole image: attack every patch the detector votes with (a generator: every
+    patch), stitch, write a real file, identify it."""
     import torch
 
     from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
+    from camtrace.attacks.generative import METHODS
     from camtrace.models import load_detector
     from camtrace.workflows.spoof import attack_file, output_jpeg
 
     if jpeg_quality is not None and jpeg_like is not None:
         raise CamtraceError("give --jpeg-quality or --jpeg-like, not both")
     params: dict[str, Any] = {}
+    if method.lower() in METHODS:
+        if generator is None:
+            raise CamtraceError(
+                f"--method {method} needs --generator GEN.safetensors (written by train_generator)"
+            )
+        params["generator"] = generator
+    elif generator is not None:
+        raise CamtraceError(
+            f"--generator is for the generative methods ({', '.join(METHODS)}), not {method}"
+        )
     for key, value in (("eps", eps), ("alpha", alpha)):
         if value is not None:
             params[key], said = as_pixel_eps(value)
@@ -521,8 +541,12 @@ def models(
 
 
 @app.command()
-def info(checkpoint: Annotated[Path, typer.Argument(help="Detector checkpoint.")]) -> None:
-    """Print a checkpoint's card (architecture, classes, preprocessing, training, data)."""
+def info(
+    checkpoint: Annotated[Path, typer.Argument(help="Detector or generator checkpoint.")],
+) -> None:
+    """Print a checkpoint's card: a detector's (architecture, classes, preprocessing,
+    training, data) or a generator's (method, target, the detectors it was trained against,
+    data, settings, last validation)."""
     from camtrace.models import read_card
 
     print(json.dumps(read_card(checkpoint), indent=2))

@@ -24,6 +24,7 @@ from camtrace.models.svm import OvOLinearSVM
 
 CARD_KEY = "camtrace_card"
 FORMAT_VERSION = 1
+GENERATOR_KIND = "generator"  # the card's "kind" of a generative attack's checkpoint
 
 
 def make_card(detector: Detector, **extra: Any) -> dict[str, Any]:
@@ -86,6 +87,11 @@ def load_detector(
     """
     path = _existing(path)
     card = read_card(path)
+    if card.get("kind") == GENERATOR_KIND:
+        raise CamtraceError(
+            f"{path}: a {card.get('method')} generator checkpoint, not a detector; pass it as "
+            f"--generator (with --method {card.get('method')}) and a detector as --detector"
+        )
     if arch is not None and card["arch"].lower() != arch.lower():
         raise CamtraceError(
             f"{path}: checkpoint is a {card['arch']} detector, not {arch}; "

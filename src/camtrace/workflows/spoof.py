@@ -7,6 +7,13 @@ image the way it will be stored (uint8, and JPEG-decoded when writing JPEG: the 
 ``stored``). ``attack_file`` also writes the file (the codec's ``save_image``) and identifies
 the file read back, which is the only success that counts (docs/architecture.md: success on
 the stored uint8 image).
+
+A generative attack (MISLGAN, Adv-Cam-Id, GAP) goes through the same workflow, deployed as Chen
+et al. 2019 Sec. 3.4: the full-size image cut into patches, each attacked by the generator and
+stitched back; here every block of the detector's patch grid (not only the voters), since a
+generator costs one forward pass a patch and leaves no block with the source camera's traces.
+Each patch is judged by the detector at its own size (MISLnet's fixed-size classifier cannot
+score a whole image). The target defaults to the generator's.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from torch import nn
 
 from camtrace.attacks import make_attack
 from camtrace.attacks.base import Attack, AttackInfo
+from camtrace.attacks.generative import GenerativeAttack
+from camtrace.attacks.generative.checkpoint import check_classes
 from camtrace.data.codec import Jpeg, as_jpeg, output_jpeg, save_image, stored
 from camtrace.data.images import load_rgb
+from camtrace.data.patches import grid_positions
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.metrics import psnr
 from camtrace.models.base import Detector
@@ -44,6 +54,7 @@ class VotingScores(nn.Module):
     def __init__(self, detector: Detector) -> None:
         super().__init__()
         self.detector = detector
+        self.classes = detector.classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         svm = getattr(self.detector, "svm", None)
@@ -130,13 +141,15 @@ def attack_image(
     each patch stays within the attack's budget; a patch already attacked is attacked again
     only by an attack with a fresh random start (PGD without a seed: a new try, also for a
     patch that passed alone but fails inside the stored JPEG), since a deterministic attack
-    would return the same pixels.
+    would return the same pixels. A generative attack spoofs every grid block in the first
+    round (so it needs no second), toward its generator's target unless ``target`` repeats it.
     """
     if rounds < 1:
         raise CamtraceError(f"rounds={rounds} must be >= 1")
     clean, path = _read(detector, image)
     jpeg = as_jpeg(jpeg)
     attack = _configured(attack, jpeg, progress)
+    target = _generator_target(attack, detector, target)
     scorer = VotingScores(detector)
     before = identify(detector, clean)
     goal = _goal(detector, target, before)
@@ -150,6 +163,8 @@ def attack_image(
             todo = _to_attack(goal.failing(after), attacked, _randomised(attack))
             if goal.reached(after) or len(todo) == 0:
                 break
+            if isinstance(attack, GenerativeAttack):  # Chen Sec. 3.4: every block, once
+                todo = grid_positions(clean.shape[0], clean.shape[1], size)
             out, info = _attack_patches(scorer, attack, _cut(clean, todo, size), goal)
             _paste(adv, out, todo, size)
             attacked.update(map(tuple, todo.tolist()))
@@ -222,6 +237,18 @@ def _check_array(array: Any, what: str) -> None:
         raise CamtraceError(
             f"{what}: expected an (H, W, 3) uint8 array, got {kind}; round and clip to 0..255 first"
         )
+
+
+def _generator_target(
+    attack: Attack, detector: Detector, target: int | str | None
+) -> int | str | None:
+    """A generative attack's target: its generator's by default, checked first against the
+    detector's classes (the generator's target index would mean another camera)."""
+    card = getattr(attack, "card", None) if isinstance(attack, GenerativeAttack) else None
+    if card is None:
+        return target
+    check_classes(card, detector.classes, f"{attack.name} generator")
+    return card["target"] if target is None else target
 
 
 def _configured(attack: Attack | str, jpeg: Jpeg | None, progress: bool) -> Attack:

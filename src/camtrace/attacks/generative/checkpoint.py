@@ -25,9 +25,8 @@ from torch import nn
 from camtrace.attacks.generative.methods import get_method
 from camtrace.errors import CamtraceError
 from camtrace.io import atomic_path
-from camtrace.models.checkpoint import CARD_KEY, read_card
+from camtrace.models.checkpoint import CARD_KEY, GENERATOR_KIND, read_card
 
-KIND = "generator"
 STATE_KEY = "camtrace_generator_state"
 
 
@@ -52,7 +51,9 @@ def save_generator(generator: nn.Module, path: str | Path, card: dict[str, Any])
     path = Path(path).with_suffix(".safetensors")
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps({**card, "kind": KIND})})
+        save_file(
+            tensors, str(tmp), metadata={CARD_KEY: json.dumps({**card, "kind": GENERATOR_KIND})}
+        )
     return path
 
 
@@ -65,10 +66,11 @@ def read_generator_card(path: str | Path) -> dict[str, Any]:
             "camtrace.attacks.generative.train_generator"
         )
     card = read_card(path)
-    if card.get("kind") != KIND:
+    if card.get("kind") != GENERATOR_KIND:
         raise CamtraceError(
             f"{path}: a {card.get('arch', 'non-generator')} detector checkpoint, not a "
-            "generator; pass a checkpoint written by train_generator"
+            "generator; pass it as the detector (--detector) and a checkpoint written by "
+            "train_generator as the generator (--generator)"
         )
     return card
 
