@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from camtrace.attacks import make_attack, recompress
-from camtrace.attacks.generative import GeneratorConfig, train_generator
+from camtrace.attacks import Jpeg, make_attack, recompress
+from camtrace.attacks.generative import GenerativeAttack, GeneratorConfig, train_generator
 from camtrace.attacks.generative.training import GENERATOR_FILE, LOG_FILE, STATE_FILE
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
@@ -141,11 +141,11 @@ def centre_crop(patches: np.ndarray, size: int) -> np.ndarray:
 
 
 def _pick(store: PatchStore, split: str | None, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` patch indices of ``split``, a seeded pick in store order."""
+    """Up to ``n`` patch indices of ``split`` in a random order fixed by ``seed``."""
     idx = store.indices(split)
     if len(idx) == 0:
         raise CamtraceError(f"{store.path}: no patch in split '{split}' for the generators")
-    return np.sort(np.random.default_rng(seed).permutation(idx)[:n])
+    return np.random.default_rng(seed).permutation(idx)[:n]
 
 
 def _load(detectors: Mapping[str, dict[str, Any]], archs: tuple[str, ...]) -> dict[str, Detector]:
@@ -213,10 +213,10 @@ def _sar(detector: Detector, images: np.ndarray, target: int) -> float:
 def _measure(
     plan: GeneratorPlan,
     models: dict[str, Detector],
-    attack: Any,
+    attack: GenerativeAttack,
     x: np.ndarray,
     target: int,
-    jpeg: Any,
+    jpeg: Jpeg,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """One Chen table cell group: the attack on ``x``, judged by every detector, as written
     and after the target camera's JPEG."""
