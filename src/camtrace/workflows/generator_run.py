@@ -104,7 +104,8 @@ def plan_generators(
     section: GeneratorsConfig, sizes: Mapping[str, int], classes: list[str], seed: int
 ) -> GeneratorPlan:
     """Check ``section`` against the detectors (``sizes``: arch -> patch size, in config
-    order) and the camera models ``classes``, before any training."""
+    order) and the camera models ``classes``, before any training. The other detectors that
+    run on ``patch_size`` patches judge the transfer."""
     archs = list(sizes)
     chosen = section.detectors or (archs[0],)
     unknown = sorted(set(chosen) - set(archs))
