@@ -130,14 +130,12 @@ def add_generator_report(
             {
                 "target": name,
                 **{f"{g} SAR": percent(t[g]["sar"]) for g in groups},
-                **{
-                    f"{g} SAR after {t['jpeg']['tables']} JPEG": percent(t["jpeg"][g])
-                    for g in groups
-                },
+                **{f"{g} SAR after JPEG": percent(t["jpeg"][g]) for g in groups},
             }
             for name, t in targets.items()
         ],
-        caption="SAR as written and after JPEG with the target camera's own tables",
+        caption="SAR as written and after JPEG with the target camera's own tables (each "
+        "row: its target's)",
     )
     if metrics["judges"]:
         report.table(
