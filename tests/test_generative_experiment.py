@@ -17,7 +17,7 @@ from camtrace.cli import app
 from camtrace.data.simcam import load_preset
 from camtrace.errors import CamtraceError
 from camtrace.workflows.config import GeneratorsConfig, parse_config, parse_section
-from camtrace.workflows.experiment import run_experiment
+from camtrace.workflows.experiment import run_experiment, train_attack
 from camtrace.workflows.generator_run import centre_crop, plan_generators
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,6 +71,11 @@ def test_plan_resolves_targets_ensemble_and_transfer_judges() -> None:
     crop = centre_crop(patches, 48)
     assert crop.shape == (2, 48, 48, 3) and np.array_equal(crop, patches[:, 8:56, 8:56])
     assert centre_crop(patches[:, :62, :62], 48)[0, 0, 0, 0] == patches[0, 6, 6, 0]  # even offset
+
+
+def test_train_attack_needs_a_generators_section(tmp_path: Path) -> None:
+    with pytest.raises(CamtraceError, match="no generators section"):
+        train_attack({"name": "plain"}, runs_dir=tmp_path)
 
 
 def test_unseen_preset_models_are_new() -> None:

@@ -294,7 +294,9 @@ def run_experiment(
     (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo). With
     ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
-    spread; the attacks and the per-detector details are those of the first split.
+    spread; the attacks and the per-detector details are those of the first split, and so
+    are the generators of a ``generators`` section (``runs/<name>/generators/``, measured in
+    ``metrics["generators"]``).
     ``config.yaml`` is the config as given.
     """
     given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
