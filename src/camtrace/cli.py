@@ -73,6 +73,25 @@ def run(
     )
 
 
+@app.command("train-attack")
+def train_attack(
+    config: Annotated[str, typer.Argument(help="A YAML config file, or a built-in config name.")],
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    progress: Progress = True,
+) -> None:
+    """Train the generators of a config's generators: section (its detectors trained or
+    loaded first); resumes a killed training, keeps finished ones."""
+    from camtrace.workflows.experiment import load_config
+    from camtrace.workflows.experiment import train_attack as train
+
+    cfg = load_config(config)
+    if seed is not None:
+        cfg["seed"] = seed
+    for target, path in train(cfg, runs_dir=runs_dir, progress=progress, log=console.print).items():
+        console.print(f"{target}: {path}")
+
+
 def _report_run(metrics: dict, runs_dir: Path) -> None:
     for arch, det in metrics["detectors"].items():
         ident = det["identification"]

@@ -85,6 +85,12 @@ def _attacks() -> Sequence[str]:
     return tuple(ATTACKS)
 
 
+def _generative() -> Sequence[str]:
+    from camtrace.attacks.generative import METHODS
+
+    return tuple(METHODS)
+
+
 SIMULATE = ("source", ("simulate",))
 INDEX = ("source", ("index",))
 BONDI = ("protocol", ("bondi",))
@@ -281,6 +287,60 @@ class AttacksConfig:
 
 
 @dataclass(frozen=True)
+class UnseenConfig:
+    """Camera models no part of training used (Chen Sec. 4.3), simulated with the data
+    section's scenes, size and seed."""
+
+    preset: str = option("unseen", "SimCam preset of the unseen models, name or YAML path")
+    shots: int = option(4, "scenes each unseen device shoots", minimum=1)
+
+
+@dataclass(frozen=True)
+class GeneratorsConfig:
+    """Generative attacks (Chen 2019 Tables 3-4): one generator per target, trained against
+    trained detectors of this config, evaluated on seen and unseen camera models."""
+
+    method: str = option(REQUIRED, "generative attack (required)", choices=_generative)
+    detectors: tuple[str, ...] | None = option(
+        None, "detectors it trains against (default: the first); several: an ensemble (GAP)"
+    )
+    targets: Literal["all"] | tuple[str, ...] = option(
+        "all", "camera models to spoof, one generator each; all: every model"
+    )
+    patch_size: int | None = option(
+        None, "generator patch side, a multiple of 4 (default: the detector's patches)", minimum=4
+    )
+    train_patches: int = option(
+        2000, "training patches (seeded pick of the train split)", minimum=1
+    )
+    val_patches: int = option(64, "validation patches (the val split)", minimum=1)
+    eval_patches: int = option(
+        200, "source patches evaluated per target, seen and unseen", minimum=1
+    )
+    iterations: int = option(1000, "training iterations at most", minimum=1)
+    batch_size: int = option(30, "patches per iteration (Chen: 30; D sees 2x)", minimum=1)
+    lr: float | None = option(None, "Adam learning rate (default: the method's)", minimum=0)
+    alpha: float = option(1.0, "weight of the L1 term (Chen Eq. 2)", minimum=0)
+    beta: float = option(1.0, "weight of the classification term", minimum=0)
+    gamma: float = option(1.0, "weight of the adversarial term (mislgan only)", minimum=0)
+    eps: float | None = option(
+        None, "Linf budget, 0-255 (default 8)", minimum=0, when=("method", ("gap",))
+    )
+    stop_sar: float = option(
+        0.95, "stop once every detector's validation SAR reaches it", minimum=0, maximum=1
+    )
+    stop_psnr: float | None = option(
+        None, "... and the validation PSNR this (default: 40 dB; none for gap)", minimum=0
+    )
+    val_every: int = option(50, "iterations between validations", minimum=1)
+    save_every: int = option(50, "iterations between saved training states", minimum=1)
+    unseen: UnseenConfig | None = option(
+        None, "camera models no part of training used, e.g. {preset: unseen, shots: 4}"
+    )
+    examples: int = option(4, "patches per target in the examples figure", minimum=0)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: ``camtrace run CONFIG``."""
 
@@ -296,6 +356,7 @@ class ExperimentConfig:
     svm: dict[str, Any] = option({}, "the svm section", partial_of=SvmConfig)
     evaluate: EvaluateConfig = option(EvaluateConfig(), "the evaluate section")
     attacks: AttacksConfig | None = option(None, "the attacks section")
+    generators: GeneratorsConfig | None = option(None, "the generators section")
     audit: bool = option(
         False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
     )
@@ -541,6 +602,8 @@ SECTIONS: dict[str, type] = {
     "evaluate": EvaluateConfig,
     "attacks": AttacksConfig,
     "attacks.runs[i] / attacks.transfer": AttackRunConfig,
+    "generators": GeneratorsConfig,
+    "generators.unseen": UnseenConfig,
 }
 
 

@@ -34,6 +34,14 @@ from camtrace.workflows.attack_run import run_attacks
 from camtrace.workflows.audit import add_audit_section, audit, audit_summary
 from camtrace.workflows.config import ExperimentConfig, SvmConfig, parse_config
 from camtrace.workflows.evaluate import add_identification_report
+from camtrace.workflows.generator_report import add_generator_report
+from camtrace.workflows.generator_run import (
+    GeneratorPlan,
+    GeneratorResults,
+    evaluate_generators,
+    plan_generators,
+    train_generators,
+)
 from camtrace.workflows.report import Report, percent, write_run
 
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
@@ -101,6 +109,27 @@ def prepare_manifest(config: ExperimentConfig, seed: int, progress: bool) -> Man
             multi_instance_only=data.multi_instance_only,
         )
     return Manifest.load(data.path)
+
+
+def prepare_unseen(
+    config: ExperimentConfig, protocol: PatchProtocol, seed: int, progress: bool
+) -> PatchStore | None:
+    """Patches of the camera models no part of training used (``generators.unseen``): its
+    preset shot with the data section's scenes, size and seed, cut with ``protocol``."""
+    unseen = config.generators and config.generators.unseen
+    if unseen is None:
+        return None
+    if config.data.source != "simulate":
+        raise CamtraceError(
+            "generators.unseen: simulated with the data section's scenes and size, so it needs "
+            "data.source simulate; drop it for real data"
+        )
+    data = dataclasses.replace(config.data, preset=unseen.preset, shots=unseen.shots)
+    manifest = prepare_manifest(dataclasses.replace(config, data=data), seed, progress)
+    key = f"patches-unseen-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
+    return build_patch_store(
+        manifest, Path(config.workdir) / key, protocol=protocol, seed=seed, progress=progress
+    )
 
 
 @dataclass(frozen=True)
@@ -265,7 +294,9 @@ def run_experiment(
     (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo). With
     ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
-    spread; the attacks and the per-detector details are those of the first split.
+    spread; the attacks and the per-detector details are those of the first split, and so
+    are the generators of a ``generators`` section (``runs/<name>/generators/``, measured in
+    ``metrics["generators"]``).
     ``config.yaml`` is the config as given.
     """
     given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
@@ -277,6 +308,7 @@ def run_experiment(
     sizes = {s.arch: s.protocol.size for s in specs}
     attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
     manifest = prepare_manifest(config, seed, progress)
+    generator_plan = plan_generators_of(config, specs, manifest)
     clock.lap("data")
     audited = audit(manifest, run_dir / "audit", progress=progress) if config.audit else None
     if audited is not None:
@@ -303,6 +335,11 @@ def run_experiment(
     )
     if attacks:
         clock.lap("attacks")
+    generators = (
+        run_generators(generator_plan, config, specs, first, run_dir, clock, progress, log)
+        if generator_plan
+        else None
+    )
     metrics = {
         "command": f"camtrace run ({name})",
         "name": name,
@@ -321,15 +358,77 @@ def run_experiment(
             {arch: d["precision"] for arch, d in detectors.items()},
         ),
         **({"attacks": attacks.metrics} if attacks else {}),
+        **({"generators": generators.metrics} if generators else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
     report = build_report(given, metrics, first.histories)
     if attacks:
         add_attack_report(report, attacks.metrics, attacks.examples)
+    if generators:
+        add_generator_report(report, generators.metrics, generators.examples, generators.logs)
     if audited is not None:
         add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)
     return metrics
+
+
+def plan_generators_of(
+    config: ExperimentConfig, specs: list[DetectorSpec], manifest: Manifest
+) -> GeneratorPlan | None:
+    """The ``generators`` section checked against the detectors and camera models."""
+    if config.generators is None:
+        return None
+    sizes = {s.arch: s.protocol.size for s in specs}
+    return plan_generators(config.generators, sizes, manifest.models, config.seed)
+
+
+def run_generators(
+    plan: GeneratorPlan,
+    config: ExperimentConfig,
+    specs: list[DetectorSpec],
+    split: SplitRun,
+    run_dir: Path,
+    clock: _Clock,
+    progress: bool,
+    log: Callable[[str], None],
+) -> GeneratorResults:
+    """Train (or resume, or keep) the generators, then measure them on seen and unseen
+    camera models (Chen Tables 3-4)."""
+    paths = train_generators(plan, split.detectors, run_dir, progress, log)
+    clock.lap("generators: train")
+    protocol = next(s.protocol for s in specs if s.arch == plan.detectors[0])
+    unseen = prepare_unseen(config, protocol, split.seed, progress)
+    if unseen is not None:
+        clock.lap("generators: unseen data")
+    results = evaluate_generators(plan, paths, split.detectors, split.manifest, unseen, log)
+    clock.lap("generators: evaluate")
+    return results
+
+
+def train_attack(
+    config: ExperimentConfig | Mapping[str, Any],
+    runs_dir: str | Path = "runs",
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Path]:
+    """``camtrace train-attack``: the config's detectors trained (or loaded when done) as
+    :func:`run_experiment` does on its first split, then its generators only; returns the
+    checkpoint of each target."""
+    config = parse_config(config.to_dict() if isinstance(config, ExperimentConfig) else config)
+    if config.generators is None:
+        raise CamtraceError(
+            f"{config.name}: the config has no generators section; add one (README, config "
+            "reference: generators)"
+        )
+    run_dir = Path(runs_dir) / config.name
+    specs = detector_specs(config)
+    manifest = prepare_manifest(config, config.seed, progress)
+    plan = plan_generators_of(config, specs, manifest)
+    clock = _Clock(log)
+    split = identify_on_split(config, specs, manifest, config.seed, run_dir, clock, progress)
+    paths = train_generators(plan, split.detectors, run_dir, progress, log)
+    clock.lap("generators: train")
+    return paths
 
 
 def write_bytes_copy(src: Path, dst: Path) -> None:

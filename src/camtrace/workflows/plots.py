@@ -226,6 +226,14 @@ def line_figure(
     return fig
 
 
+def amplified_difference(clean: np.ndarray, changed: np.ndarray) -> tuple[np.ndarray, float]:
+    """``changed - clean`` (uint8 images) shown around mid-grey, amplified so the largest
+    difference reaches black or white (never shrunk); the image and its gain."""
+    delta = changed.astype(np.float64) - clean.astype(np.float64)
+    gain = max(127.5 / max(float(np.abs(delta).max()), 1.0), 1.0)
+    return np.clip(127.5 + gain * delta, 0, 255).astype(np.uint8), gain
+
+
 def figure_to_png_bytes(fig: Figure) -> bytes:
     """Render ``fig`` as PNG bytes."""
     buffer = io.BytesIO()

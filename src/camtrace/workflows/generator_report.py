@@ -1,0 +1,167 @@
+"""The generative-attack tables and figures of an experiment report, drawn from
+:func:`camtrace.workflows.generator_run.evaluate_generators`: Chen et al. 2019 Tables 3-4
+(ours per target, Chen's beside), the transfer table, the SAR after the target camera's JPEG,
+the training losses and example patches (Chen Fig. 4: original, spoofed, difference)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from camtrace.workflows import plots
+from camtrace.workflows.report import Report, percent
+
+if TYPE_CHECKING:
+    from camtrace.workflows.generator_run import Example
+
+GROUPS = ("seen", "unseen")
+
+
+def _db(value: float | None) -> str:
+    return "unchanged" if value is None else f"{value:.2f}"
+
+
+def chen_rows(paper: dict[str, Any]) -> list[dict[str, Any]]:
+    """Chen's tables as one row per database: the mean over his 5 targets (min - max)."""
+    rows = []
+    for name, table in paper["tables"].items():
+        cols = np.array([r[1:] for r in table], dtype=np.float64)
+        cells = [
+            f"{c.mean():.{p}f} ({c.min():.{p}f}-{c.max():.{p}f})"
+            for c, p in zip(cols.T, (2, 4, 2, 2, 4, 2), strict=True)
+        ]
+        rows.append(
+            {
+                "target": f"Chen 2019, {name}: mean of 5 targets (min-max)",
+                "seen SAR": cells[2] + "%",
+                "seen PSNR (dB)": cells[0],
+                "seen SSIM": cells[1],
+                "unseen SAR": cells[5] + "%",
+                "unseen PSNR (dB)": cells[3],
+                "unseen SSIM": cells[4],
+            }
+        )
+    return rows
+
+
+def table_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our Chen Tables 3-4 rows: per target, SAR / m-PSNR / m-SSIM on seen and unseen."""
+    rows = []
+    for name, t in targets.items():
+        row: dict[str, Any] = {"target": f"{name} ({t['iterations']} it.)"}
+        for g in GROUPS:
+            if g in t:
+                row[f"{g} SAR"] = f"{percent(t[g]['sar'])} (clean {percent(t[g]['clean_sar'])})"
+                row[f"{g} PSNR (dB)"] = _db(t[g]["psnr"])
+                row[f"{g} SSIM"] = f"{t[g]['ssim']:.4f}"
+        rows.append(row)
+    return rows
+
+
+def examples_figure(ex: Example, title: str) -> Figure:
+    """Original, spoofed and amplified difference, one row per patch (Chen Fig. 4)."""
+    difference, gain = plots.amplified_difference(ex.clean, ex.spoofed)
+    columns = [
+        ("original", ex.clean, ex.pred_clean),
+        ("spoofed", ex.spoofed, ex.pred_spoofed),
+        (f"difference x{gain:.3g}", difference, None),
+    ]
+    k = len(ex.clean)
+    fig = plots.new_figure(6.0, 2.2 * k + 0.4)
+    fig.suptitle(title)
+    for i in range(k):
+        for j, (name, images, labels) in enumerate(columns):
+            ax = fig.add_subplot(k, 3, 3 * i + j + 1)
+            ax.imshow(images[i], interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(f"{name}\n{labels[i]}" if labels else name, fontsize="small")
+    return fig
+
+
+def loss_figure(log: dict[str, Any], title: str) -> Figure:
+    """Every logged loss term per iteration (Chen Eq. 2: L1, cross-entropy, adversarial;
+    the discriminator's own loss)."""
+    losses = log["losses"]
+    names = [k for k in losses[0] if k != "iteration"]
+    return plots.line_figure(
+        [r["iteration"] for r in losses],
+        {n: [r[n] for r in losses] for n in names},
+        title,
+        "iteration",
+        "loss",
+        {n: {"marker": None} for n in names},
+    )
+
+
+def add_generator_report(
+    report: Report,
+    metrics: dict[str, Any],
+    examples: dict[str, Example],
+    logs: dict[str, dict[str, Any]],
+) -> None:
+    """Tables and figures of :func:`evaluate_generators` into an experiment report."""
+    method, targets = metrics["method"], metrics["targets"]
+    trained_on = " + ".join(metrics["detectors"])
+    p = metrics["patch_size"]
+    report.heading(f"Generative attack: {method} (Chen 2019 Tables 3-4 layout)")
+    unseen = metrics["unseen"]
+    report.paragraph(
+        f"One generator per target, trained against {trained_on} on {p}x{p} patches. SAR: share "
+        f"of attacked uint8 patches {trained_on} reads as the target (mean over an ensemble); "
+        "in brackets the same patches unattacked. Seen: eval-split patches of the camera models "
+        "of the training data whose model is not the target (Chen counts every test patch). "
+        + (
+            f"Unseen: {unseen['patches']} patches of {', '.join(unseen['models'])}, camera "
+            "models no part of training used."
+            if unseen
+            else "No unseen camera models in this config (generators.unseen)."
+        )
+        + f" Beside: {metrics['paper']['source']}."
+    )
+    report.table(
+        table_rows(targets) + chen_rows(metrics["paper"]),
+        caption=f"{method}: SAR, mean PSNR and mean SSIM per target (Chen's m-PSNR, m-SSIM)",
+    )
+    groups = [g for g in GROUPS if all(g in t for t in targets.values())]
+    report.table(
+        [
+            {
+                "target": name,
+                **{f"{g} SAR": percent(t[g]["sar"]) for g in groups},
+                **{f"{g} SAR after JPEG": percent(t["jpeg"][g]) for g in groups},
+            }
+            for name, t in targets.items()
+        ],
+        caption="SAR as written and after JPEG with the target camera's own tables (each "
+        "row: its target's)",
+    )
+    if metrics["judges"]:
+        report.table(
+            [
+                {
+                    "target": name,
+                    **{
+                        f"{a} ({g})": percent(t["transfer"][a][g])
+                        for a in metrics["judges"]
+                        for g in groups
+                    },
+                }
+                for name, t in targets.items()
+            ],
+            caption=f"Transfer: SAR of the other detectors of the config on the patches "
+            f"spoofed against {trained_on}",
+        )
+    for name in targets:
+        if logs.get(name, {}).get("losses"):
+            report.figure(
+                loss_figure(logs[name], f"{method} -> {name}: training losses"),
+                caption="Loss terms per iteration (log.json of the generator's folder).",
+            )
+        if name in examples:
+            report.figure(
+                examples_figure(examples[name], f"{method} -> {name}"),
+                caption="Seen source patches, spoofed, and the difference amplified, with the "
+                f"model {metrics['detectors'][0]} reads (Chen Fig. 4).",
+            )

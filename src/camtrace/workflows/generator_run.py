@@ -1,0 +1,321 @@
+"""The ``generators`` section of an experiment: one generator per target, trained against the
+config's trained detectors, then measured in the layout of Chen et al. 2019 Tables 3-4.
+
+:func:`plan_generators` checks the section against the detectors and the camera models before
+any training; :func:`train_generators` trains (or resumes, or skips when finished) one generator
+per target in ``runs/<name>/generators/<method>-<target>/``; :func:`evaluate_generators` attacks
+source patches of the SEEN camera models (the eval split, patches whose model is not the target)
+and of UNSEEN ones (a SimCam preset no part of training used, Chen Sec. 4.3) and reports per
+target the SAR on the uint8 output, the mean PSNR and SSIM (Chen's m-PSNR, m-SSIM), the SAR of
+every other detector of the config (transfer) and the SAR after JPEG with the target camera's
+own tables. Chen counts every test patch, those of the target model included; we leave those
+out, so a SAR here is never helped by patches that were the target already.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camtrace.attacks import Jpeg, make_attack, recompress
+from camtrace.attacks.generative import GenerativeAttack, GeneratorConfig, train_generator
+from camtrace.attacks.generative.training import GENERATOR_FILE, LOG_FILE, STATE_FILE
+from camtrace.data.manifest import Manifest
+from camtrace.data.patch_store import PatchStore
+from camtrace.errors import CamtraceError
+from camtrace.evaluation.attack_metrics import distortion, softmax_scores, summarise_distortion
+from camtrace.models.base import Detector
+from camtrace.models.checkpoint import load_detector
+from camtrace.models.registry import model_spec
+from camtrace.workflows.attack_run import CameraJpeg
+from camtrace.workflows.config import GeneratorsConfig
+
+CHEN_2019 = {
+    "source": "Chen, Zhao & Stamm 2019, Tables 3-4: MISLGAN against MISLnet, 256x256 patches",
+    "columns": [
+        "target",
+        "seen PSNR",
+        "seen SSIM",
+        "seen SAR %",
+        "unseen PSNR",
+        "unseen SSIM",
+        "unseen SAR %",
+    ],
+    "tables": {
+        "Database I (Dresden)": [
+            [1, 43.4916, 0.9842, 99.25, 43.0004, 0.9847, 98.94],
+            [5, 43.5857, 0.9815, 99.43, 43.0854, 0.9827, 98.32],
+            [9, 43.7658, 0.9860, 99.04, 43.4468, 0.9870, 92.00],
+            [13, 44.8767, 0.9866, 99.30, 44.5755, 0.9884, 98.78],
+            [17, 42.9282, 0.9840, 97.91, 42.7480, 0.9860, 98.16],
+        ],
+        "Database II (own)": [
+            [1, 45.9622, 0.9904, 96.19, 44.7714, 0.9877, 96.12],
+            [4, 42.4920, 0.9831, 98.60, 45.9622, 0.9704, 98.52],
+            [6, 44.3386, 0.9878, 98.33, 43.1272, 0.9842, 99.20],
+            [8, 44.4763, 0.9876, 99.10, 43.3912, 0.9849, 99.20],
+            [10, 45.9931, 0.9924, 97.13, 44.4994, 0.9892, 96.98],
+        ],
+    },
+}
+"""Chen's published tables, verbatim (Table 4 gives 42.49 dB seen for target 4 although the
+text says every mean PSNR is at least 42.78 dB)."""
+
+
+@dataclass(frozen=True)
+class GeneratorPlan:
+    """The ``generators`` section resolved against the detectors and the camera models."""
+
+    section: GeneratorsConfig
+    detectors: tuple[str, ...]  # trained against (several: an ensemble)
+    judges: tuple[str, ...]  # the other detectors of the config (transfer)
+    targets: tuple[str, ...]
+    patch_size: int
+    seed: int
+
+    def folder(self, run_dir: Path, target: str) -> Path:
+        return run_dir / "generators" / f"{self.section.method}-{target}"
+
+    def training(self, progress: bool) -> GeneratorConfig:
+        s = self.section
+        return GeneratorConfig(
+            batch_size=s.batch_size,
+            max_iterations=s.iterations,
+            val_every=s.val_every,
+            save_every=s.save_every,
+            stop_sar=s.stop_sar,
+            stop_psnr=s.stop_psnr,
+            alpha=s.alpha,
+            beta=s.beta,
+            gamma=s.gamma,
+            lr=s.lr,
+            hparams={} if s.eps is None else {"eps": s.eps},
+            seed=self.seed,
+            progress=progress,
+        )
+
+
+def plan_generators(
+    section: GeneratorsConfig, sizes: Mapping[str, int], classes: list[str], seed: int
+) -> GeneratorPlan:
+    """Check ``section`` against the detectors (``sizes``: arch -> patch size, in config
+    order) and the camera models ``classes``, before any training. The other detectors that
+    run on ``patch_size`` patches judge the transfer."""
+    archs = list(sizes)
+    chosen = section.detectors or (archs[0],)
+    unknown = sorted(set(chosen) - set(archs))
+    if unknown:
+        raise CamtraceError(
+            f"generators.detectors: {unknown} are not trained here; trained: {', '.join(archs)}"
+        )
+    p = section.patch_size or sizes[chosen[0]]
+    if p % 4 or p > sizes[chosen[0]]:
+        raise CamtraceError(
+            f"generators.patch_size: {p} must be a multiple of 4 and at most the "
+            f"{sizes[chosen[0]]} px patches of {chosen[0]}"
+        )
+    for arch in chosen:
+        try:
+            model_spec(arch).check_patch_size(p)
+        except CamtraceError as e:
+            raise CamtraceError(f"generators.patch_size: {e}") from None
+    targets = classes if section.targets == "all" else list(section.targets)
+    missing = sorted(set(targets) - set(classes))
+    if missing:
+        raise CamtraceError(
+            f"generators.targets: {missing} are not camera models of the data: {', '.join(classes)}"
+        )
+    judges = tuple(a for a in archs if a not in chosen and p >= model_spec(a).min_patch_size)
+    return GeneratorPlan(section, tuple(chosen), judges, tuple(targets), p, seed)
+
+
+def centre_crop(patches: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` crop of (N, s, s, 3) patches, its corner at an even
+    offset so the Bayer phase of the source is kept."""
+    o = (patches.shape[1] - size) // 2 & ~1
+    return np.ascontiguousarray(patches[:, o : o + size, o : o + size])
+
+
+def _pick(store: PatchStore, split: str | None, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` patch indices of ``split`` in a random order fixed by ``seed``."""
+    idx = store.indices(split)
+    if len(idx) == 0:
+        raise CamtraceError(f"{store.path}: no patch in split '{split}' for the generators")
+    return np.random.default_rng(seed).permutation(idx)[:n]
+
+
+def _load(detectors: Mapping[str, dict[str, Any]], archs: tuple[str, ...]) -> dict[str, Detector]:
+    return {a: load_detector(detectors[a]["checkpoint"]) for a in archs}
+
+
+def train_generators(
+    plan: GeneratorPlan,
+    detectors: Mapping[str, dict[str, Any]],
+    run_dir: Path,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Train one generator per target (``run_experiment``'s ``detectors`` entries: their
+    ``checkpoint`` and ``patch_store``); a finished one is kept, a killed one resumed.
+    Returns the checkpoint of each target."""
+    s = plan.section
+    models = list(_load(detectors, plan.detectors).values())
+    store = PatchStore.open(detectors[plan.detectors[0]]["patch_store"])
+    train = centre_crop(
+        store.patches(_pick(store, "train", s.train_patches, plan.seed)), plan.patch_size
+    )
+    val = centre_crop(store.patches(_pick(store, "val", s.val_patches, plan.seed)), plan.patch_size)
+    paths = {}
+    for target in plan.targets:
+        out = plan.folder(run_dir, target)
+        state = (
+            "finished, kept"
+            if (out / GENERATOR_FILE).is_file()
+            else "resumed"
+            if (out / STATE_FILE).is_file()
+            else "trained"
+        )
+        paths[target] = train_generator(
+            s.method, models, train, val, target, plan.training(progress), out, resume=True
+        )
+        log(f"generator {s.method} -> {target}: {state}, {paths[target]}")
+    return paths
+
+
+@dataclass
+class Example:
+    """Seen source patches and their spoofed versions for the examples figure."""
+
+    clean: np.ndarray
+    spoofed: np.ndarray
+    pred_clean: list[str]
+    pred_spoofed: list[str]
+
+
+@dataclass
+class GeneratorResults:
+    """What :func:`evaluate_generators` measured (``metrics``), and what its report draws:
+    examples and the training logs (``log.json``) by target."""
+
+    metrics: dict[str, Any]
+    examples: dict[str, Example]
+    logs: dict[str, dict[str, Any]]
+
+
+def _sar(detector: Detector, images: np.ndarray, target: int) -> float:
+    return float(np.mean(softmax_scores(detector, images).argmax(1) == target))
+
+
+def _measure(
+    plan: GeneratorPlan,
+    models: dict[str, Detector],
+    attack: GenerativeAttack,
+    x: np.ndarray,
+    target: int,
+    jpeg: Jpeg,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One Chen table cell group: the attack on ``x``, judged by every detector, as written
+    and after the target camera's JPEG."""
+    adv, _ = attack(models[plan.detectors[0]], x)
+    adv = np.asarray(adv)
+    by_detector = {a: _sar(m, adv, target) for a, m in models.items()}
+    after = recompress(adv, jpeg)
+    d = summarise_distortion(distortion(x, adv))
+    row = {
+        "n": len(x),
+        "sar": float(np.mean([by_detector[a] for a in plan.detectors])),
+        "sar_by_detector": {a: by_detector[a] for a in plan.detectors},
+        "clean_sar": float(np.mean([_sar(models[a], x, target) for a in plan.detectors])),
+        "psnr": d["psnr"],
+        "ssim": d["ssim"],
+        "unchanged": d["unchanged"],
+        "jpeg_sar": float(np.mean([_sar(models[a], after, target) for a in plan.detectors])),
+        "transfer": {a: by_detector[a] for a in plan.judges},
+    }
+    return row, adv
+
+
+def evaluate_generators(
+    plan: GeneratorPlan,
+    paths: Mapping[str, Path],
+    detectors: Mapping[str, dict[str, Any]],
+    manifest: Manifest,
+    unseen: PatchStore | None,
+    log: Callable[[str], None] = print,
+) -> GeneratorResults:
+    """Chen Tables 3-4 per target: SAR (uint8), m-PSNR, m-SSIM on seen and unseen source
+    patches; the other detectors' SAR (transfer); the SAR after the target camera's JPEG."""
+    s = plan.section
+    models = _load(detectors, plan.detectors + plan.judges)
+    classes = models[plan.detectors[0]].classes
+    store = PatchStore.open(detectors[plan.detectors[0]]["patch_store"])
+    seen_idx = _pick(store, "eval", len(store), plan.seed)
+    seen_labels = store.labels(seen_idx, classes)
+    sources = {}
+    if unseen is not None:
+        sources["unseen"] = centre_crop(
+            unseen.patches(_pick(unseen, None, s.eval_patches, plan.seed)), plan.patch_size
+        )
+    camera = CameraJpeg(manifest)
+    targets: dict[str, Any] = {}
+    examples, logs = {}, {}
+    for name in plan.targets:
+        t = classes.index(name)
+        picked = seen_idx[seen_labels != t][: s.eval_patches]
+        x = centre_crop(store.patches(picked), plan.patch_size)
+        attack = make_attack(s.method, generator=paths[name], batch_size=s.batch_size)
+        card = attack.card
+        row: dict[str, Any] = {
+            "checkpoint": str(paths[name]),
+            "iterations": card["iterations"],
+            "validation": card["validation"],
+        }
+        row["seen"], adv = _measure(plan, models, attack, x, t, camera(name))
+        for key, images in sources.items():
+            row[key], _ = _measure(plan, models, attack, images, t, camera(name))
+        groups = ["seen", *sources]
+        row["transfer"] = {a: {g: row[g].pop("transfer")[a] for g in groups} for a in plan.judges}
+        for g in groups:
+            row[g].pop("transfer", None)
+        row["jpeg"] = {"tables": f"{name}'s own", **{g: row[g].pop("jpeg_sar") for g in groups}}
+        targets[name] = row
+        logs[name] = _read_log(paths[name].parent)
+        if s.examples:
+            k = s.examples
+            judge = models[plan.detectors[0]]
+            examples[name] = Example(
+                x[:k],
+                adv[:k],
+                [classes[i] for i in softmax_scores(judge, x[:k]).argmax(1)],
+                [classes[i] for i in softmax_scores(judge, adv[:k]).argmax(1)],
+            )
+        log(f"  {s.method} -> {name}: " + "; ".join(_describe(g, row[g]) for g in groups))
+    metrics = {
+        "method": s.method,
+        "detectors": list(plan.detectors),
+        "judges": list(plan.judges),
+        "patch_size": plan.patch_size,
+        "unseen": None if unseen is None else _unseen_summary(unseen, sources["unseen"]),
+        "targets": targets,
+        "paper": CHEN_2019,
+    }
+    return GeneratorResults(metrics, examples, logs)
+
+
+def _describe(group: str, r: dict[str, Any]) -> str:
+    psnr = "unchanged" if r["psnr"] is None else f"PSNR {r['psnr']:.1f} dB"
+    return f"{group} SAR {100 * r['sar']:.1f}%, {psnr}, SSIM {r['ssim']:.4f} (n={r['n']})"
+
+
+def _unseen_summary(store: PatchStore, picked: np.ndarray) -> dict[str, Any]:
+    return {"models": list(store.classes), "store": str(store.path), "patches": len(picked)}
+
+
+def _read_log(folder: Path) -> dict[str, Any]:
+    path = folder / LOG_FILE
+    return json.loads(path.read_text()) if path.is_file() else {"losses": [], "validation": []}

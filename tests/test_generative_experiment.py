@@ -1,0 +1,175 @@
+"""The ``generators`` section of an experiment: key-path errors, the plan's checks, and one
+tiny run on the tiny SimCam preset (Bondi2017 trained 1 epoch, two generator iterations per
+target) that writes Chen's Tables 3-4 layout, keeps finished generators on a re-run and trains
+the missing ones with ``camtrace train-attack``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from camtrace.cli import app
+from camtrace.data.simcam import load_preset
+from camtrace.errors import CamtraceError
+from camtrace.workflows.config import GeneratorsConfig, parse_config, parse_section
+from camtrace.workflows.experiment import run_experiment, train_attack
+from camtrace.workflows.generator_run import centre_crop, plan_generators
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIZES = {"bondi2017": 64, "mislnet": 64}
+CLASSES = ["Halden_H20", "Kairo_DX-50", "Nimbus_N300"]
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({}, r"generators\.method: required"),
+        ({"method": "stylegan"}, r"generators\.method: 'stylegan' is not allowed"),
+        ({"method": "mislgan", "eps": 8}, r"generators\.eps: applies to method gap only"),
+        ({"method": "gap", "batch_size": 0}, r"generators\.batch_size: 0 is not allowed"),
+        ({"method": "gap", "unseen": {"shots": 0}}, r"generators\.unseen\.shots: 0"),
+        ({"method": "gap", "unseen": {"models": 3}}, r"generators\.unseen\.models: unknown key"),
+        ({"method": "gap", "stop_sar": 1.5}, r"generators\.stop_sar: 1\.5 is not allowed"),
+    ],
+)
+def test_bad_sections_name_their_key_path(section: dict, message: str) -> None:
+    with pytest.raises(CamtraceError, match=message):
+        parse_config({"generators": section})
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"method": "gap", "detectors": ["xception"]}, r"detectors: \['xception'\] are not"),
+        ({"method": "gap", "targets": ["Canon_Ixus70"]}, r"targets: \['Canon_Ixus70'\]"),
+        ({"method": "gap", "patch_size": 62}, "multiple of 4"),
+        ({"method": "gap", "patch_size": 128}, "at most the 64 px"),
+        ({"method": "gap", "patch_size": 32}, "too small for bondi2017"),
+    ],
+)
+def test_plan_refuses_what_the_detectors_cannot_do(section: dict, message: str) -> None:
+    with pytest.raises(CamtraceError, match=message):
+        plan_generators(
+            parse_section(GeneratorsConfig, section, "generators"), SIZES, CLASSES, seed=0
+        )
+
+
+def test_plan_resolves_targets_ensemble_and_transfer_judges() -> None:
+    section = parse_section(
+        GeneratorsConfig, {"method": "gap", "detectors": ["mislnet"], "patch_size": 48}, "g"
+    )
+    plan = plan_generators(section, {"bondi2017": 64, "mislnet": 64, "tuama2016": 64}, CLASSES, 3)
+    assert plan.targets == tuple(CLASSES) and plan.patch_size == 48
+    assert plan.judges == ("tuama2016",)  # bondi2017 needs 60 px: no transfer cell for it
+    patches = np.arange(2 * 64 * 64 * 3, dtype=np.uint8).reshape(2, 64, 64, 3)
+    crop = centre_crop(patches, 48)
+    assert crop.shape == (2, 48, 48, 3) and np.array_equal(crop, patches[:, 8:56, 8:56])
+    assert centre_crop(patches[:, :62, :62], 48)[0, 0, 0, 0] == patches[0, 6, 6, 0]  # even offset
+
+
+def test_train_attack_needs_a_generators_section(tmp_path: Path) -> None:
+    with pytest.raises(CamtraceError, match="no generators section"):
+        train_attack({"name": "plain"}, runs_dir=tmp_path)
+
+
+def test_unseen_preset_models_are_new() -> None:
+    unseen = {f"{m.make}_{m.model}" for m in load_preset("unseen").models}
+    seen = {f"{m.make}_{m.model}" for p in ("default", "tiny") for m in load_preset(p).models}
+    assert len(unseen) >= 3 and not unseen & seen
+
+
+def tiny_config(root: Path, targets: str | list[str]) -> dict:
+    return {
+        "name": "tiny-generators",
+        "seed": 1,
+        "workdir": str(root / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 6, "size": [128, 192]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.17, 0.33]},
+        "patches": {"protocol": "bondi", "count": 4},
+        "train": {"epochs": 1},
+        "svm": {"enabled": False},
+        "detectors": ["bondi2017", "mislnet"],
+        "generators": {
+            "method": "mislgan",
+            "targets": targets,
+            "train_patches": 16,
+            "val_patches": 4,
+            "eval_patches": 6,
+            "iterations": 2,
+            "batch_size": 2,
+            "val_every": 1,
+            "examples": 2,
+            "unseen": {"preset": "unseen", "shots": 1},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
+    root = tmp_path_factory.mktemp("generators")
+    config = tiny_config(root, ["Halden_H20", "Nimbus_N300"])
+    metrics = run_experiment(config, runs_dir=root / "runs", progress=False, log=lambda _: None)
+    return metrics, root, root / "runs" / "tiny-generators"
+
+
+def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Path]) -> None:
+    _, _, run_dir = tiny_run
+    g = json.loads((run_dir / "metrics.json").read_text())["generators"]
+    assert g["method"] == "mislgan" and g["detectors"] == ["bondi2017"]
+    assert g["judges"] == ["mislnet"] and g["patch_size"] == 64
+    assert set(g["unseen"]["models"]) == {"Arveo_A5", "Corvid_C12", "Pellan_P-3", "Soluna_S9"}
+    assert set(g["targets"]) == {"Halden_H20", "Nimbus_N300"}
+    for name, t in g["targets"].items():
+        assert Path(t["checkpoint"]) == run_dir / "generators" / f"mislgan-{name}" / (
+            "generator.safetensors"
+        )
+        assert t["iterations"] == 2
+        for group in ("seen", "unseen"):
+            r = t[group]
+            assert r["n"] == 6 and 0 <= r["sar"] <= 1 and 0 <= r["clean_sar"] <= 1
+            assert r["sar_by_detector"] == {"bondi2017": r["sar"]}
+            assert -1 <= r["ssim"] <= 1 and (r["psnr"] is None or r["psnr"] > 0)
+            assert 0 <= t["transfer"]["mislnet"][group] <= 1 and 0 <= t["jpeg"][group] <= 1
+            assert r["sar"] * r["n"] == pytest.approx(round(r["sar"] * r["n"]))  # counts / n
+    assert (
+        g["paper"]["tables"]["Database I (Dresden)"][0][3] == 99.25
+    )  # Chen Table 3, target 1, SAR
+    html = (run_dir / "report.html").read_text()
+    assert "Chen 2019 Tables 3-4 layout" in html and "Database II" in html
+    assert html.count("<img") >= 2 * 2 + 2  # per target: losses + examples; confusion, curve
+    losses = json.loads((run_dir / "generators" / "mislgan-Halden_H20" / "log.json").read_text())
+    assert [r["iteration"] for r in losses["losses"]] == [1, 2]
+    assert {"l1", "ce", "adversarial", "discriminator"} <= set(losses["losses"][0])
+
+
+def test_rerun_keeps_generators_and_train_attack_adds_missing_ones(
+    tiny_run: tuple[dict, Path, Path],
+) -> None:
+    metrics, root, run_dir = tiny_run
+    done = run_dir / "generators" / "mislgan-Halden_H20" / "generator.safetensors"
+    stamp = done.stat().st_mtime_ns
+    lines: list[str] = []
+    again = run_experiment(
+        tiny_config(root, ["Halden_H20", "Nimbus_N300"]),
+        runs_dir=root / "runs",
+        progress=False,
+        log=lines.append,
+    )
+    assert done.stat().st_mtime_ns == stamp
+    assert sum("finished, kept" in line for line in lines) == 2
+    assert again["generators"]["targets"] == metrics["generators"]["targets"]
+    config = root / "generators.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(root, "all")))
+    result = CliRunner().invoke(
+        app, ["train-attack", str(config), "--runs-dir", str(root / "runs"), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Kairo_DX-50: trained" in result.output and "Halden_H20: finished, kept" in result.output
+    assert (run_dir / "generators" / "mislgan-Kairo_DX-50" / "generator.safetensors").is_file()
+    assert done.stat().st_mtime_ns == stamp
