@@ -226,3 +226,26 @@ def test_unseen_models_reuse_the_frozen_cnn(pipeline: dict[str, Path]) -> None:
     assert new.card["svm_only"] is True and new.svm is not None
     x = torch.rand(2, 3, 64, 64) * 255
     assert torch.equal(new.embed(x), old.embed(x))
+
+
+def test_quickstart_preset_names_the_run_and_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`quickstart --preset hard` runs the quickstart config on the hard preset, as its own
+    run (the experiment itself is measured in the README, not here)."""
+    import camtrace.workflows.experiment as experiment
+
+    seen: list[dict] = []
+
+    def fake_run(config: dict, **_: object) -> dict:
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    runner.invoke(app, ["quickstart", "--preset", "hard", "--workdir", str(tmp_path)])
+    runner.invoke(app, ["quickstart", "--workdir", str(tmp_path)])
+    assert [(c["name"], c["data"]["preset"]) for c in seen] == [
+        ("quickstart-hard", "hard"),
+        ("quickstart", "default"),
+    ]
+    assert all(c["workdir"] == str(tmp_path) for c in seen)
