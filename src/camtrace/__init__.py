@@ -46,6 +46,9 @@ _API = {
     "audit": "camtrace.workflows.audit",
     "load_config": "camtrace.workflows.experiment",
     "run_experiment": "camtrace.workflows.experiment",
+    "train_attack": "camtrace.workflows.experiment",
+    "train_generator": "camtrace.attacks.generative",
+    "load_generator": "camtrace.attacks.generative",
 }
 
 __all__ = ["__version__", *_API.keys()]  # noqa: PLE0604

@@ -96,9 +96,7 @@ def _zhao_rows(runs: list[dict[str, Any]], clean: dict[str, Any]) -> list[dict[s
 def examples_figure(ex: Example, title: str) -> Figure:
     """Clean patch, adversarial patch, amplified perturbation and sign of the gradient
     (Güera Fig. 4), one row per patch."""
-    delta = ex.adv.astype(np.float64) - ex.clean.astype(np.float64)
-    gain = max(127.5 / max(float(np.abs(delta).max()), 1.0), 1.0)
-    shown = np.clip(127.5 + gain * delta, 0, 255).astype(np.uint8)
+    shown, gain = plots.amplified_difference(ex.clean, ex.adv)
     columns = [
         ("clean", ex.clean),
         ("adversarial", ex.adv),
