@@ -1,11 +1,13 @@
 """SimCam: every device of every camera model photographs every scene (``camtrace simulate``).
 
-One image: scene -> framing and auto-exposure -> optics and OLPF -> sensor response ->
-Bayer CFA -> PRNU and noise at the shot's ISO -> raw noise reduction -> white balance ->
-demosaicing -> colour matrix -> tone curve ->
-denoise/sharpen -> 8 bits -> JPEG with the model's tables and EXIF. Each image draws its
-randomness from ``SeedSequence([seed, IMAGE_STREAM, crc32(device), shot])``, so the files
-are byte-identical for a seed whatever the number of worker processes.
+One image: scene -> framing and auto-exposure -> optics (lens distortion, CA, PSF,
+vignetting, OLPF) -> sensor response -> Bayer CFA -> PRNU and noise at the shot's ISO ->
+raw noise reduction -> white balance -> demosaicing -> colour matrix -> distortion
+correction (a resampling) -> tone curve -> denoise/sharpen -> 8 bits -> JPEG with the
+model's tables (a quality drawn per shot where the preset gives a range) and EXIF. Each
+image draws its randomness from ``SeedSequence([seed, IMAGE_STREAM, crc32(device),
+shot])``, so the files are byte-identical for a seed whatever the number of worker
+processes.
 """
 
 from __future__ import annotations
