@@ -27,7 +27,7 @@ from camtrace.attacks import (
     recompress,
 )
 from camtrace.attacks.base import round_in_l2_ball
-from camtrace.attacks.generative import GAPGenerator, MISLGANGenerator
+from camtrace.attacks.generative import GAPGenerator, MISLGANGenerator, SpoCGenerator
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
 from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
@@ -40,6 +40,7 @@ GENERATORS = {
     "mislgan": {"generator": MISLGANGenerator()},
     "advcamid": {"generator": MISLGANGenerator()},
     "gap": {"generator": GAPGenerator()},
+    "spoc": {"generator": SpoCGenerator()},
 }
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data
 from typer.testing import CliRunner
 
-from camtrace.attacks.generative import GeneratorConfig, train_generator
+from camtrace.attacks.generative import GeneratorConfig, SpoCConfig, train_generator, train_spoc
 from camtrace.cli import app
 from camtrace.data.images import load_rgb
 from camtrace.errors import CamtraceError
@@ -178,3 +178,40 @@ def test_bad_generator_input_is_a_one_line_error_and_writes_nothing(files, photo
         assert isinstance(result.exception, CamtraceError), (args, result.output)
         assert message in str(result.exception) and "\n" not in str(result.exception)
     assert not list(tmp_path.iterdir())
+
+
+def test_spoc_generator_spoofs_a_whole_image_through_the_same_command(
+    files, photo, tmp_path
+) -> None:
+    """A SpoC generator (2 iterations, only-discriminator: no embedder needed) trained on
+    TARGET's patches alone goes through `camtrace attack --method spoc` like MISLGAN: every
+    block once, toward its target found among the detector's classes."""
+    own, other = CLASSES.index(TARGET), CLASSES.index(SOURCE)
+    config = SpoCConfig(batch_size=2, iterations=2, lambda_e=0, lambda_p=0)
+    real, inputs, val = (
+        patches([own], 4, 5)[0],
+        patches([other], 4, 6)[0],
+        patches([other], 2, 7)[0],
+    )
+    gen = train_spoc(real, inputs, val, None, TARGET, config, tmp_path / "spoc")
+    out = tmp_path / "spoofed.png"
+    args = ("--detector", files["detector"], "--generator", gen, "--out", out, "--json")
+    result = json.loads(ok("attack", photo, "--method", "spoc", *args))
+    assert result["target"] == TARGET and result["attack"]["mean_steps"] == 1
+    assert result["patches_attacked"] == (256 // SIZE) * (320 // SIZE) and out.is_file()
+    bad = runner.invoke(
+        app,
+        [
+            "attack",
+            str(photo),
+            "--method",
+            "spoc",
+            "--detector",
+            str(files["other"]),
+            "--generator",
+            str(gen),
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+    )
+    assert "spoofs Nimbus_N300, not one of the detector's classes" in str(bad.exception)

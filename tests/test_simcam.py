@@ -186,7 +186,7 @@ def test_bad_preset_names_file_and_field(tmp_path: Path, old: str, new: str, fie
 
 
 def test_unknown_preset_and_invalid_yaml(tmp_path: Path) -> None:
-    with pytest.raises(CamtraceError, match="default, hard, tiny"):
+    with pytest.raises(CamtraceError, match="default, hard, many, tiny"):
         load_preset("no-such-preset")
     broken = tmp_path / "broken.yaml"
     broken.write_text("instances: [1, 2\n")

@@ -418,12 +418,15 @@ def attack(
         str,
         typer.Option(
             help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm, jsma; or a generative "
-            "attack: mislgan, advcamid, gap (with --generator)."
+            "attack: mislgan, advcamid, gap, spoc (with --generator)."
         ),
     ] = "pgd",
     generator: Annotated[
         Path | None,
-        typer.Option(help="Generative attacks: the generator checkpoint (from train_generator)."),
+        typer.Option(
+            help="Generative attacks: the generator checkpoint (from train_generator; spoc: "
+            "train_spoc)."
+        ),
     ] = None,
     target: Annotated[
         str | None,

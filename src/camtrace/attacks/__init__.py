@@ -3,7 +3,7 @@
 Every attack returns uint8 images and an :class:`AttackInfo` whose success is measured on
 those uint8 images (and after JPEG when asked). Build one by name with :func:`make_attack`;
 the options every attack shares are one :class:`AttackOptions`. Generative attacks
-("mislgan", "advcamid", "gap") take a trained generator: ``make_attack("mislgan",
+("mislgan", "advcamid", "gap", "spoc") take a trained generator: ``make_attack("mislgan",
 generator="gen.safetensors")`` (training: :func:`camtrace.attacks.generative.train_generator`).
 """
 
@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from camtrace.attacks.base import Attack, AttackInfo, GradientAttack, as_pixel_eps
-from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack
+from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack, SpoCAttack
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
 from camtrace.attacks.jsma import JSMA
 from camtrace.attacks.options import OPTIONS, AttackOptions
@@ -23,7 +23,7 @@ from camtrace.errors import CamtraceError
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
     for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA)
-    + (MISLGANAttack, AdvCamIdAttack, GAPAttack)
+    + (MISLGANAttack, AdvCamIdAttack, GAPAttack, SpoCAttack)
 }
 
 
@@ -63,6 +63,7 @@ __all__ = [
     "MISLGANAttack",
     "PGD",
     "PGDL2",
+    "SpoCAttack",
     "TIMIFGSM",
     "Attack",
     "AttackInfo",

@@ -86,9 +86,11 @@ def _attacks() -> Sequence[str]:
 
 
 def _generative() -> Sequence[str]:
+    """The methods the generators: section trains against its detectors (SpoC trains on
+    target-camera images alone: camtrace.attacks.generative.train_spoc)."""
     from camtrace.attacks.generative import METHODS
 
-    return tuple(METHODS)
+    return tuple(name for name, method in METHODS.items() if method.detector)
 
 
 SIMULATE = ("source", ("simulate",))

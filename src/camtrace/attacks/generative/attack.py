@@ -1,13 +1,16 @@
 """The generative attacks behind the common attack call (docs/architecture.md, "Attack call").
 
-``make_attack("mislgan", generator=PATH_OR_MODULE)`` (also "advcamid", "gap") gives an attack
-like every other: ``attack(detector, images_uint8, target=None, labels=None) -> (adv_uint8,
-AttackInfo)``, success judged on the uint8 output (and after JPEG when ``jpeg`` is set) with an
-fp32 forward. The attack itself is one forward pass of the generator (``steps`` = 1). Images
-larger than the generator's training patch are cut into tiles of that size (the last row and
-column of tiles replicate-padded), attacked tile by tile and stitched, as Chen Sec. 3.4 deploys
-MISLGAN; tiles start at multiples of the (even) patch size, so the synthetic CFA keeps one Bayer
-phase across the whole image. The target defaults to the generator's; another is an error.
+``make_attack("mislgan", generator=PATH_OR_MODULE)`` (also "advcamid", "gap", "spoc") gives an
+attack like every other: ``attack(detector, images_uint8, target=None, labels=None) ->
+(adv_uint8, AttackInfo)``, success judged on the uint8 output (and after JPEG when ``jpeg`` is
+set) with an fp32 forward. The attack itself is one forward pass of the generator (``steps`` =
+1). Images larger than the generator's training patch are cut into tiles of that size (the last
+row and column of tiles replicate-padded), attacked tile by tile and stitched, as Chen Sec. 3.4
+deploys MISLGAN; tiles start at multiples of the (even) patch size, so the synthetic CFA keeps
+one Bayer phase across the whole image. The target defaults to the generator's; another is an
+error.
+A SpoC generator knows no detector: its target is a camera model name, found among the
+detector's classes (a detector without it is an error).
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ class GenerativeAttack(Attack):
                 f"{self.name}: this generator module has no card; give target= (its class index)",
             )
             return target
-        check_classes(self.card, getattr(detector, "classes", None), self.name)
-        mine = self.card["target_index"]
+        classes = getattr(detector, "classes", None)
+        check_classes(self.card, classes, self.name)
+        mine = target_index(self.card, classes, self.name)
         if target is None:
             return mine
         given = torch.as_tensor(target).long().flatten()
@@ -99,9 +103,10 @@ class GenerativeAttack(Attack):
         return given
 
     def aim(self, clean_logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor | None:
-        if self.card is not None and clean_logits.shape[1] != len(self.card["classes"]):
+        classes = (self.card or {}).get("classes")
+        if classes is not None and clean_logits.shape[1] != len(classes):
             raise CamtraceError(
-                f"{self.name}: generator trained against {len(self.card['classes'])} classes, "
+                f"{self.name}: generator trained against {len(classes)} classes, "
                 f"the detector gives {clean_logits.shape[1]}; train one against this detector"
             )
         return target
@@ -150,3 +155,22 @@ class GAPAttack(GenerativeAttack):
     """GAP (Poursaeed et al. 2018), image-dependent and targeted."""
 
     name = "gap"
+
+
+class SpoCAttack(GenerativeAttack):
+    """SpoC (Cozzolino et al. 2021): a generator trained on the target camera's images
+    alone; the detector it meets only has to know the target among its classes."""
+
+    name = "spoc"
+
+
+def target_index(card: dict[str, Any], classes: list[str] | None, where: str) -> int:
+    """The class index of a generator's target: the card's own when it was trained against
+    a detector, else (SpoC) the target camera's place among the detector's ``classes``."""
+    if "target_index" in card:
+        return int(card["target_index"])
+    if classes is None:
+        raise CamtraceError(
+            f"{where}: the detector has no .classes to find {card['target']} in; give target="
+        )
+    return list(classes).index(card["target"])

@@ -47,13 +47,16 @@ def array_digest(array: np.ndarray | torch.Tensor) -> str:
 
 
 def save_generator(generator: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:
-    """Write weights + card atomically to ``path`` (``.safetensors``)."""
+    """Write weights + card (``kind: generator``) atomically to ``path`` (``.safetensors``)."""
+    return save_weights(generator, path, {**card, "kind": GENERATOR_KIND})
+
+
+def save_weights(module: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:
+    """Write a module's weights + ``card`` atomically to ``path`` (``.safetensors``)."""
     path = Path(path).with_suffix(".safetensors")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(
-            tensors, str(tmp), metadata={CARD_KEY: json.dumps({**card, "kind": GENERATOR_KIND})}
-        )
+        save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
     return path
 
 
@@ -105,8 +108,15 @@ def load_generator(
 
 def check_classes(card: dict[str, Any], classes: list[str] | None, where: str | Path) -> None:
     """One-line error if a generator trained against ``card['classes']`` meets a detector
-    with other ``classes`` (its target index would mean another camera)."""
-    if classes is not None and list(classes) != list(card["classes"]):
+    with other ``classes`` (its target index would mean another camera), or if a generator
+    trained with no detector (SpoC: its card has no classes) spoofs a camera model that is
+    not among the detector's ``classes``."""
+    if classes is not None and "classes" not in card and card["target"] not in classes:
+        raise CamtraceError(
+            f"{where}: this {card['method']} generator spoofs {card['target']}, not one of the "
+            f"detector's classes {list(classes)}; train a {card['method']} generator for one"
+        )
+    if classes is not None and "classes" in card and list(classes) != list(card["classes"]):
         raise CamtraceError(
             f"{where}: generator trained against a detector of classes {card['classes']}, "
             f"this detector has {list(classes)}; train a generator against this detector"

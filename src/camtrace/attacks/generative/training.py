@@ -108,10 +108,15 @@ def train_generator(
     checkpoint path. ``resume``: continue the state in ``out_dir`` (or return a finished
     checkpoint there); False starts afresh."""
     m, config = get_method(method), config or GeneratorConfig()
+    if not m.detector:
+        raise CamtraceError(
+            f"{m.name} trains on target-camera images alone, not against detectors; "
+            "use camtrace.attacks.generative.train_spoc"
+        )
     classifiers = list(detectors) if isinstance(detectors, Sequence) else [detectors]
     classes = _shared_classes(classifiers)
     target_index = _target_index(target, classes)
-    train, val = _patches(train_uint8, "train"), _patches(val_uint8, "val")
+    train, val = as_patches(train_uint8, "train"), as_patches(val_uint8, "val")
     out = Path(out_dir)
     card = {
         "method": m.name,
@@ -133,7 +138,7 @@ def train_generator(
         "config": {**dataclasses.asdict(config), "progress": None},
     }
     if resume and (out / GENERATOR_FILE).is_file():
-        _same_run(read_generator_card(out / GENERATOR_FILE), card, out)
+        same_run(read_generator_card(out / GENERATOR_FILE), card, out)
         return out / GENERATOR_FILE
     run = _Run(m, config, classifiers, target_index, train, val, card)
     if resume and (out / STATE_FILE).is_file():
@@ -173,7 +178,7 @@ class _Run:
 
     def restore(self, path: Path) -> None:
         info = load_state(path, self.modules, self.optimizers)
-        _same_run(info["card"], self.card, path.parent)
+        same_run(info["card"], self.card, path.parent)
         self.iteration, self.losses = info["iteration"], info["losses"]
         self.validation, self.done = info["validation"], info["done"]
 
@@ -332,7 +337,7 @@ def _target_index(target: int | str, classes: list[str]) -> int:
     raise CamtraceError(f"generator target {target!r} is not one of the detector's {classes}")
 
 
-def _patches(array: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
+def as_patches(array: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
     """uint8 (N, H, W, 3) patches as a uint8 (N, 3, H, W) tensor."""
     t = torch.as_tensor(array)
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3 or len(t) == 0:
@@ -348,10 +353,10 @@ def _patches(array: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).contiguous()
 
 
-def _same_run(saved: dict[str, Any], wanted: dict[str, Any], out: Path) -> None:
+def same_run(saved: dict[str, Any], wanted: dict[str, Any], out: Path) -> None:
     """One-line error when ``out`` holds a training of something else."""
-    keys = ("method", "target", "classes", "patch_size", "detectors", "data", "config")
-    differ = [k for k in keys if saved.get(k) != wanted[k]]
+    keys = ("method", "target", "classes", "patch_size", "detectors", "embedder", "data", "config")
+    differ = [k for k in keys if saved.get(k) != wanted.get(k)]
     if differ:
         raise CamtraceError(
             f"{out}: holds a {saved.get('method')} generator training with another "

@@ -6,7 +6,9 @@ the defaults, so one number tunes how far apart the models are; discrete choices
 pattern, demosaicing, JPEG quality, chroma subsampling, quantisation-table tweaks) are left
 as given. A model's ``jpeg:`` section becomes the codec's one JPEG setting,
 :class:`camtrace.data.codec.Jpeg`, with the model's own tables.
-The field meanings are documented at the top of ``presets/default.yaml``.
+The field meanings are documented at the top of ``presets/default.yaml``. An optional
+``draw: {models: N, seed: S, make: NAME}`` section replaces the models by N drawn at random
+inside the ranges they span (``draw.py``; ``presets/many.yaml``: SpoC's embedder models).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import yaml
 
 from camtrace.data.codec import Jpeg, ijg_tables
+from camtrace.data.simcam.draw import draw_models
 from camtrace.errors import CamtraceError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -229,6 +232,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[Any, Any]:
 
 
 def _parse(data: Any, path: Path, sha256: str) -> Preset:
+    draw = data.pop("draw", None) if isinstance(data, dict) else None
     _check_keys(data, ("instances", "spread", "scenes", "defaults", "models"), "preset")
     instances = _value(int, data["instances"], "instances", {"range": (1, 100)})
     spread = _value(float, data["spread"], "spread", {"range": (0.0, 5.0)})
@@ -244,8 +248,24 @@ def _parse(data: Any, path: Path, sha256: str) -> Preset:
     cameras = tuple(
         _camera(m, defaults, base, spread, f"models[{i}]") for i, m in enumerate(models)
     )
+    if draw is not None:
+        cameras = _drawn(draw, cameras)
     _check_unique(cameras)
     return Preset(path.stem, path, sha256, instances, spread, scenes, cameras)
+
+
+def _drawn(draw: Any, cameras: tuple[CameraModel, ...]) -> tuple[CameraModel, ...]:
+    """The ``draw:`` section's models, drawn from the ranges of ``cameras`` (never one of
+    their names)."""
+    _check_keys(draw, ("models", "seed", "make"), "draw")
+    count = _value(int, draw["models"], "draw.models", {"range": (1, 10000)})
+    seed = _value(int, draw["seed"], "draw.seed", {"range": (0, 2**32 - 1)})
+    make = _value(str, draw["make"], "draw.make", {})
+    drawn = draw_models(cameras, count, seed, make)
+    taken = {c.label for c in cameras} & {c.label for c in drawn}
+    if taken:
+        raise _Bad("draw.make", f"drawn names {sorted(taken)[0]} repeat a given model; change make")
+    return drawn
 
 
 def _camera(

@@ -1,0 +1,322 @@
+"""Training one SpoC generator per target camera model (Cozzolino et al. 2021 Sec. 4-5).
+
+``train_spoc(target_uint8, synthetic_uint8, val_uint8, embedder, target, config, out_dir)``
+sees only patches of the target camera (the set R_M) and the images to spoof (the set S: in
+SpoC synthetic, GAN-made images; real photos of other cameras are camtrace's extension): no
+detector, no other camera's labels. Before training, the frozen embedder gives the anchor
+e_M = E_z[E(z)] and the reference distance d_ref = E_z[||E(z) - e_M||_1] over ALL the target
+patches given (Sec. 4.2: both expectations are over R_M). Each iteration draws ``batch_size``
+(SpoC: 10) images of S and as many of R_M; the discriminator is updated on the 30 of them
+(real, spoofed, inputs: Eq. 5), then the generator on L_G (Eq. 1-4, 6). D and E see the spoof
+rounded to the 8-bit grid (straight-through gradient), as the attack is judged on uint8.
+Ablations (supp. Sec. B): ``lambda_a = 0`` drops D (only-embedder), ``lambda_e = 0`` drops E
+(only-discriminator; then no embedder is needed).
+
+Every ``val_every`` iterations the generator spoofs the validation images of S and logs their
+mean PSNR, their mean embedder distance d(x) and the share of them within d_ref of e_M (no
+detector: SpoC never sees one). Resumable with the same result, as ``train_generator``:
+weights, statistics, Adam moments, iteration and logs saved atomically every ``save_every``
+iterations, each batch drawn by a generator seeded with (seed, iteration). The checkpoint's
+card says method spoc, the target camera, the embedder's digest, the data digests and e_M's
+d_ref; it names no detector classes: the attack finds the target among a detector's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch import nn
+
+from camtrace._version import __version__
+from camtrace.attacks.generative.checkpoint import (
+    array_digest,
+    load_state,
+    read_generator_card,
+    save_generator,
+    save_state,
+    weights_digest,
+)
+from camtrace.attacks.generative.methods import get_method
+from camtrace.attacks.generative.perceptual import PerceptualLoss
+from camtrace.attacks.generative.spoc import (
+    Embedder,
+    SpoCDiscriminator,
+    adversarial_loss,
+    anchor,
+    discriminator_loss,
+    distance_loss,
+    feature_matching_loss,
+    l1_distance,
+    reconstruction_loss,
+)
+from camtrace.attacks.generative.spoc_embedder import MIN_SIDE, load_embedder
+from camtrace.attacks.generative.training import (
+    GENERATOR_FILE,
+    LOG_FILE,
+    STATE_FILE,
+    as_patches,
+    psnr,
+    same_run,
+    ste_round,
+)
+from camtrace.errors import CamtraceError
+from camtrace.hardware import environment
+from camtrace.io import write_json
+from camtrace.models.inference import eval_mode
+
+
+@dataclass(frozen=True)
+class SpoCConfig:
+    """SpoC's settings (Sec. 5): loss weights lambda_E 1, lambda_A 0.1, lambda_p 0.001,
+    lambda_f 0.01, L_DST margin 0.01, Adam 1e-4 betas (0.5, 0.999) for G and D, batch 10
+    (D: 30). ``iterations``: CPU-sized (SpoC: 50,000). ``vgg_weights``: a user-supplied
+    safetensors VGG-19 for L_PER (default: fixed random VGG-19 features, perceptual.py).
+    ``hparams``: the generator's (kernel, sigma). Resuming needs the same settings."""
+
+    batch_size: int = 10
+    iterations: int = 500
+    lambda_e: float = 1.0
+    lambda_a: float = 0.1
+    lambda_p: float = 0.001
+    lambda_f: float = 0.01
+    margin: float = 0.01
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    vgg_weights: str | None = None
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    val_every: int = 50
+    save_every: int = 50
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "iterations", "val_every", "save_every"):
+            if int(getattr(self, name)) < 1:
+                raise CamtraceError(f"spoc training: {name}={getattr(self, name)} must be >= 1")
+        for name in ("lambda_e", "lambda_a", "lambda_p", "lambda_f", "margin"):
+            if getattr(self, name) < 0:
+                raise CamtraceError(f"spoc training: {name}={getattr(self, name)} must be >= 0")
+
+
+def train_spoc(
+    target_uint8: np.ndarray | torch.Tensor,
+    synthetic_uint8: np.ndarray | torch.Tensor,
+    val_uint8: np.ndarray | torch.Tensor,
+    embedder: str | Path | Embedder | None,
+    target: str,
+    config: SpoCConfig | None = None,
+    out_dir: str | Path = "spoc",
+    resume: bool = True,
+) -> Path:
+    """Train the SpoC generator of camera model ``target`` from its patches (R_M) and the
+    patches to spoof (S, train and validation), all uint8 (N, H, W, 3) of one size, with the
+    pre-trained ``embedder`` (a checkpoint of :func:`train_embedder` or the module; None only
+    with ``lambda_e = 0``); return the checkpoint path. ``resume`` as train_generator."""
+    config = config or SpoCConfig()
+    if len(target_uint8) == 0:
+        raise CamtraceError(
+            f"spoc training: no images of the target camera model '{target}'; give its "
+            "patches (e.g. the train-split patches whose model is the target)"
+        )
+    real = as_patches(target_uint8, f"spoc target '{target}'")
+    synthetic, val = as_patches(synthetic_uint8, "spoc input"), as_patches(val_uint8, "spoc val")
+    side = int(real.shape[-1])
+    if side < MIN_SIDE or synthetic.shape[-1] != side or val.shape[-1] != side:
+        raise CamtraceError(
+            f"spoc training: patches of {side}, {synthetic.shape[-1]} and {val.shape[-1]} px; "
+            f"give target, input and validation patches of one size, at least {MIN_SIDE}"
+        )
+    if embedder is None and config.lambda_e:
+        raise CamtraceError(
+            "spoc training: no embedder; pre-train one with train_embedder (SimCam preset "
+            "'many') or set lambda_e=0 (the only-discriminator ablation)"
+        )
+    if embedder is not None and not isinstance(embedder, nn.Module):
+        embedder = load_embedder(embedder)
+    card = {
+        "method": "spoc",
+        "paper": get_method("spoc").paper,
+        "target": str(target),
+        "patch_size": side,
+        "embedder": None if embedder is None else weights_digest(embedder),
+        "data": {
+            "target": array_digest(real),
+            "input": array_digest(synthetic),
+            "val": array_digest(val),
+            "target_patches": len(real),
+            "input_patches": len(synthetic),
+            "val_patches": len(val),
+        },
+        "config": json.loads(json.dumps({**dataclasses.asdict(config), "progress": None})),
+    }
+    out = Path(out_dir)
+    if resume and (out / GENERATOR_FILE).is_file():
+        same_run(read_generator_card(out / GENERATOR_FILE), card, out)
+        return out / GENERATOR_FILE
+    run = _SpoCRun(config, real, synthetic, val, embedder, card)
+    if resume and (out / STATE_FILE).is_file():
+        run.restore(out / STATE_FILE)
+    return run.fit(out)
+
+
+class _SpoCRun:
+    """One SpoC training: G, D, the frozen E and its anchor, the optimisers, the logs."""
+
+    def __init__(
+        self,
+        config: SpoCConfig,
+        real: torch.Tensor,
+        synthetic: torch.Tensor,
+        val: torch.Tensor,
+        embedder: Embedder | None,
+        card: dict[str, Any],
+    ) -> None:
+        self.config, self.real, self.synthetic, self.val, self.card = (
+            config,
+            real,
+            synthetic,
+            val,
+            card,
+        )
+        self.embedder = embedder.eval().requires_grad_(False) if embedder is not None else None
+        self.e_m, self.d_ref = self._anchor() if embedder is not None else (None, None)
+        self.perceptual = PerceptualLoss(config.vgg_weights) if config.lambda_p else None
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.generator = get_method("spoc").build(config.hparams)
+            self.modules: dict[str, nn.Module] = {"generator": self.generator}
+            if config.lambda_a:
+                self.modules["discriminator"] = SpoCDiscriminator()
+        self.optimizers = {
+            name: torch.optim.Adam(module.parameters(), lr=config.lr, betas=config.betas)
+            for name, module in self.modules.items()
+        }
+        self.iteration, self.losses, self.validation = 0, [], []
+
+    @torch.no_grad()
+    def _anchor(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """e_M and d_ref over every target patch (Sec. 4.2)."""
+        step = 4 * self.config.batch_size
+        e = torch.cat(
+            [self.embedder(self.real[i : i + step].float()) for i in range(0, len(self.real), step)]
+        )
+        return anchor(e)
+
+    def restore(self, path: Path) -> None:
+        info = load_state(path, self.modules, self.optimizers)
+        same_run(info["card"], self.card, path.parent)
+        self.iteration, self.losses, self.validation = (
+            info["iteration"],
+            info["losses"],
+            info["validation"],
+        )
+
+    def fit(self, out: Path) -> Path:
+        config = self.config
+        with Progress(disable=not config.progress) as bar:
+            task = bar.add_task(f"train spoc -> {self.card['target']}", total=config.iterations)
+            while self.iteration < config.iterations:
+                self.losses.append(self.step(*self._batch()))
+                self.iteration += 1
+                if self.iteration % config.val_every == 0 or self.iteration == config.iterations:
+                    self.validation.append(self.validate())
+                if self.iteration % config.save_every == 0:
+                    self.save(out)
+                bar.update(task, completed=self.iteration)
+        self.save(out)
+        card = {
+            **self.card,
+            "hparams": self.generator.hparams,
+            "iterations": self.iteration,
+            "d_ref": None if self.d_ref is None else self.d_ref.item(),
+            "perceptual": None if self.perceptual is None else self.perceptual.source,
+            "validation": self.validation[-1] if self.validation else None,
+            "environment": environment(torch.device("cpu"), "fp32"),
+            "camtrace_version": __version__,
+            "input": "float RGB pixels in [0, 255], (N, 3, H, W); gives the same",
+        }
+        return save_generator(self.generator, out / GENERATOR_FILE, card)
+
+    def save(self, out: Path) -> None:
+        info = {
+            "card": self.card,
+            "iteration": self.iteration,
+            "losses": self.losses,
+            "validation": self.validation,
+        }
+        save_state(out / STATE_FILE, self.modules, self.optimizers, info)
+        write_json(out / LOG_FILE, {"losses": self.losses, "validation": self.validation})
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This iteration's images of S and of R_M, drawn with (seed, iteration)."""
+        rng, n = np.random.default_rng([self.config.seed, self.iteration]), self.config.batch_size
+        picks = [
+            torch.from_numpy(np.sort(rng.choice(len(t), n, replace=len(t) < n)))
+            for t in (self.synthetic, self.real)
+        ]
+        return self.synthetic[picks[0]].float(), self.real[picks[1]].float()
+
+    def step(self, x: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
+        """One D update on (z, G(x), x) (Eq. 5), then one G update on L_G (Eq. 1)."""
+        c, g = self.config, self.generator.train()
+        spoof = ste_round(g(x))
+        log: dict[str, float] = {"iteration": self.iteration + 1}
+        rec = reconstruction_loss(spoof, x)
+        loss, log["rec"] = rec, rec.item()
+        if self.perceptual is not None:
+            per = self.perceptual(spoof, x)
+            loss, log["per"] = loss + c.lambda_p * per, per.item()
+        if c.lambda_a:
+            d, opt_d = self.modules["discriminator"].train(), self.optimizers["discriminator"]
+            loss_d = discriminator_loss(*d(torch.cat([z, spoof.detach(), x])).chunk(3))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            adv = adversarial_loss(d(torch.cat([z, spoof, x])).chunk(3)[1])
+            loss, log["discriminator"], log["adv"] = (
+                loss + c.lambda_a * adv,
+                loss_d.item(),
+                adv.item(),
+            )
+        if c.lambda_e:
+            maps = self.embedder.features(spoof)
+            dst = distance_loss(maps[-1].amax(dim=(-2, -1)), self.e_m, self.d_ref, c.margin)
+            with torch.no_grad():
+                real_maps = self.embedder.features(z)
+            fm = feature_matching_loss(real_maps, maps)
+            loss = loss + c.lambda_e * (dst + c.lambda_f * fm)
+            log["dst"], log["fm"] = dst.item(), fm.item()
+        opt_g = self.optimizers["generator"]
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        log["generator"] = loss.item()
+        return log
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Mean PSNR of the 8-bit spoofs of the validation images, their mean embedder
+        distance to e_M and the share within d_ref (SpoC's L_DST hinge without margin)."""
+        psnrs, dists = [], []
+        with eval_mode(self.generator):
+            for lo in range(0, len(self.val), 4 * self.config.batch_size):
+                x = self.val[lo : lo + 4 * self.config.batch_size].float()
+                spoof = self.generator.to_grid(self.generator(x), x)
+                psnrs.append(psnr(spoof, x))
+                if self.embedder is not None:
+                    dists.append(l1_distance(self.embedder(spoof), self.e_m))
+        v: dict[str, Any] = {"iteration": self.iteration, "psnr": torch.cat(psnrs).mean().item()}
+        if dists:
+            d = torch.cat(dists)
+            v["distance"], v["within_d_ref"] = (
+                d.mean().item(),
+                (d <= self.d_ref).float().mean().item(),
+            )
+        return v
