@@ -43,6 +43,13 @@ from camtrace.workflows.generator_run import (
     train_generators,
 )
 from camtrace.workflows.report import Report, percent, write_run
+from camtrace.workflows.robustness import (
+    check_robustness,
+    launched_rank,
+    run_robustness,
+    share_detectors,
+)
+from camtrace.workflows.robustness_report import add_robustness_report
 
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
 
@@ -296,7 +303,10 @@ def run_experiment(
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
     spread; the attacks and the per-detector details are those of the first split, and so
     are the generators of a ``generators`` section (``runs/<name>/generators/``, measured in
-    ``metrics["generators"]``).
+    ``metrics["generators"]``), and the robustness matrix of a ``robustness`` section
+    (``metrics["robustness"]``). Under ``torchrun`` (a robustness section needed) rank 0
+    runs the experiment and the other ranks wait for its detectors, share the matrix's cells
+    with it and return ``{}``; rank 0 writes the run folder.
     ``config.yaml`` is the config as given.
     """
     given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
@@ -307,6 +317,10 @@ def run_experiment(
     specs = detector_specs(config)
     sizes = {s.arch: s.protocol.size for s in specs}
     attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
+    check_robustness(config.robustness, list(sizes))
+    if launched_rank() > 0:  # torchrun's other ranks: their share of the matrix's cells
+        run_robustness(config.robustness, share_detectors(None), seed, log)
+        return {}
     manifest = prepare_manifest(config, seed, progress)
     generator_plan = plan_generators_of(config, specs, manifest)
     clock.lap("data")
@@ -335,6 +349,13 @@ def run_experiment(
     )
     if attacks:
         clock.lap("attacks")
+    robustness = (
+        run_robustness(config.robustness, share_detectors(detectors), seed, log)
+        if config.robustness
+        else None
+    )
+    if robustness:
+        clock.lap("robustness")
     generators = (
         run_generators(generator_plan, config, specs, first, run_dir, clock, progress, log)
         if generator_plan
@@ -359,6 +380,7 @@ def run_experiment(
         ),
         **({"attacks": attacks.metrics} if attacks else {}),
         **({"generators": generators.metrics} if generators else {}),
+        **({"robustness": robustness} if robustness else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
     report = build_report(given, metrics, first.histories)
@@ -366,6 +388,8 @@ def run_experiment(
         add_attack_report(report, attacks.metrics, attacks.examples)
     if generators:
         add_generator_report(report, generators.metrics, generators.examples, generators.logs)
+    if robustness:
+        add_robustness_report(report, robustness)
     if audited is not None:
         add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)

@@ -1,0 +1,389 @@
+"""The robustness matrix (``camtrace run robustness``): every attack against every detector,
+with the adaptive evaluation that keeps gradient masking from passing for robustness.
+
+Rows are the entries of the config's ``detectors:`` (by the name the experiment gives them,
+so a defended entry is its own row), columns the attacks of the ``robustness`` section, all at
+one epsilon. A cell attacks the detector's picked patches (:func:`attack_run.build_pool`)
+and measures, on the uint8 outputs, the error rate (the success of an untargeted attack on
+correctly classified patches) and accuracy, the same after JPEG re-compression, and the mean
+PSNR of the changed patches.
+
+The adaptive part (Athalye et al. 2018; Carlini et al. 2019; AutoAttack's checklist) adds
+per detector: PGD with more steps and random restarts over an epsilon sweep up to an
+unbounded epsilon; PGD through the detector as deployed, JPEG included (the gradient goes
+through the differentiable JPEG, EOT-style, and success is judged after it); the gradient-free
+Square Attack; a transfer attack from an undefended surrogate detector; and the sanity checks
+of :mod:`camtrace.evaluation.sanity` on those rates.
+
+Every cell is independent, so the cells are shared round-robin among the processes of a
+``torchrun`` group (gloo on CPUs, NCCL on GPUs; :mod:`camtrace.training.distributed`), each
+rank runs its slice and the results are gathered: every rank holds the merged matrix, rank 0
+writes it. Each cell seeds its own randomness, so the matrix does not depend on the split.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from camtrace.attacks import ATTACKS, Jpeg, make_attack, recompress
+from camtrace.data.patch_store import PatchStore
+from camtrace.errors import CamtraceError
+from camtrace.evaluation.attack_metrics import attack_metrics, outcome_from_scores, softmax_scores
+from camtrace.evaluation.sanity import Evidence, sanity_checks
+from camtrace.models.checkpoint import load_detector
+from camtrace.training.distributed import init_from_env, world
+from camtrace.workflows.attack_run import Pool, build_pool
+from camtrace.workflows.config import AdaptiveConfig, RobustnessConfig
+
+ITERATIVE = ("bim", "pgd", "mifgsm", "timifgsm")
+"""Matrix attacks compared with FGSM by the iterative >= single-step check."""
+WHITE_BOX = ("fgsm", "llcm", *ITERATIVE)
+"""Matrix attacks that follow the detector's gradient within the eps ball."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One attack on one detector's patches: the unit the ranks share. ``source``: the
+    detector the attack is crafted on when it is not ``row`` (a transfer); ``restarts``:
+    runs with seeds seed, seed + 1, ...; a patch counts if any run succeeds."""
+
+    row: str
+    method: str
+    eps: float | None
+    params: tuple[tuple[str, Any], ...] = ()
+    restarts: int = 1
+    source: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A name unique to what the cell computes (equal cells are run once)."""
+        return json.dumps(
+            [self.row, self.method, self.eps, self.params, self.restarts, self.source]
+        )
+
+
+def takes_eps(method: str) -> bool:
+    """Whether attack ``method`` has an epsilon budget (JSMA's budget is a changed fraction)."""
+    return "eps" in inspect.signature(ATTACKS[method].__init__).parameters
+
+
+def _params(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(values.items()))
+
+
+def matrix_cells(section: RobustnessConfig, rows: Sequence[str]) -> dict[str, dict[str, Cell]]:
+    """The matrix: per row, per attack of the section, its cell at the section's eps."""
+    return {
+        row: {
+            method: Cell(
+                row,
+                method,
+                section.eps if takes_eps(method) else None,
+                _params(section.params.get(method, {})),
+            )
+            for method in section.attacks
+        }
+        for row in rows
+    }
+
+
+def strong_pgd(adaptive: AdaptiveConfig, eps: float, restarts: int, **extra: Any) -> Cell:
+    """PGD with ``adaptive.steps`` steps of 2.5 eps / steps (Madry et al. 2018), a row-less
+    template (see :func:`adaptive_cells`)."""
+    params = {"steps": adaptive.steps, "alpha": 2.5 * eps / adaptive.steps, **extra}
+    return Cell("", "pgd", eps, _params(params), restarts)
+
+
+def sweep(section: RobustnessConfig, adaptive: AdaptiveConfig) -> list[float]:
+    """The epsilons of the PGD sweep: the section's, the matrix's and the unbounded one."""
+    return sorted({*adaptive.eps, section.eps, adaptive.unbounded})
+
+
+def adaptive_cells(
+    section: RobustnessConfig,
+    adaptive: AdaptiveConfig,
+    rows: Sequence[str],
+    surrogate: str,
+    compatible: Callable[[str, str], bool],
+) -> dict[str, dict[str, Cell]]:
+    """Per row, by label: FGSM, strong PGD at every eps of the sweep, PGD through the JPEG
+    the outputs are judged after, the Square Attack, and PGD crafted on ``surrogate`` (rows
+    it is ``compatible`` with: same classes and patch size)."""
+    out = {}
+    r, eps = adaptive.restarts, section.eps
+    for row in rows:
+        cells = {"fgsm": Cell(row, "fgsm", eps, _params(section.params.get("fgsm", {})))}
+        for e in sweep(section, adaptive):
+            cells[f"pgd {adaptive.steps}x{r} eps {e:g}"] = strong_pgd(adaptive, e, r)
+        cells["pgd through jpeg"] = strong_pgd(
+            adaptive, eps, 1, jpeg=section.jpeg, through_jpeg=True
+        )
+        cells["square"] = Cell(row, "square", eps, _params({"queries": adaptive.queries}))
+        if row != surrogate and compatible(surrogate, row):
+            cells[f"transfer from {surrogate}"] = Cell(
+                row, "pgd", eps, strong_pgd(adaptive, eps, 1).params, 1, surrogate
+            )
+        out[row] = {
+            label: Cell(row, c.method, c.eps, c.params, c.restarts, c.source)
+            for label, c in cells.items()
+        }
+    return out
+
+
+def _surrogate(section: RobustnessConfig, rows: Sequence[str]) -> str:
+    return (section.adaptive and section.adaptive.surrogate) or rows[0]
+
+
+def launched_rank() -> int:
+    """This process's rank under ``torchrun`` (its RANK), before any process group joins;
+    0 outside torchrun."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+def share_detectors(detectors: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Join torchrun's process group and give every rank rank 0's trained ``detectors``
+    (``run_experiment``'s entries: checkpoint and patch store paths). The other ranks call
+    it first and wait here while rank 0 prepares the data and trains; outside torchrun it
+    returns ``detectors``."""
+    init_from_env()
+    box = [None if detectors is None else dict(detectors)]
+    if world()[1] > 1:
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def check_robustness(section: RobustnessConfig | None, rows: Sequence[str]) -> None:
+    """Fail before any training on a surrogate that is no detector of the config, on an
+    attack parameter its attack does not take, or under torchrun without a matrix to share."""
+    if section is None:
+        if launched_rank() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise CamtraceError(
+                "torchrun shares the cells of the robustness matrix only: add a robustness "
+                "section, or run without torchrun"
+            )
+        return
+    surrogate = _surrogate(section, rows)
+    if surrogate not in rows:
+        raise CamtraceError(
+            f"robustness.adaptive.surrogate: {surrogate} is not a detector here; "
+            f"detectors: {', '.join(rows)}"
+        )
+    extra = (
+        adaptive_cells(section, section.adaptive, rows[:1], surrogate, lambda a, b: False)
+        if section.adaptive
+        else {}
+    )
+    for cells in (*matrix_cells(section, rows[:1]).values(), *extra.values()):
+        for cell in cells.values():
+            try:
+                make_attack(cell.method, **_kwargs(cell))
+            except CamtraceError as e:
+                raise CamtraceError(f"robustness: {e}") from None
+
+
+def _kwargs(cell: Cell) -> dict[str, Any]:
+    return dict(cell.params) | ({} if cell.eps is None else {"eps": cell.eps})
+
+
+def run_cell(
+    cell: Cell,
+    detectors: Mapping[str, nn.Module],
+    pools: Mapping[str, Pool],
+    jpeg: Jpeg,
+    batch_size: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Attack the row's patches (crafted on ``cell.source`` for a transfer) and judge the
+    uint8 outputs with the row's detector, as written and after ``jpeg``."""
+    judge, crafter = detectors[cell.row], detectors[cell.source or cell.row]
+    x, y = pools[cell.row].images, pools[cell.row].labels
+    if len(x) == 0:
+        return {"n": 0}
+    kwargs = _kwargs(cell)
+    adv, done = x.copy(), np.zeros(len(x), bool)
+    for r in range(cell.restarts):
+        todo = np.flatnonzero(~done)
+        if len(todo) == 0:
+            break
+        torch.manual_seed(seed + r)
+        attack = make_attack(cell.method, batch_size=batch_size, seed=seed + r, **kwargs)
+        adv[todo], _ = attack(crafter, x[todo], labels=y[todo])
+        done[todo] = softmax_scores(judge, adv[todo], batch_size).argmax(1) != y[todo]
+    m = attack_metrics(judge, x, y, adv, jpeg_adv=recompress(adv, jpeg), batch_size=batch_size)
+    o, j = m["overall"], m["jpeg"]["overall"]
+    return {
+        "n": o["n"],
+        "error_rate": o["error_rate"],
+        "accuracy": o["accuracy"],
+        "jpeg_error_rate": j["error_rate"],
+        "jpeg_accuracy": j["accuracy"],
+        "psnr": o["psnr"],
+        "linf": o["linf"],
+    }
+
+
+def run_sharded(
+    cells: Sequence[Cell], work: Callable[[Cell], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``work`` on every cell, shared round-robin among the ranks of the process group (if
+    any); every rank gets the merged results, by cell key, in the order of ``cells``."""
+    rank, size = world()
+    mine = {c.key: work(c) for c in cells[rank::size]}
+    if size == 1:
+        return mine
+    parts: list[dict[str, dict[str, Any]] | None] = [None] * size
+    dist.all_gather_object(parts, mine)
+    merged = {k: v for part in parts for k, v in (part or {}).items()}
+    return {c.key: merged[c.key] for c in cells}
+
+
+def _rate(result: Mapping[str, Any]) -> float:
+    return result.get("error_rate", float("nan"))
+
+
+def evidence(
+    row: str,
+    section: RobustnessConfig,
+    adaptive: AdaptiveConfig,
+    matrix: Mapping[str, Mapping[str, Any]],
+    cells: Mapping[str, Mapping[str, Any]],
+) -> Evidence:
+    """The rates of ``row`` that the sanity checks compare: the matrix's white-box attacks
+    and the adaptive ones (``cells``: results by label)."""
+    strong = f"pgd {adaptive.steps}x{adaptive.restarts}"
+    eps = sweep(section, adaptive)
+    white = {m: _rate(matrix[m]) for m in WHITE_BOX if m in matrix}
+    white |= {strong: _rate(cells[f"{strong} eps {section.eps:g}"])}
+    white |= {"pgd through jpeg": _rate(cells["pgd through jpeg"])}
+    return Evidence(
+        single_step=_rate(cells["fgsm"]),
+        iterative={
+            **{m: _rate(matrix[m]) for m in ITERATIVE if m in matrix},
+            strong: white[strong],
+        },
+        eps=eps,
+        by_eps=[_rate(cells[f"{strong} eps {e:g}"]) for e in eps],
+        unbounded_eps=adaptive.unbounded,
+        unbounded=_rate(cells[f"{strong} eps {adaptive.unbounded:g}"]),
+        white_box=white,
+        black_box={
+            k: _rate(v) for k, v in cells.items() if k == "square" or k.startswith("transfer")
+        },
+    )
+
+
+def _clean(detector: nn.Module, pool: Pool, jpeg: Jpeg, batch_size: int) -> dict[str, Any]:
+    if len(pool.labels) == 0:
+        return {"n": 0}
+    plain = outcome_from_scores(softmax_scores(detector, pool.images, batch_size), pool.labels)
+    after = outcome_from_scores(
+        softmax_scores(detector, recompress(pool.images, jpeg), batch_size), pool.labels
+    )
+    return {"n": plain["n"], "accuracy": plain["accuracy"], "jpeg_accuracy": after["accuracy"]}
+
+
+def _compatible(detectors: Mapping[str, nn.Module], pools: Mapping[str, Pool]) -> Callable:
+    def check(a: str, b: str) -> bool:
+        return (
+            list(detectors[a].classes) == list(detectors[b].classes)
+            and pools[a].images.shape[1:] == pools[b].images.shape[1:]
+        )
+
+    return check
+
+
+def robustness_matrix(
+    section: RobustnessConfig,
+    detectors: Mapping[str, nn.Module],
+    pools: Mapping[str, Pool],
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The matrix (and, with ``section.adaptive``, the adaptive evaluation and its checks) of
+    loaded ``detectors`` on their picked patches ``pools``, sharded over the process group;
+    the metrics every rank returns alike."""
+    rows, jpeg = list(detectors), Jpeg(quality=section.jpeg)
+    matrix = matrix_cells(section, rows)
+    adaptive = section.adaptive
+    surrogate = _surrogate(section, rows)
+    extra = (
+        adaptive_cells(section, adaptive, rows, surrogate, _compatible(detectors, pools))
+        if adaptive
+        else {}
+    )
+    cells = list(
+        {c.key: c for cs in (*matrix.values(), *extra.values()) for c in cs.values()}.values()
+    )
+    rank, size = world()
+    log(f"robustness: {len(cells)} cells on {len(rows)} detectors, {size} process(es)")
+
+    def work(cell: Cell) -> dict[str, Any]:
+        result = run_cell(cell, detectors, pools, jpeg, section.batch_size, seed)
+        from_ = f" (crafted on {cell.source})" if cell.source else ""
+        log(
+            f"  [{rank}] {cell.row} {cell.method}{from_} eps {cell.eps}: error rate "
+            f"{100 * _rate(result):.1f}%"
+        )
+        return result
+
+    results = run_sharded(cells, work)
+    out: dict[str, Any] = {
+        "eps": section.eps,
+        "jpeg": section.jpeg,
+        "split": section.split,
+        "select": section.select,
+        "rows": rows,
+        "columns": list(section.attacks),
+        "processes": size,
+        "cells": len(cells),
+        "clean": {r: _clean(detectors[r], pools[r], jpeg, section.batch_size) for r in rows},
+        "matrix": {r: {m: results[c.key] for m, c in matrix[r].items()} for r in rows},
+    }
+    if adaptive:
+        out["adaptive"] = {"surrogate": surrogate, "slack": adaptive.slack, "rows": {}}
+        for r in rows:
+            by_label = {label: results[c.key] for label, c in extra[r].items()}
+            if not pools[r].labels.size:
+                out["adaptive"]["rows"][r] = {"cells": by_label, "checks": [], "passed": None}
+                continue
+            checks = sanity_checks(
+                evidence(r, section, adaptive, out["matrix"][r], by_label), adaptive.slack
+            )
+            out["adaptive"]["rows"][r] = {
+                "cells": by_label,
+                "checks": [c.as_dict() for c in checks],
+                "passed": all(c.passed for c in checks),
+            }
+        out["checks_passed"] = all(
+            v["passed"] is not False for v in out["adaptive"]["rows"].values()
+        )
+    return out
+
+
+def run_robustness(
+    section: RobustnessConfig,
+    detectors: Mapping[str, Mapping[str, Any]],
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The matrix on an experiment's trained detectors (``run_experiment``'s ``detectors``
+    entries: their ``checkpoint`` and ``patch_store``), rows named by the entries' keys."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world()[1] > 1 and device == "cuda":
+        device = f"cuda:{torch.cuda.current_device()}"
+    dets = {name: load_detector(d["checkpoint"], device=device) for name, d in detectors.items()}
+    pools = {
+        name: build_pool(dets[name], PatchStore.open(d["patch_store"]), section, seed)
+        for name, d in detectors.items()
+    }
+    return robustness_matrix(section, dets, pools, seed, log)
