@@ -1,19 +1,22 @@
 """The robustness matrix: sanity checks that catch a gradient-masked toy detector and pass a
-plain one, the sharded matrix (2 gloo processes) equal to the single-process one, the
-config section and the report."""
+plain one, ``camtrace run`` with a robustness section plain and under torchrun (2 gloo
+processes: the same matrix), the config section and the report."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+import yaml
 from torch import nn
 
+import camtrace
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.sanity import (
     black_box_below_white_box,
@@ -66,10 +69,6 @@ SECTION = {
     "params": {"square": {"queries": 100}, "bim": {"steps": 5}, "pgd": {"steps": 5}},
     "jpeg": 90,
     "adaptive": {"steps": 10, "restarts": 2, "eps": [2, 8], "queries": 300, "surrogate": "plain"},
-}
-SMALL = {  # for the sharded run: every kind of cell, fewer steps
-    "params": {"square": {"queries": 20}, "bim": {"steps": 2}, "pgd": {"steps": 2}},
-    "adaptive": {"steps": 3, "restarts": 2, "eps": [2], "queries": 20, "surrogate": "plain"},
 }
 
 
@@ -125,28 +124,6 @@ def test_pure_checks_on_rates() -> None:
         non_decreasing_in_eps([4, 2], [0.1, 0.2], 0.05)
 
 
-def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
-    try:
-        result = matrix(masked=False, **SMALL)
-        if rank == 0:
-            Path(out).write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_sharded_matrix_equals_single_process(tmp_path: Path) -> None:
-    out = tmp_path / "sharded.json"
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
-    sharded = json.loads(out.read_text())
-    single = json.loads(json.dumps(matrix(masked=False, **SMALL)))
-    assert sharded.pop("processes") == 2 and single.pop("processes") == 1
-    assert sharded == single
-
-
 def test_report_draws_the_heat_map_and_prints_failed_checks_red() -> None:
     from camtrace.workflows.robustness_report import add_robustness_report
 
@@ -193,23 +170,41 @@ def tiny_config(root: Path) -> dict:
     return {**TINY, "workdir": str(root / "work")}
 
 
-def test_run_experiment_writes_the_matrix(tmp_path: Path) -> None:
+def test_run_writes_the_matrix_plain_and_under_torchrun(tmp_path: Path) -> None:
     from camtrace.workflows.experiment import run_experiment
 
-    run_experiment(tiny_config(tmp_path), tmp_path / "runs", progress=False, log=lambda _: None)
-    run_dir = tmp_path / "runs" / "tiny-robustness"
+    config, runs = tiny_config(tmp_path), tmp_path / "runs"
+    run_experiment(config, runs, progress=False, log=lambda _: None)
+    run_dir = runs / "tiny-robustness"
     rob = json.loads((run_dir / "metrics.json").read_text())["robustness"]
     assert rob["rows"] == ["bondi2017", "tuama2016"]
     assert rob["columns"] == ["fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square"]
     cell = rob["matrix"]["tuama2016"]["pgd"]
     assert cell["n"] == 4 and 0 <= cell["jpeg_error_rate"] <= 1 and cell["linf"] <= 4
-    checks = rob["adaptive"]["rows"]["tuama2016"]["checks"]
-    assert (
-        len(checks) == 4
-        and "transfer from bondi2017" in rob["adaptive"]["rows"]["tuama2016"]["cells"]
-    )
+    tuama = rob["adaptive"]["rows"]["tuama2016"]
+    assert len(tuama["checks"]) == 4 and "transfer from bondi2017" in tuama["cells"]
     assert isinstance(rob["checks_passed"], bool)
     assert "Robustness matrix" in (run_dir / "report.html").read_text()
+
+    # the same run under torchrun (data, patches and training cached): the same matrix
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(camtrace.__file__).parents[1]),
+        "OMP_NUM_THREADS": "1",
+    }
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cli = ["-m", "camtrace.cli", "run", str(tmp_path / "tiny.yaml"), "--runs-dir", str(runs)]
+    subprocess.run(
+        [*torchrun, "--nproc-per-node", "2", *cli, "--quiet"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    sharded = json.loads((run_dir / "metrics.json").read_text())["robustness"]
+    assert sharded.pop("processes") == 2 and rob.pop("processes") == 1
+    assert sharded == rob
 
 
 def test_bad_surrogate_fails_before_training(tmp_path: Path) -> None:

@@ -400,6 +400,11 @@ class RobustnessConfig:
     )
     jpeg: int = option(90, "JPEG quality the outputs are also judged after", minimum=1, maximum=100)
     batch_size: int = option(64, "patches per attack batch", minimum=1)
+    precision: Literal["fp32", "bf16", "auto"] = option(
+        "fp32",
+        "arithmetic of the gradient passes; auto picks bf16 by timing, so a loaded machine "
+        "may change the numbers (and the sharded matrix may differ from one process's)",
+    )
     adaptive: AdaptiveConfig | None = option(
         None, "adaptive attacks and sanity checks ({} for the defaults; null: the matrix only)"
     )

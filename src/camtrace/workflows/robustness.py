@@ -77,7 +77,10 @@ def takes_eps(method: str) -> bool:
     return "eps" in inspect.signature(ATTACKS[method].__init__).parameters
 
 
-def _params(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def _params(method: str, values: Mapping[str, Any], precision: str) -> tuple[tuple[str, Any], ...]:
+    """An attack's keyword arguments, with the section's arithmetic where the attack has one."""
+    if "precision" not in ATTACKS[method].inapplicable:
+        values = {"precision": precision, **values}
     return tuple(sorted(values.items()))
 
 
@@ -89,7 +92,7 @@ def matrix_cells(section: RobustnessConfig, rows: Sequence[str]) -> dict[str, di
                 row,
                 method,
                 section.eps if takes_eps(method) else None,
-                _params(section.params.get(method, {})),
+                _params(method, section.params.get(method, {}), section.precision),
             )
             for method in section.attacks
         }
@@ -97,11 +100,13 @@ def matrix_cells(section: RobustnessConfig, rows: Sequence[str]) -> dict[str, di
     }
 
 
-def strong_pgd(adaptive: AdaptiveConfig, eps: float, restarts: int, **extra: Any) -> Cell:
+def strong_pgd(
+    section: RobustnessConfig, adaptive: AdaptiveConfig, eps: float, restarts: int, **extra: Any
+) -> Cell:
     """PGD with ``adaptive.steps`` steps of 2.5 eps / steps (Madry et al. 2018), a row-less
     template (see :func:`adaptive_cells`)."""
     params = {"steps": adaptive.steps, "alpha": 2.5 * eps / adaptive.steps, **extra}
-    return Cell("", "pgd", eps, _params(params), restarts)
+    return Cell("", "pgd", eps, _params("pgd", params, section.precision), restarts)
 
 
 def sweep(section: RobustnessConfig, adaptive: AdaptiveConfig) -> list[float]:
@@ -122,16 +127,22 @@ def adaptive_cells(
     out = {}
     r, eps = adaptive.restarts, section.eps
     for row in rows:
-        cells = {"fgsm": Cell(row, "fgsm", eps, _params(section.params.get("fgsm", {})))}
+        cells = {
+            "fgsm": Cell(
+                row, "fgsm", eps, _params("fgsm", section.params.get("fgsm", {}), section.precision)
+            )
+        }
         for e in sweep(section, adaptive):
-            cells[f"pgd {adaptive.steps}x{r} eps {e:g}"] = strong_pgd(adaptive, e, r)
+            cells[f"pgd {adaptive.steps}x{r} eps {e:g}"] = strong_pgd(section, adaptive, e, r)
         cells["pgd through jpeg"] = strong_pgd(
-            adaptive, eps, 1, jpeg=section.jpeg, through_jpeg=True
+            section, adaptive, eps, 1, jpeg=section.jpeg, through_jpeg=True
         )
-        cells["square"] = Cell(row, "square", eps, _params({"queries": adaptive.queries}))
+        cells["square"] = Cell(
+            row, "square", eps, _params("square", {"queries": adaptive.queries}, section.precision)
+        )
         if row != surrogate and compatible(surrogate, row):
             cells[f"transfer from {surrogate}"] = Cell(
-                row, "pgd", eps, strong_pgd(adaptive, eps, 1).params, 1, surrogate
+                row, "pgd", eps, strong_pgd(section, adaptive, eps, 1).params, 1, surrogate
             )
         out[row] = {
             label: Cell(row, c.method, c.eps, c.params, c.restarts, c.source)
