@@ -113,6 +113,26 @@ def test_checks_fail_on_a_gradient_masked_detector() -> None:
     assert out["adaptive"]["rows"]["plain"]["passed"]  # the plain row still passes
 
 
+def test_a_trained_generator_is_a_column(tmp_path: Path) -> None:
+    from camtrace.attacks.generative import GAPGenerator
+    from camtrace.attacks.generative.checkpoint import save_generator
+
+    paths = {}
+    for i, target in enumerate(CLASSES[:2]):  # one generator per target, as generators: trains
+        torch.manual_seed(i)
+        g = GAPGenerator(eps=4).eval()
+        card = {"method": "gap", "hparams": g.hparams, "classes": CLASSES, "target": target}
+        card |= {"target_index": i, "patch_size": 16}
+        paths[target] = str(save_generator(g, tmp_path / f"gap-{target}.safetensors", card))
+    dets, pools = {"tested": ChannelMeans()}, {"tested": toy_pool()}
+    with pytest.raises(CamtraceError, match="surrogate: plain is not a detector"):
+        robustness_matrix(section(), dets, pools, 0, lambda s: None)
+    out = robustness_matrix(section(adaptive=None), dets, pools, 0, lambda s: None, {"gap": paths})
+    assert out["columns"] == ["fgsm", "bim", "pgd", "square", "gap"]
+    gap = out["matrix"]["tested"]["gap"]
+    assert gap["n"] == 24 and gap["psnr"] is not None and gap["linf"] <= 4
+
+
 def test_pure_checks_on_rates() -> None:
     assert iterative_beats_single_step(0.5, {"pgd": 0.48}, 0.05).passed
     assert not iterative_beats_single_step(0.5, {"pgd": 0.3}, 0.05).passed
@@ -215,3 +235,13 @@ def test_bad_surrogate_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(CamtraceError, match="surrogate: xception"):
         run_experiment(config, tmp_path / "runs", progress=False, log=lambda _: None)
     assert not (tmp_path / "work").exists()
+
+
+def test_generators_of_a_run_become_the_generative_column() -> None:
+    from camtrace.workflows.experiment import generator_paths
+    from camtrace.workflows.generator_run import GeneratorResults
+
+    targets = {"Nikon_D70": {"checkpoint": "g/nikon.safetensors", "seen": {}}}
+    results = GeneratorResults({"method": "mislgan", "targets": targets}, {}, {})
+    assert generator_paths(results) == {"mislgan": {"Nikon_D70": "g/nikon.safetensors"}}
+    assert generator_paths(None) == {}

@@ -47,7 +47,7 @@ from camtrace.workflows.robustness import (
     check_robustness,
     launched_rank,
     run_robustness,
-    share_detectors,
+    share_from_rank_zero,
 )
 from camtrace.workflows.robustness_report import add_robustness_report
 
@@ -319,7 +319,7 @@ def run_experiment(
     attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
     check_robustness(config.robustness, list(sizes))
     if launched_rank() > 0:  # torchrun's other ranks: their share of the matrix's cells
-        run_robustness(config.robustness, share_detectors(None), seed, log)
+        run_robustness(config.robustness, **share_from_rank_zero(None), seed=seed, log=log)
         return {}
     manifest = prepare_manifest(config, seed, progress)
     generator_plan = plan_generators_of(config, specs, manifest)
@@ -349,18 +349,18 @@ def run_experiment(
     )
     if attacks:
         clock.lap("attacks")
-    robustness = (
-        run_robustness(config.robustness, share_detectors(detectors), seed, log)
-        if config.robustness
-        else None
-    )
-    if robustness:
-        clock.lap("robustness")
     generators = (
         run_generators(generator_plan, config, specs, first, run_dir, clock, progress, log)
         if generator_plan
         else None
     )
+    robustness = None
+    if config.robustness:
+        trained = {"detectors": detectors, "generators": generator_paths(generators)}
+        robustness = run_robustness(
+            config.robustness, **share_from_rank_zero(trained), seed=seed, log=log
+        )
+        clock.lap("robustness")
     metrics = {
         "command": f"camtrace run ({name})",
         "name": name,
@@ -394,6 +394,15 @@ def run_experiment(
         add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)
     return metrics
+
+
+def generator_paths(generators: GeneratorResults | None) -> dict[str, dict[str, str]]:
+    """The trained generators of a ``generators`` section, by method and target, for the
+    robustness matrix's generative column."""
+    if generators is None:
+        return {}
+    m = generators.metrics
+    return {m["method"]: {t: row["checkpoint"] for t, row in m["targets"].items()}}
 
 
 def plan_generators_of(

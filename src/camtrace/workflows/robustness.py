@@ -36,13 +36,14 @@ import torch.distributed as dist
 from torch import nn
 
 from camtrace.attacks import ATTACKS, Jpeg, make_attack, recompress
+from camtrace.attacks.generative import METHODS
 from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.attack_metrics import attack_metrics, outcome_from_scores, softmax_scores
 from camtrace.evaluation.sanity import Evidence, sanity_checks
 from camtrace.models.checkpoint import load_detector
 from camtrace.training.distributed import init_from_env, world
-from camtrace.workflows.attack_run import Pool, build_pool
+from camtrace.workflows.attack_run import Pool, assign_targets, build_pool
 from camtrace.workflows.config import AdaptiveConfig, RobustnessConfig
 
 ITERATIVE = ("bim", "pgd", "mifgsm", "timifgsm")
@@ -81,13 +82,21 @@ def _params(method: str, values: Mapping[str, Any], precision: str) -> tuple[tup
     """An attack's keyword arguments, with the section's arithmetic where the attack has one."""
     if "precision" not in ATTACKS[method].inapplicable:
         values = {"precision": precision, **values}
-    return tuple(sorted(values.items()))
+    return _params_of(values)
 
 
-def matrix_cells(section: RobustnessConfig, rows: Sequence[str]) -> dict[str, dict[str, Cell]]:
-    """The matrix: per row, per attack of the section, its cell at the section's eps."""
-    return {
-        row: {
+Generators = Mapping[str, Mapping[str, str]]
+"""Trained generators by method, each a checkpoint path by target camera model."""
+
+
+def matrix_cells(
+    section: RobustnessConfig, rows: Sequence[str], generators: Generators | None = None
+) -> dict[str, dict[str, Cell]]:
+    """The matrix: per row, per attack of the section, its cell at the section's eps; then
+    one column per generative method of ``generators`` (its trained generators' budget)."""
+    out = {}
+    for row in rows:
+        out[row] = {
             method: Cell(
                 row,
                 method,
@@ -96,8 +105,13 @@ def matrix_cells(section: RobustnessConfig, rows: Sequence[str]) -> dict[str, di
             )
             for method in section.attacks
         }
-        for row in rows
-    }
+        for method, paths in (generators or {}).items():
+            out[row][method] = Cell(row, method, None, (("generators", _params_of(paths)),))
+    return out
+
+
+def _params_of(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(values.items()))
 
 
 def strong_pgd(
@@ -152,7 +166,14 @@ def adaptive_cells(
 
 
 def _surrogate(section: RobustnessConfig, rows: Sequence[str]) -> str:
-    return (section.adaptive and section.adaptive.surrogate) or rows[0]
+    """The transfer attack's source: the one named, else the first row."""
+    surrogate = (section.adaptive and section.adaptive.surrogate) or rows[0]
+    if surrogate not in rows:
+        raise CamtraceError(
+            f"robustness.adaptive.surrogate: {surrogate} is not a detector here; "
+            f"detectors: {', '.join(rows)}"
+        )
+    return surrogate
 
 
 def launched_rank() -> int:
@@ -161,13 +182,12 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 
-def share_detectors(detectors: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Join torchrun's process group and give every rank rank 0's trained ``detectors``
-    (``run_experiment``'s entries: checkpoint and patch store paths). The other ranks call
-    it first and wait here while rank 0 prepares the data and trains; outside torchrun it
-    returns ``detectors``."""
+def share_from_rank_zero(trained: dict[str, Any] | None) -> dict[str, Any]:
+    """Join torchrun's process group and give every rank what rank 0 ``trained`` (paths of
+    detectors and generators). The other ranks call it with None at once and wait here while
+    rank 0 prepares the data and trains; outside torchrun it returns ``trained``."""
     init_from_env()
-    box = [None if detectors is None else dict(detectors)]
+    box = [trained]
     if world()[1] > 1:
         dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -184,11 +204,6 @@ def check_robustness(section: RobustnessConfig | None, rows: Sequence[str]) -> N
             )
         return
     surrogate = _surrogate(section, rows)
-    if surrogate not in rows:
-        raise CamtraceError(
-            f"robustness.adaptive.surrogate: {surrogate} is not a detector here; "
-            f"detectors: {', '.join(rows)}"
-        )
     extra = (
         adaptive_cells(section, section.adaptive, rows[:1], surrogate, lambda a, b: False)
         if section.adaptive
@@ -220,16 +235,11 @@ def run_cell(
     x, y = pools[cell.row].images, pools[cell.row].labels
     if len(x) == 0:
         return {"n": 0}
-    kwargs = _kwargs(cell)
-    adv, done = x.copy(), np.zeros(len(x), bool)
-    for r in range(cell.restarts):
-        todo = np.flatnonzero(~done)
-        if len(todo) == 0:
-            break
-        torch.manual_seed(seed + r)
-        attack = make_attack(cell.method, batch_size=batch_size, seed=seed + r, **kwargs)
-        adv[todo], _ = attack(crafter, x[todo], labels=y[todo])
-        done[todo] = softmax_scores(judge, adv[todo], batch_size).argmax(1) != y[todo]
+    adv = (
+        _generated(cell, judge, x, y, batch_size)
+        if cell.method in METHODS
+        else _crafted(cell, judge, crafter, x, y, batch_size, seed)
+    )
     m = attack_metrics(judge, x, y, adv, jpeg_adv=recompress(adv, jpeg), batch_size=batch_size)
     o, j = m["overall"], m["jpeg"]["overall"]
     return {
@@ -241,6 +251,45 @@ def run_cell(
         "psnr": o["psnr"],
         "linf": o["linf"],
     }
+
+
+def _crafted(
+    cell: Cell,
+    judge: nn.Module,
+    crafter: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+) -> np.ndarray:
+    """The cell's attack crafted on ``crafter``, once per restart on the patches ``judge``
+    still classifies right."""
+    kwargs = _kwargs(cell)
+    adv, done = x.copy(), np.zeros(len(x), bool)
+    for r in range(cell.restarts):
+        todo = np.flatnonzero(~done)
+        if len(todo) == 0:
+            break
+        torch.manual_seed(seed + r)
+        attack = make_attack(cell.method, batch_size=batch_size, seed=seed + r, **kwargs)
+        adv[todo], _ = attack(crafter, x[todo], labels=y[todo])
+        done[todo] = softmax_scores(judge, adv[todo], batch_size).argmax(1) != y[todo]
+    return adv
+
+
+def _generated(
+    cell: Cell, judge: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Each patch pushed toward one target camera model in turn (never its own) by that
+    target's generator; a patch with no other target is left as is."""
+    paths, classes = dict(dict(cell.params)["generators"]), list(judge.classes)
+    targets = assign_targets(y, [classes.index(t) for t in paths if t in classes])
+    adv = x.copy()
+    for t in np.unique(targets[targets >= 0]):
+        rows = targets == t
+        attack = make_attack(cell.method, generator=paths[classes[t]], batch_size=batch_size)
+        adv[rows], _ = attack(judge, x[rows])
+    return adv
 
 
 def run_sharded(
@@ -319,12 +368,13 @@ def robustness_matrix(
     pools: Mapping[str, Pool],
     seed: int = 0,
     log: Callable[[str], None] = print,
+    generators: Generators | None = None,
 ) -> dict[str, Any]:
     """The matrix (and, with ``section.adaptive``, the adaptive evaluation and its checks) of
-    loaded ``detectors`` on their picked patches ``pools``, sharded over the process group;
-    the metrics every rank returns alike."""
+    loaded ``detectors`` on their picked patches ``pools``, with a column per method of
+    trained ``generators``, sharded over the process group; every rank returns the metrics."""
     rows, jpeg = list(detectors), Jpeg(quality=section.jpeg)
-    matrix = matrix_cells(section, rows)
+    matrix = matrix_cells(section, rows, generators)
     adaptive = section.adaptive
     surrogate = _surrogate(section, rows)
     extra = (
@@ -354,7 +404,7 @@ def robustness_matrix(
         "split": section.split,
         "select": section.select,
         "rows": rows,
-        "columns": list(section.attacks),
+        "columns": list(matrix[rows[0]]),
         "processes": size,
         "cells": len(cells),
         "clean": {r: _clean(detectors[r], pools[r], jpeg, section.batch_size) for r in rows},
@@ -386,9 +436,11 @@ def run_robustness(
     detectors: Mapping[str, Mapping[str, Any]],
     seed: int = 0,
     log: Callable[[str], None] = print,
+    generators: Generators | None = None,
 ) -> dict[str, Any]:
     """The matrix on an experiment's trained detectors (``run_experiment``'s ``detectors``
-    entries: their ``checkpoint`` and ``patch_store``), rows named by the entries' keys."""
+    entries: their ``checkpoint`` and ``patch_store``), rows named by the entries' keys, and
+    its trained ``generators``."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if world()[1] > 1 and device == "cuda":
         device = f"cuda:{torch.cuda.current_device()}"
@@ -397,4 +449,4 @@ def run_robustness(
         name: build_pool(dets[name], PatchStore.open(d["patch_store"]), section, seed)
         for name, d in detectors.items()
     }
-    return robustness_matrix(section, dets, pools, seed, log)
+    return robustness_matrix(section, dets, pools, seed, log, generators)
