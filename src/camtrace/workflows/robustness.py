@@ -96,15 +96,7 @@ def matrix_cells(
     one column per generative method of ``generators`` (its trained generators' budget)."""
     out = {}
     for row in rows:
-        out[row] = {
-            method: Cell(
-                row,
-                method,
-                section.eps if takes_eps(method) else None,
-                _params(method, section.params.get(method, {}), section.precision),
-            )
-            for method in section.attacks
-        }
+        out[row] = {method: attack_cell(section, row, method) for method in section.attacks}
         for method, paths in (generators or {}).items():
             out[row][method] = Cell(row, method, None, (("generators", _params_of(paths)),))
     return out
@@ -114,13 +106,28 @@ def _params_of(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(values.items()))
 
 
+def attack_cell(section: RobustnessConfig, row: str, method: str) -> Cell:
+    """Attack ``method`` on ``row`` at the section's eps with the section's parameters."""
+    eps = section.eps if takes_eps(method) else None
+    return Cell(
+        row, method, eps, _params(method, section.params.get(method, {}), section.precision)
+    )
+
+
 def strong_pgd(
-    section: RobustnessConfig, adaptive: AdaptiveConfig, eps: float, restarts: int, **extra: Any
+    section: RobustnessConfig,
+    row: str,
+    eps: float,
+    restarts: int = 1,
+    source: str | None = None,
+    **extra: Any,
 ) -> Cell:
-    """PGD with ``adaptive.steps`` steps of 2.5 eps / steps (Madry et al. 2018), a row-less
-    template (see :func:`adaptive_cells`)."""
-    params = {"steps": adaptive.steps, "alpha": 2.5 * eps / adaptive.steps, **extra}
-    return Cell("", "pgd", eps, _params("pgd", params, section.precision), restarts)
+    """PGD with the adaptive section's steps of 2.5 eps / steps (Madry et al. 2018)."""
+    steps = section.adaptive.steps  # type: ignore[union-attr]
+    params = _params(
+        "pgd", {"steps": steps, "alpha": 2.5 * eps / steps, **extra}, section.precision
+    )
+    return Cell(row, "pgd", eps, params, restarts, source)
 
 
 def sweep(section: RobustnessConfig, adaptive: AdaptiveConfig) -> list[float]:
@@ -140,28 +147,18 @@ def adaptive_cells(
     it is ``compatible`` with: same classes and patch size)."""
     out = {}
     r, eps = adaptive.restarts, section.eps
+    square = _params("square", {"queries": adaptive.queries}, section.precision)
     for row in rows:
-        cells = {
-            "fgsm": Cell(
-                row, "fgsm", eps, _params("fgsm", section.params.get("fgsm", {}), section.precision)
-            )
-        }
+        cells = {"fgsm": attack_cell(section, row, "fgsm")}
         for e in sweep(section, adaptive):
-            cells[f"pgd {adaptive.steps}x{r} eps {e:g}"] = strong_pgd(section, adaptive, e, r)
+            cells[f"pgd {adaptive.steps}x{r} eps {e:g}"] = strong_pgd(section, row, e, r)
         cells["pgd through jpeg"] = strong_pgd(
-            section, adaptive, eps, 1, jpeg=section.jpeg, through_jpeg=True
+            section, row, eps, jpeg=section.jpeg, through_jpeg=True
         )
-        cells["square"] = Cell(
-            row, "square", eps, _params("square", {"queries": adaptive.queries}, section.precision)
-        )
+        cells["square"] = Cell(row, "square", eps, square)
         if row != surrogate and compatible(surrogate, row):
-            cells[f"transfer from {surrogate}"] = Cell(
-                row, "pgd", eps, strong_pgd(section, adaptive, eps, 1).params, 1, surrogate
-            )
-        out[row] = {
-            label: Cell(row, c.method, c.eps, c.params, c.restarts, c.source)
-            for label, c in cells.items()
-        }
+            cells[f"transfer from {surrogate}"] = strong_pgd(section, row, eps, source=surrogate)
+        out[row] = cells
     return out
 
 
@@ -176,10 +173,15 @@ def _surrogate(section: RobustnessConfig, rows: Sequence[str]) -> str:
     return surrogate
 
 
+def launched_world() -> int:
+    """How many processes ``torchrun`` launched (its WORLD_SIZE); 1 outside torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def launched_rank() -> int:
     """This process's rank under ``torchrun`` (its RANK), before any process group joins;
     0 outside torchrun."""
-    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    return int(os.environ.get("RANK", "0")) if launched_world() > 1 else 0
 
 
 def share_from_rank_zero(trained: dict[str, Any] | None) -> dict[str, Any]:
@@ -197,7 +199,7 @@ def check_robustness(section: RobustnessConfig | None, rows: Sequence[str]) -> N
     """Fail before any training on a surrogate that is no detector of the config, on an
     attack parameter its attack does not take, or under torchrun without a matrix to share."""
     if section is None:
-        if launched_rank() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if launched_world() > 1:
             raise CamtraceError(
                 "torchrun shares the cells of the robustness matrix only: add a robustness "
                 "section, or run without torchrun"
@@ -312,14 +314,13 @@ def _rate(result: Mapping[str, Any]) -> float:
 
 
 def evidence(
-    row: str,
     section: RobustnessConfig,
     adaptive: AdaptiveConfig,
     matrix: Mapping[str, Mapping[str, Any]],
     cells: Mapping[str, Mapping[str, Any]],
 ) -> Evidence:
-    """The rates of ``row`` that the sanity checks compare: the matrix's white-box attacks
-    and the adaptive ones (``cells``: results by label)."""
+    """The rates of one row that the sanity checks compare: its ``matrix`` white-box attacks
+    and its adaptive ``cells`` (results by label)."""
     strong = f"pgd {adaptive.steps}x{adaptive.restarts}"
     eps = sweep(section, adaptive)
     white = {m: _rate(matrix[m]) for m in WHITE_BOX if m in matrix}
@@ -352,7 +353,11 @@ def _clean(detector: nn.Module, pool: Pool, jpeg: Jpeg, batch_size: int) -> dict
     return {"n": plain["n"], "accuracy": plain["accuracy"], "jpeg_accuracy": after["accuracy"]}
 
 
-def _compatible(detectors: Mapping[str, nn.Module], pools: Mapping[str, Pool]) -> Callable:
+def _compatible(
+    detectors: Mapping[str, nn.Module], pools: Mapping[str, Pool]
+) -> Callable[[str, str], bool]:
+    """Whether a transfer from one row to another can be judged: same classes, same patches."""
+
     def check(a: str, b: str) -> bool:
         return (
             list(detectors[a].classes) == list(detectors[b].classes)
@@ -411,24 +416,28 @@ def robustness_matrix(
         "matrix": {r: {m: results[c.key] for m, c in matrix[r].items()} for r in rows},
     }
     if adaptive:
-        out["adaptive"] = {"surrogate": surrogate, "slack": adaptive.slack, "rows": {}}
-        for r in rows:
-            by_label = {label: results[c.key] for label, c in extra[r].items()}
-            if not pools[r].labels.size:
-                out["adaptive"]["rows"][r] = {"cells": by_label, "checks": [], "passed": None}
-                continue
-            checks = sanity_checks(
-                evidence(r, section, adaptive, out["matrix"][r], by_label), adaptive.slack
-            )
-            out["adaptive"]["rows"][r] = {
-                "cells": by_label,
-                "checks": [c.as_dict() for c in checks],
-                "passed": all(c.passed for c in checks),
-            }
-        out["checks_passed"] = all(
-            v["passed"] is not False for v in out["adaptive"]["rows"].values()
-        )
+        by_row = {r: {label: results[c.key] for label, c in extra[r].items()} for r in rows}
+        checked = {r: _checked(section, adaptive, out["matrix"][r], by_row[r]) for r in rows}
+        out["adaptive"] = {"surrogate": surrogate, "slack": adaptive.slack, "rows": checked}
+        out["checks_passed"] = all(v["passed"] is not False for v in checked.values())
     return out
+
+
+def _checked(
+    section: RobustnessConfig,
+    adaptive: AdaptiveConfig,
+    matrix: Mapping[str, Mapping[str, Any]],
+    cells: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A row's adaptive cells with the sanity checks on them (none on an empty pool)."""
+    if not cells["fgsm"].get("n"):
+        return {"cells": cells, "checks": [], "passed": None}
+    checks = sanity_checks(evidence(section, adaptive, matrix, cells), adaptive.slack)
+    return {
+        "cells": cells,
+        "checks": [c.as_dict() for c in checks],
+        "passed": all(c.passed for c in checks),
+    }
 
 
 def run_robustness(
