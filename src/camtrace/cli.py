@@ -62,15 +62,24 @@ def run(
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
     progress: Progress = True,
 ) -> None:
-    """Run an experiment from one config file; writes metrics.json, report.html, config.yaml."""
+    """Run an experiment from one config file; writes metrics.json, report.html, config.yaml.
+    Under torchrun the processes share the cells of the robustness matrix."""
     from camtrace.workflows.experiment import load_config, run_experiment
+    from camtrace.workflows.robustness import launched_rank
 
     cfg = load_config(config)
     if seed is not None:
         cfg["seed"] = seed
-    _report_run(
-        run_experiment(cfg, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir
+    lead = launched_rank() == 0  # under torchrun: rank 0 trains, prints and writes
+    metrics = run_experiment(
+        cfg, runs_dir=runs_dir, progress=progress and lead, log=console.print if lead else _quiet
     )
+    if lead:
+        _report_run(metrics, runs_dir)
+
+
+def _quiet(*_: Any) -> None:
+    """The log of the ranks other than 0."""
 
 
 @app.command("train-attack")

@@ -1,10 +1,10 @@
 """Adversarial attacks on camera-model detectors: ``attack(detector, images_uint8, target=None)``.
 
 Every attack returns uint8 images and an :class:`AttackInfo` whose success is measured on
-those uint8 images (and after JPEG when asked). Build one by name with :func:`make_attack`;
-the options every attack shares are one :class:`AttackOptions`. Generative attacks
-("mislgan", "advcamid", "gap", "spoc") take a trained generator: ``make_attack("mislgan",
-generator="gen.safetensors")`` (training: :func:`camtrace.attacks.generative.train_generator`).
+those uint8 images (and after JPEG when asked); ``square`` queries forward passes only.
+Build one by name with :func:`make_attack`; the options every attack shares are one
+:class:`AttackOptions`. Generative attacks ("mislgan", "advcamid", "gap", "spoc") take a
+trained generator: ``make_attack("mislgan", generator="gen.safetensors")`` (training: :func:`camtrace.attacks.generative.train_generator`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
 from camtrace.attacks.jsma import JSMA
 from camtrace.attacks.options import OPTIONS, AttackOptions
+from camtrace.attacks.square import Square
 from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
-    for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA)
+    for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA, Square)
     + (MISLGANAttack, AdvCamIdAttack, GAPAttack, SpoCAttack)
 }
 
@@ -64,6 +65,7 @@ __all__ = [
     "PGD",
     "PGDL2",
     "SpoCAttack",
+    "Square",
     "TIMIFGSM",
     "Attack",
     "AttackInfo",

@@ -186,7 +186,7 @@ class Attack:
                 hi = min(lo + size, n)
                 x0 = x[lo:hi].to(device, dtype, memory_format=torch.channels_last)
                 if model is None:
-                    model = AttackModel(detector, resolve_precision(self.options, detector, x0))
+                    model = AttackModel(detector, self.precision(detector, x0))
                 adv, info = self._batch(
                     model,
                     x0,
@@ -197,6 +197,10 @@ class Attack:
                 infos.append(info)
                 advance(hi - lo)
         return back(torch.cat(advs).to(x.device)), AttackInfo.cat(infos)
+
+    def precision(self, detector: nn.Module, x0: torch.Tensor) -> str:
+        """Arithmetic of the gradient passes on this detector and batch (the option, resolved)."""
+        return resolve_precision(self.options, detector, x0)
 
     def aim(self, clean_logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor | None:
         """Class each sample is pushed toward (None: away from its label)."""

@@ -119,30 +119,7 @@ def examples_figure(ex: Example, title: str) -> Figure:
 def transfer_figure(matrices: dict[str, np.ndarray], archs: list[str], metric: str) -> Figure:
     """Heat maps of the transfer matrix (rows: crafted on; columns: judged by), one per JPEG
     setting, values in %."""
-    fig = plots.new_figure(3.2 * len(matrices) + 1.0, 3.4)
-    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
-    image = None
-    for ax, (name, m) in zip(axes, matrices.items(), strict=True):
-        image = ax.imshow(100 * m, cmap="Reds", vmin=0, vmax=100)
-        for (i, j), v in np.ndenumerate(m):
-            if np.isfinite(v):
-                ax.text(
-                    j,
-                    i,
-                    f"{100 * v:.0f}",
-                    ha="center",
-                    va="center",
-                    color="white" if v > 0.5 else "black",
-                    fontsize="small",
-                )
-        ticks = np.arange(len(archs))
-        ax.set_xticks(ticks, archs, rotation=45, ha="right")
-        ax.set_yticks(ticks, archs)
-        ax.set_xlabel("judged by")
-        ax.set_title(name)
-    axes[0].set_ylabel("crafted on")
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label=f"{metric} (%)")
-    return fig
+    return plots.heat_map_figure(matrices, archs, archs, f"{metric} (%)", "judged by", "crafted on")
 
 
 def _add_transfer(report: Report, t: dict[str, Any], jpeg_names: list[str]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -53,7 +53,15 @@ class Pool:
     examined: int  # patches classified to find them
 
 
-def build_pool(detector: Detector, store: PatchStore, plan: AttackPlan, seed: int) -> Pool:
+class PoolChoice(Protocol):
+    """Which patches a section attacks (the ``attacks`` plan, the ``robustness`` section)."""
+
+    split: str
+    patches: int
+    select: str
+
+
+def build_pool(detector: Detector, store: PatchStore, plan: PoolChoice, seed: int) -> Pool:
     """Pick ``plan.patches`` patches of ``plan.split``: correctly classified ones (Güera) or
     any (Zhao), in a random order fixed by ``seed``."""
     idx = store.indices(plan.split, models=[m for m in detector.classes if m in store.classes])

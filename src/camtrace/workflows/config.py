@@ -93,6 +93,13 @@ def _generative() -> Sequence[str]:
     return tuple(name for name, method in METHODS.items() if method.detector)
 
 
+def _matrix_attacks() -> Sequence[str]:
+    from camtrace.attacks import ATTACKS
+    from camtrace.attacks.generative import METHODS
+
+    return tuple(a for a in ATTACKS if a not in METHODS)
+
+
 SIMULATE = ("source", ("simulate",))
 INDEX = ("source", ("index",))
 BONDI = ("protocol", ("bondi",))
@@ -342,6 +349,79 @@ class GeneratorsConfig:
     examples: int = option(4, "patches per target in the examples figure", minimum=0)
 
 
+MATRIX_ATTACKS = ("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square")
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive evaluation (Athalye et al. 2018; Carlini et al. 2019; AutoAttack's checks):
+    stronger and different attacks on every detector of the matrix, and the sanity checks."""
+
+    steps: int = option(50, "PGD steps (step size 2.5 eps / steps, Madry et al.)", minimum=1)
+    restarts: int = option(3, "PGD random restarts; a patch counts if any succeeds", minimum=1)
+    eps: tuple[float, ...] = option(
+        (1.0, 2.0, 4.0, 8.0, 16.0),
+        "epsilons (0-255) of the PGD sweep checked for non-decreasing success; the "
+        "matrix's eps is added",
+        minimum=1,
+    )
+    unbounded: float = option(
+        255.0, "an epsilon that reaches any image: PGD there must reach ~100%", minimum=1
+    )
+    queries: int = option(1000, "Square Attack queries per patch (gradient-free)", minimum=1)
+    surrogate: str | None = option(
+        None, "undefended detector the transfer attack is crafted on (default: the first)"
+    )
+    slack: float = option(
+        0.05,
+        "how far a rate may fall on the wrong side before a check fails (sampling noise)",
+        minimum=0,
+        maximum=1,
+    )
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """The robustness matrix: every attack against every detector of ``detectors:`` (each
+    row named by its entry), one epsilon, on uint8 and after JPEG; cells run sharded over
+    the processes of ``torchrun``."""
+
+    eps: float = option(
+        4.0, "the matrix's Linf budget in 0-255 pixel units (below 1 nothing moves)", minimum=1
+    )
+    attacks: tuple[str, ...] = option(
+        MATRIX_ATTACKS, "columns: attacks by name (jsma has no eps)", choices=_matrix_attacks
+    )
+    params: dict[str, Any] = option(
+        {}, "per attack, its keyword arguments, e.g. {square: {queries: 300}, pgd: {steps: 20}}"
+    )
+    split: Literal["train", "val", "eval"] = option("eval", "split of the patch store attacked")
+    patches: int = option(100, "patches picked per detector (seeded)", minimum=1)
+    select: Literal["correct", "all"] = option(
+        "correct", "correct: correctly classified patches only (success = error rate); all: any"
+    )
+    jpeg: int = option(90, "JPEG quality the outputs are also judged after", minimum=1, maximum=100)
+    batch_size: int = option(64, "patches per attack batch", minimum=1)
+    precision: Literal["fp32", "bf16", "auto"] = option(
+        "fp32",
+        "arithmetic of the gradient passes; auto picks bf16 by timing, so a loaded machine "
+        "may change the numbers (and the sharded matrix may differ from one process's)",
+    )
+    adaptive: AdaptiveConfig | None = option(
+        None, "adaptive attacks and sanity checks ({} for the defaults; null: the matrix only)"
+    )
+
+    def check(self, path: str) -> None:
+        unknown = sorted(set(self.params) - set(self.attacks))
+        if unknown:
+            _fail(f"{path}.params", f"{unknown} are not attacks of the matrix: {self.attacks}")
+        for name, params in self.params.items():
+            if not isinstance(params, Mapping):
+                _fail(f"{path}.params.{name}", f"a mapping of keyword arguments, not {params!r}")
+            if "eps" in params:
+                _fail(f"{path}.params.{name}.eps", f"the matrix's budget is {path}.eps")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: ``camtrace run CONFIG``."""
@@ -359,6 +439,7 @@ class ExperimentConfig:
     evaluate: EvaluateConfig = option(EvaluateConfig(), "the evaluate section")
     attacks: AttacksConfig | None = option(None, "the attacks section")
     generators: GeneratorsConfig | None = option(None, "the generators section")
+    robustness: RobustnessConfig | None = option(None, "the robustness matrix section")
     audit: bool = option(
         False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
     )
@@ -606,6 +687,8 @@ SECTIONS: dict[str, type] = {
     "attacks.runs[i] / attacks.transfer": AttackRunConfig,
     "generators": GeneratorsConfig,
     "generators.unseen": UnseenConfig,
+    "robustness": RobustnessConfig,
+    "robustness.adaptive": AdaptiveConfig,
 }
 
 

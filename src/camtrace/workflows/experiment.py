@@ -43,6 +43,13 @@ from camtrace.workflows.generator_run import (
     train_generators,
 )
 from camtrace.workflows.report import Report, percent, write_run
+from camtrace.workflows.robustness import (
+    check_robustness,
+    launched_rank,
+    run_robustness,
+    share_from_rank_zero,
+)
+from camtrace.workflows.robustness_report import add_robustness_report
 
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
 
@@ -296,7 +303,10 @@ def run_experiment(
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
     spread; the attacks and the per-detector details are those of the first split, and so
     are the generators of a ``generators`` section (``runs/<name>/generators/``, measured in
-    ``metrics["generators"]``).
+    ``metrics["generators"]``), and the robustness matrix of a ``robustness`` section
+    (``metrics["robustness"]``). Under ``torchrun`` (a robustness section needed) rank 0
+    runs the experiment and the other ranks wait for its detectors, share the matrix's cells
+    with it and return ``{}``; rank 0 writes the run folder.
     ``config.yaml`` is the config as given.
     """
     given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
@@ -307,6 +317,10 @@ def run_experiment(
     specs = detector_specs(config)
     sizes = {s.arch: s.protocol.size for s in specs}
     attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
+    check_robustness(config.robustness, list(sizes))
+    if launched_rank() > 0:  # torchrun's other ranks: their share of the matrix's cells
+        run_robustness(config.robustness, **share_from_rank_zero(None), seed=seed, log=log)
+        return {}
     manifest = prepare_manifest(config, seed, progress)
     generator_plan = plan_generators_of(config, specs, manifest)
     clock.lap("data")
@@ -340,6 +354,13 @@ def run_experiment(
         if generator_plan
         else None
     )
+    robustness = None
+    if config.robustness:
+        trained = {"detectors": detectors, "generators": generator_paths(generators)}
+        robustness = run_robustness(
+            config.robustness, **share_from_rank_zero(trained), seed=seed, log=log
+        )
+        clock.lap("robustness")
     metrics = {
         "command": f"camtrace run ({name})",
         "name": name,
@@ -359,6 +380,7 @@ def run_experiment(
         ),
         **({"attacks": attacks.metrics} if attacks else {}),
         **({"generators": generators.metrics} if generators else {}),
+        **({"robustness": robustness} if robustness else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
     report = build_report(given, metrics, first.histories)
@@ -366,10 +388,21 @@ def run_experiment(
         add_attack_report(report, attacks.metrics, attacks.examples)
     if generators:
         add_generator_report(report, generators.metrics, generators.examples, generators.logs)
+    if robustness:
+        add_robustness_report(report, robustness)
     if audited is not None:
         add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)
     return metrics
+
+
+def generator_paths(generators: GeneratorResults | None) -> dict[str, dict[str, str]]:
+    """The trained generators of a ``generators`` section, by method and target, for the
+    robustness matrix's generative column."""
+    if generators is None:
+        return {}
+    m = generators.metrics
+    return {m["method"]: {t: row["checkpoint"] for t, row in m["targets"].items()}}
 
 
 def plan_generators_of(

@@ -226,6 +226,43 @@ def line_figure(
     return fig
 
 
+def heat_map_figure(
+    matrices: dict[str, np.ndarray],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    label: str,
+    xlabel: str,
+    ylabel: str,
+) -> Figure:
+    """Heat maps of fractions shown in % (red, 0-100), one panel per named matrix
+    (rows x columns, NaN left blank), each cell labelled with its value."""
+    fig = new_figure(
+        0.55 * len(columns) * len(matrices) + 2.6 * len(matrices) + 0.5, 0.4 * len(rows) + 2.4
+    )
+    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
+    image = None
+    for ax, (name, m) in zip(axes, matrices.items(), strict=True):
+        image = ax.imshow(100 * m, cmap="Reds", vmin=0, vmax=100)
+        for (i, j), v in np.ndenumerate(m):
+            if np.isfinite(v):
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * v:.0f}",
+                    ha="center",
+                    va="center",
+                    color="white" if v > 0.5 else "black",
+                    fontsize="small",
+                )
+        ax.set_xticks(np.arange(len(columns)), columns, rotation=45, ha="right")
+        ax.set_yticks(np.arange(len(rows)), rows)
+        ax.set_xlabel(xlabel)
+        ax.set_title(name)
+    axes[0].set_ylabel(ylabel)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label=label)
+    return fig
+
+
 def amplified_difference(clean: np.ndarray, changed: np.ndarray) -> tuple[np.ndarray, float]:
     """``changed - clean`` (uint8 images) shown around mid-grey, amplified so the largest
     difference reaches black or white (never shrunk); the image and its gain."""

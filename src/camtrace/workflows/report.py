@@ -39,6 +39,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.5rem 0; }
 figure img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9rem; }
+.alert { color: #b00020; font-weight: 600; }
 footer { margin-top: 3rem; border-top: 1px solid #e5e5e5; color: #888; font-size: 0.8rem;
          padding-top: 0.5rem; }
 """
@@ -101,6 +102,10 @@ class Report:
     def paragraph(self, text: str) -> None:
         """A paragraph of plain text."""
         self._blocks.append(f"<p>{html.escape(text)}</p>")
+
+    def alert(self, text: str) -> None:
+        """A paragraph printed in red: a failed check the reader must not miss."""
+        self._blocks.append(f'<p class="alert">{html.escape(text)}</p>')
 
     def table(
         self,

@@ -1,0 +1,109 @@
+"""The robustness matrix in an experiment report: heat maps and a table of every attack
+against every detector, and the adaptive evaluation with its sanity checks (a failed check
+in red), drawn from the metrics of :func:`camtrace.workflows.robustness.robustness_matrix`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from camtrace.workflows import plots
+from camtrace.workflows.report import Report, percent
+
+
+def _psnr(cell: dict[str, Any]) -> str:
+    return "unchanged" if cell.get("psnr") is None else f"{cell['psnr']:.1f} dB"
+
+
+def _cell_text(cell: dict[str, Any]) -> str:
+    if not cell.get("n"):
+        return "n/a"
+    return f"{percent(cell['error_rate'])} / {percent(cell['jpeg_error_rate'])}, {_psnr(cell)}"
+
+
+def _matrices(metrics: dict[str, Any]) -> dict[str, np.ndarray]:
+    rows, columns = metrics["rows"], metrics["columns"]
+    out = {}
+    for name, key in (
+        ("uint8", "error_rate"),
+        (f"after JPEG q{metrics['jpeg']}", "jpeg_error_rate"),
+    ):
+        m = np.full((len(rows), len(columns)), np.nan)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(columns):
+                m[i, j] = metrics["matrix"][r][c].get(key, np.nan)
+        out[name] = m
+    return out
+
+
+def _add_adaptive(report: Report, adaptive: dict[str, Any], jpeg: int) -> None:
+    report.heading("Adaptive evaluation and sanity checks")
+    report.paragraph(
+        "So gradient masking cannot pass for robustness (Athalye et al. 2018; Carlini et al. "
+        "2019; AutoAttack's checklist): PGD with more steps and random restarts over an "
+        f"epsilon sweep up to an unbounded one; PGD through JPEG q{jpeg} (the gradient "
+        "through a differentiable JPEG, success judged after it); the gradient-free Square "
+        f"Attack; PGD crafted on the surrogate {adaptive['surrogate']} (transfer). A check "
+        f"fails when a rate is on the wrong side by more than {percent(adaptive['slack'])}."
+    )
+    for row, d in adaptive["rows"].items():
+        report.table(
+            [
+                {
+                    "attack": label,
+                    "error rate (uint8)": percent(c.get("error_rate")),
+                    f"after JPEG q{jpeg}": percent(c.get("jpeg_error_rate")),
+                    "PSNR": _psnr(c),
+                }
+                for label, c in d["cells"].items()
+            ],
+            caption=f"{row}: adaptive attacks",
+        )
+        for check in d["checks"]:
+            text = f"{row}: {check['name']}: {check['detail']}"
+            if check["passed"]:
+                report.paragraph(f"passed - {text}")
+            else:
+                report.alert(f"FAILED - {text}")
+
+
+def add_robustness_report(report: Report, metrics: dict[str, Any]) -> None:
+    """The matrix (heat maps, table) and the adaptive evaluation into ``report``."""
+    report.heading("Robustness matrix")
+    eps, jpeg = metrics["eps"], metrics["jpeg"]
+    who = "correctly classified patches" if metrics["select"] == "correct" else "patches"
+    report.paragraph(
+        f"Every attack (columns) against every detector (rows) at eps {eps:g} (0-255 pixel "
+        f"units; JSMA changes a fraction of the values instead), on {who} of the "
+        f"'{metrics['split']}' split. Error rate of the uint8 outputs, and after JPEG "
+        f"q{jpeg}; PSNR of the changed patches. {metrics['cells']} cells on "
+        f"{metrics['processes']} process(es)."
+    )
+    report.figure(
+        plots.heat_map_figure(
+            _matrices(metrics),
+            metrics["rows"],
+            metrics["columns"],
+            "error rate (%)",
+            "attack",
+            "detector",
+        ),
+        caption="Error rate (%) of every attack against every detector: on the uint8 output "
+        f"(left) and after JPEG q{jpeg} (right).",
+    )
+    report.table(
+        [
+            {
+                "detector": r,
+                "clean accuracy": f"{percent(metrics['clean'][r].get('accuracy'))} / "
+                f"{percent(metrics['clean'][r].get('jpeg_accuracy'))}",
+                **{c: _cell_text(metrics["matrix"][r][c]) for c in metrics["columns"]},
+            }
+            for r in metrics["rows"]
+        ],
+        caption=f"Error rate on uint8 / after JPEG q{jpeg}, and mean PSNR (clean accuracy: as "
+        "written / after JPEG)",
+    )
+    if "adaptive" in metrics:
+        _add_adaptive(report, metrics["adaptive"], jpeg)
