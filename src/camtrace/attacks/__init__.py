@@ -4,7 +4,8 @@ Every attack returns uint8 images and an :class:`AttackInfo` whose success is me
 those uint8 images (and after JPEG when asked); ``square`` queries forward passes only.
 Build one by name with :func:`make_attack`; the options every attack shares are one
 :class:`AttackOptions`. Generative attacks ("mislgan", "advcamid", "gap", "spoc") take a
-trained generator: ``make_attack("mislgan", generator="gen.safetensors")`` (training: :func:`camtrace.attacks.generative.train_generator`).
+trained generator: ``make_attack("mislgan", generator="gen.safetensors")`` (training:
+:func:`camtrace.attacks.generative.train_generator`, SpoC's ``train_spoc``).
 """
 
 from __future__ import annotations
