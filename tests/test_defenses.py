@@ -133,3 +133,47 @@ def test_train_with_a_defense_writes_it_in_the_card(
     assert card["defense"]["lambda"] == 0.5 and card["defense"]["k"] == 8
     assert card["defense"]["eps"] == [1.0, 5.0] and card["defense"]["attack"] == "fgsm"
     assert len(card["training"]) and card["best_epoch"] == 1
+
+
+def test_config_defense_parses_and_names_the_detector() -> None:
+    from camtrace.workflows.config import parse_config
+    from camtrace.workflows.experiment import detector_specs
+
+    config = parse_config(
+        {
+            "detectors": [
+                "tuama2016",
+                {"arch": "tuama2016", "defense": "gradnorm"},
+                {"arch": "tuama2016", "defense": {"kind": "advtrain", "k": 16, "eps_max": 3}},
+            ]
+        }
+    )
+    specs = detector_specs(config)
+    assert [s.name for s in specs] == ["tuama2016", "tuama2016-gradnorm", "tuama2016-advtrain"]
+    assert specs[0].defense is None and specs[1].defense == DefenseConfig("gradnorm")
+    assert specs[2].defense == DefenseConfig("advtrain", k=16, eps_max=3.0)
+
+
+@pytest.mark.parametrize(
+    ("defense", "message"),
+    [
+        ({"kind": "advtrain", "k": 0}, "detector.defense.k: 0 is not allowed; use int >= 1"),
+        ({"kind": "gradnorm", "alpha": 1}, "detector.defense.alpha: applies to kind advtrain"),
+        ("shield", "detector.defense.kind: 'shield' is not allowed; use none | gradnorm"),
+    ],
+)
+def test_config_bad_defense_fails_in_one_line(defense: object, message: str) -> None:
+    from camtrace.workflows.config import parse_config
+
+    with pytest.raises(CamtraceError) as info:
+        parse_config({"detector": {"arch": "tuama2016", "defense": defense}})
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_config_refuses_two_detectors_of_one_name() -> None:
+    from camtrace.workflows.config import parse_config
+    from camtrace.workflows.experiment import detector_specs
+
+    config = parse_config({"detectors": ["tuama2016", {"arch": "tuama2016", "patches": "gan"}]})
+    with pytest.raises(CamtraceError, match=r"detectors\[1\]: the name 'tuama2016' is taken"):
+        detector_specs(config)
