@@ -177,3 +177,43 @@ def test_config_refuses_two_detectors_of_one_name() -> None:
     config = parse_config({"detectors": ["tuama2016", {"arch": "tuama2016", "patches": "gan"}]})
     with pytest.raises(CamtraceError, match=r"detectors\[1\]: the name 'tuama2016' is taken"):
         detector_specs(config)
+
+
+def test_experiment_trains_defended_detectors_and_reports_zhaos_tables(tmp_path: Path) -> None:
+    from camtrace.workflows.defense_report import accuracy_curves, table1_rows
+    from camtrace.workflows.experiment import run_experiment
+
+    config = {
+        "name": "tiny-zhao",
+        "workdir": str(tmp_path / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 6, "size": [128, 192]},
+        "split": {"protocol": "random", "fractions": [0.4, 0.1, 0.5]},
+        "patches": {"protocol": "bondi", "count": 4},
+        "train": {"epochs": 1, "batch_size": 16, "optimizer": "adam", "lr": 1e-4},
+        "detectors": [
+            "yang2018",
+            {"arch": "yang2018", "defense": {"kind": "advtrain", "k": 8}},
+            {"arch": "yang2018", "name": "y32", "patches": {"protocol": "bondi", "size": 32}},
+        ],
+        "attacks": {
+            "patches": 4,
+            "select": "all",
+            "jpeg": [None, 90],
+            "examples": 0,
+            "runs": [{"method": "fgsm", "eps": [1, 2], "units": "pixel"}],
+        },
+    }
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: 0)
+    dets = metrics["detectors"]
+    assert list(dets) == ["yang2018", "yang2018-advtrain", "y32"]
+    assert dets["yang2018"]["defense"] == {"kind": "none"}
+    assert dets["yang2018-advtrain"]["defense"]["k"] == 8
+    assert dets["y32"]["patch_size"] == 32
+    assert (tmp_path / "runs" / "tiny-zhao" / "yang2018-advtrain.safetensors").is_file()
+    html = (tmp_path / "runs" / "tiny-zhao" / "report.html").read_text()
+    assert "Zhao Table 1 layout" in html and "one line per defence" in html
+    curves = accuracy_curves(dets, metrics["attacks"]["detectors"])
+    xs, series = curves["yang2018", 64, "fgsm"]
+    assert xs == [1.0, 2.0] and len(curves) == 2  # 64 px: both defences on one figure; 32 px
+    assert sorted(series)[:2] == ["advtrain, after q90", "advtrain, uint8"]
+    assert [r["defence"] for r in table1_rows(dets)] == ["none", "advtrain"]

@@ -34,6 +34,7 @@ from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
 from camtrace.workflows.audit import add_audit_section, audit, audit_summary
 from camtrace.workflows.config import ExperimentConfig, SvmConfig, parse_config
+from camtrace.workflows.defense_report import add_defense_report
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.generator_report import add_generator_report
 from camtrace.workflows.generator_run import (
@@ -383,6 +384,7 @@ def run_experiment(
     report = build_report(given, metrics, first.histories)
     if attacks:
         add_attack_report(report, attacks.metrics, attacks.examples)
+    add_defense_report(report, metrics)
     if generators:
         add_generator_report(report, generators.metrics, generators.examples, generators.logs)
     if audited is not None:
