@@ -4,7 +4,8 @@ L(x, y) = J(x, y) + lambda ||grad_x J(x, y)||_p, J the cross-entropy (eq. 6), pe
 loss is kept flat around each training point, so a small input change cannot change it much.
 The penalty's own gradient needs the second-order graph (``create_graph=True``), so a step
 costs about three passes instead of two. ``x`` is in 0-255 pixel units, so the input gradient
-(and lambda) are per grey level.
+(and lambda) are per grey level. The inner gradient is not loss-scaled: under fp16 autocast
+(CUDA without bf16) it may underflow; fp32 and bf16 are unaffected.
 
 Zhao do not state lambda. Chosen on validation (bondi2017 on a quickstart-sized SimCam store,
 64 px, 6 epochs): see :data:`DEFAULT_LAMBDA`.
