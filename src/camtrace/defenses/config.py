@@ -40,7 +40,7 @@ class DefenseConfig:
     )
     lam: float = _key(
         DEFAULT_LAMBDA,
-        "lambda of eq. 5 (Zhao: not stated; ours chosen on validation)",
+        "lambda of eq. 5 (Zhao: not stated; zhao2019-lambda chooses it)",
         minimum=0,
         when=PENALTY,
     )

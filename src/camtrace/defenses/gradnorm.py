@@ -7,8 +7,8 @@ costs about three passes instead of two. ``x`` is in 0-255 pixel units, so the i
 (and lambda) are per grey level. The inner gradient is not loss-scaled: under fp16 autocast
 (CUDA without bf16) it may underflow; fp32 and bf16 are unaffected.
 
-Zhao do not state lambda. Chosen on validation (bondi2017 on a quickstart-sized SimCam store,
-64 px, 6 epochs): see :data:`DEFAULT_LAMBDA`.
+Zhao do not state lambda; ``camtrace run zhao2019-lambda`` chooses it on validation (see
+:data:`DEFAULT_LAMBDA`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import torch.nn.functional as F
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 
 DEFAULT_LAMBDA = 1.0
-"""Zhao's lambda is not stated; this is the value picked on validation (see the README's
-defence section for the sweep: the values tried and the validation accuracy, clean and under
-FGSM, of each)."""
+"""Provisional: Zhao's lambda is not stated, and the validation sweep that picks it
+(``camtrace run zhao2019-lambda``: 0.01, 0.1, 1, 10) has not been run to the end yet (see the
+README's Defences section). 1 makes the penalty of the order of the cross-entropy when the
+input gradient has an L2 norm of one per grey level."""
 
 
 def widened(t: torch.Tensor) -> torch.Tensor:
