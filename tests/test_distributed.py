@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from camtrace.defenses import DefenseConfig, make_objective
 from camtrace.models import load_detector
 from camtrace.training.engine import TrainConfig, train
 from test_training import model, toy_patches
@@ -15,7 +16,9 @@ from test_training import model, toy_patches
 CONFIG = {"lr": 0.015, "weight_decay": 1e-4, "precision": "fp32", "device": "cpu", "epochs": 2}
 
 
-def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
+def _worker(
+    rank: int, world_size: int, init_file: str, out: str, defense: str = "none", epochs: int = 2
+) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
@@ -25,9 +28,10 @@ def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
             model(),
             toy_patches(),
             toy_patches(seed=1),
-            TrainConfig(batch_size=16, **CONFIG),
+            TrainConfig(batch_size=16, **{**CONFIG, "epochs": epochs}),
             out,
             progress=False,
+            objective=make_objective(DefenseConfig(defense)),
         )
     finally:
         dist.destroy_process_group()
@@ -48,4 +52,24 @@ def test_ddp_two_processes_matches_single_process_global_batch(tmp_path: Path) -
     one = load_detector(tmp_path / "one" / "best.safetensors")
     assert ddp.card["best_epoch"] == one.card["best_epoch"]
     for (name, a), b in zip(ddp.state_dict().items(), one.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
+
+
+def test_ddp_with_the_gradient_norm_penalty_matches_single_process(tmp_path: Path) -> None:
+    """Double backpropagation bypasses DDP's hooks: the loop averages gradients itself."""
+    args = (2, str(tmp_path / "init"), str(tmp_path / "ddp"), "gradnorm", 1)
+    mp.spawn(_worker, args=args, nprocs=2, join=True)
+    single = model()
+    train(
+        single,
+        toy_patches(),
+        toy_patches(seed=1),
+        TrainConfig(batch_size=32, **{**CONFIG, "epochs": 1}),
+        tmp_path / "one",
+        progress=False,
+        objective=make_objective(DefenseConfig("gradnorm")),
+    )
+    ddp = load_detector(tmp_path / "ddp" / "best.safetensors")
+    assert ddp.card["defense"] == {"kind": "gradnorm", "lambda": 1.0, "norm": "l2"}
+    for (name, a), b in zip(ddp.state_dict().items(), single.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name

@@ -25,6 +25,7 @@ ZOO = [
     ("densenet40", 32, 64),
     ("xception", 256, 64),
     ("inceptionv3", 256, 96),
+    ("yang2018", 64, 32),
 ]
 # Parameter counts at 10 classes (computed once from the built networks, then frozen).
 PARAMS = {
@@ -35,6 +36,7 @@ PARAMS = {
     ("densenet40", 64): 1_019_722,  # the same at any patch size, as for the timm models
     ("xception", 64): 20_827_442,
     ("inceptionv3", 96): 21_806_058,
+    ("yang2018", 64): 395_674,  # the same at any patch size (global average pooling)
 }
 EMBED_DIM = {
     "tuama2016": 4096,
@@ -42,6 +44,7 @@ EMBED_DIM = {
     "densenet40": 448,
     "xception": 2048,
     "inceptionv3": 2048,
+    "yang2018": 256,
 }
 
 
@@ -176,6 +179,29 @@ def test_kv_filter_is_fixed_and_unchanged_by_training() -> None:
     assert residual.shape == (1, 3, 5, 5)
     assert torch.allclose(residual[0, 1], KV_KERNEL * 12)
     assert det.preprocess(torch.full((1, 3, 9, 9), 200.0)).abs().max() < 1e-4
+
+
+def test_yang_laplacian_is_zhaos_fixed_filter_in_fp32_under_autocast() -> None:
+    from camtrace.models.yang2018 import LAPLACIAN
+
+    torch.manual_seed(6)
+    det = build("yang2018", CLASSES, 64)
+    assert "laplacian" not in dict(det.named_parameters())
+    assert LAPLACIAN.tolist() == [[0, -1, 0], [-1, 4, -1], [0, -1, 0]]  # Zhao eq. 1
+    sgd_steps(det, 64, steps=2, lr=1e-2)
+    assert torch.equal(det.laplacian, LAPLACIAN.expand(3, 1, 3, 3))
+    impulse = torch.zeros(1, 3, 7, 7)
+    impulse[:, :, 3, 3] = 1.0
+    response = det.preprocess(impulse)
+    assert response.shape == (1, 3, 7, 7)  # 'same' size
+    assert torch.equal(response[0, 2, 2:5, 2:5], LAPLACIAN)  # symmetric kernel: itself
+    x = pixels(2, 64, seed=3)
+    seen = []
+    det.body.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = det.eval()(x)
+    assert seen[0].dtype == torch.float32 and torch.equal(seen[0], det.preprocess(x))
+    assert logits.shape == (2, 10)
 
 
 def test_densenet_fits_per_channel_mean_and_std() -> None:

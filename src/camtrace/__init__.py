@@ -47,6 +47,8 @@ _API = {
     "load_config": "camtrace.workflows.experiment",
     "run_experiment": "camtrace.workflows.experiment",
     "train_attack": "camtrace.workflows.experiment",
+    "DefenseConfig": "camtrace.defenses",
+    "make_objective": "camtrace.defenses",
     "train_generator": "camtrace.attacks.generative",
     "load_generator": "camtrace.attacks.generative",
 }

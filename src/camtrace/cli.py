@@ -306,14 +306,44 @@ def train(
         Path | None, typer.Option(help="Frozen CNN: fit SVMs only on new models.")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last saved epoch.")] = True,
+    defense: Annotated[
+        str, typer.Option(help="Zhao's defence: none, gradnorm, advtrain or both.")
+    ] = "none",
+    lam: Annotated[
+        float | None, typer.Option("--lambda", help="gradnorm: penalty weight (eq. 5).")
+    ] = None,
+    norm: Annotated[str | None, typer.Option(help="gradnorm: l2, l1 or linf.")] = None,
+    adv_attack: Annotated[
+        str | None, typer.Option(help="advtrain: fgsm, llcm, bim, pgd, mifgsm, timifgsm.")
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="advtrain: adversarial patches per batch.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="advtrain: their loss weight.")] = None,
+    eps_min: Annotated[float | None, typer.Option(help="advtrain: smallest eps, 0-255.")] = None,
+    eps_max: Annotated[float | None, typer.Option(help="advtrain: largest eps, 0-255.")] = None,
     progress: Progress = True,
 ) -> None:
-    """Train a detector on a patch store (resumable); writes OUT/detector.safetensors."""
+    """Train a detector on a patch store (resumable); writes OUT/detector.safetensors.
+
+    With --defense, training uses Zhao's gradient-norm penalty, mixed adversarial training or
+    both (defaults: Zhao's k 32, alpha 0.2, eps U[1, 5], FGSM); the card records it."""
     from camtrace.data.patch_store import PatchStore
+    from camtrace.defenses import DefenseConfig, make_objective
     from camtrace.training.detector import refit_svm_for_new_models, train_detector
     from camtrace.training.distributed import init_from_env
     from camtrace.training.engine import TrainConfig
 
+    given = {
+        "lam": lam,
+        "norm": norm,
+        "attack": adv_attack,
+        "k": k,
+        "alpha": alpha,
+        "eps_min": eps_min,
+        "eps_max": eps_max,
+    }
+    objective = make_objective(
+        DefenseConfig(defense, **{key: v for key, v in given.items() if v is not None})
+    )
     init_from_env()  # under torchrun: DistributedDataParallel, one process per GPU
     patch_store = PatchStore.open(store)
     if features_from is not None:
@@ -328,7 +358,14 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, device=device
     )
     trained = train_detector(
-        patch_store, arch, out, config, svm=svm, resume=resume, progress=progress
+        patch_store,
+        arch,
+        out,
+        config,
+        svm=svm,
+        resume=resume,
+        progress=progress,
+        objective=objective,
     )
     console.print(
         f"best epoch {trained.result.best_epoch} (val loss {trained.result.best_val_loss:.4f}), "

@@ -1,5 +1,5 @@
 """Training: one loop for every detector, resumable state, SVM batteries."""
 
-from camtrace.training.engine import PatchSet, TrainConfig, TrainResult, train
+from camtrace.training.engine import Objective, PatchSet, TrainConfig, TrainResult, train
 
-__all__ = ["PatchSet", "TrainConfig", "TrainResult", "train"]
+__all__ = ["Objective", "PatchSet", "TrainConfig", "TrainResult", "train"]

@@ -22,7 +22,7 @@ from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
 from camtrace.models.inference import embed_patches
 from camtrace.models.registry import build
-from camtrace.training.engine import PatchSet, TrainConfig, TrainResult, train
+from camtrace.training.engine import Objective, PatchSet, TrainConfig, TrainResult, train
 from camtrace.training.svm import DEFAULT_CS, fit_svm
 
 DETECTOR_FILE = "detector.safetensors"
@@ -79,8 +79,13 @@ def train_detector(
     Cs: tuple[float, ...] = DEFAULT_CS,
     resume: bool = True,
     progress: bool = True,
+    objective: Objective | None = None,
 ) -> TrainedDetector:
-    """Train ``arch`` on the store's train split, select on val, write ``detector.safetensors``."""
+    """Train ``arch`` on the store's train split, select on val, write ``detector.safetensors``.
+
+    ``objective``: the minibatch loss (default cross-entropy), e.g. a defence of
+    :func:`camtrace.defenses.make_objective`; its ``card`` is recorded as the card's ``defense``.
+    """
     config = config or TrainConfig()
     out_dir = Path(out_dir)
     classes = sorted(
@@ -92,7 +97,15 @@ def train_detector(
     detector.fit_preprocessing(train_set.patches)
     card = store_card(store)
     result = train(
-        detector, train_set, val_set, config, out_dir, resume=resume, progress=progress, card=card
+        detector,
+        train_set,
+        val_set,
+        config,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        card=card,
+        objective=objective,
     )
     detector = load_detector(out_dir / "best.safetensors")
     svm_info = None

@@ -41,3 +41,19 @@ def local_device() -> torch.device:
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """Mean of every parameter's gradient across ranks, in place (what DDP's reducer does,
+    for losses it cannot hook: double backpropagation, input-gradient attacks)."""
+    n = world()[1]
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= n
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, as DDP keeps them."""
+    for b in model.buffers():
+        dist.broadcast(b, 0)

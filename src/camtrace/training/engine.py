@@ -4,6 +4,14 @@ SGD with momentum, step-halved learning rate, best validation loss kept, resumab
 kill with the same result as an uninterrupted run (the shuffle of epoch ``e`` depends only
 on ``(seed, e)``). Patches stay on the device as uint8 and are cast per batch. Under
 ``torchrun`` the same loop runs as PyTorch DistributedDataParallel.
+
+The loss of a minibatch is an :data:`Objective` (default: :func:`cross_entropy`), so a
+training-time defence (:mod:`camtrace.defenses`) changes the loss, not the loop. An objective
+gets the plain module, never the DDP wrapper: DDP's gradient hooks do not support double
+backpropagation (pytorch/pytorch#63812, #63929) and an attack's input-gradient passes through
+a DDP module would leave its reducer waiting for a backward that never comes. Under DDP with
+an objective the loop averages the gradients across ranks itself after ``backward`` and
+broadcasts rank 0's buffers (BatchNorm statistics) after each step, which is what DDP does.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +32,13 @@ from camtrace.errors import CamtraceError
 from camtrace.io import write_json
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
-from camtrace.training.distributed import barrier, local_device, world
+from camtrace.training.distributed import (
+    average_gradients,
+    barrier,
+    broadcast_buffers,
+    local_device,
+    world,
+)
 from camtrace.training.memory import keep_freed_memory
 from camtrace.training.precision import (
     autocast,
@@ -35,6 +50,17 @@ from camtrace.training.state import load_state, save_state
 
 STATE_FILE = "state.safetensors"
 BEST_FILE = "best.safetensors"
+
+Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+"""The loss of one minibatch: ``objective(model, x, labels)``, ``x`` float pixels in [0, 255]
+(N, 3, H, W), run under the training precision's autocast. An objective may carry a ``card``
+(a JSON-able dict: what it is and its parameters), recorded in the checkpoint card as
+``defense``."""
+
+
+def cross_entropy(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The default objective: mean cross-entropy of the minibatch."""
+    return F.cross_entropy(model(x).float(), labels)
 
 
 @dataclass
@@ -140,11 +166,14 @@ def train(
     resume: bool = True,
     progress: bool = True,
     card: dict[str, Any] | None = None,
+    objective: Objective | None = None,
 ) -> TrainResult:
     """Train ``model`` in place, keeping the weights of the best validation loss.
 
     Writes ``state.safetensors`` (resumable state) after every epoch and
     ``best.safetensors`` (a detector checkpoint with its card) when validation improves.
+    ``objective`` (default: :func:`cross_entropy`) is the minibatch loss; validation is
+    always the plain cross-entropy, so the best epoch is chosen on clean data.
     """
     out_dir = Path(out_dir)
     rank, n_ranks = world()
@@ -160,7 +189,8 @@ def train(
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net: torch.nn.Module = model
-    if n_ranks > 1:
+    sync_by_hand = objective is not None and n_ranks > 1  # see the module docstring
+    if n_ranks > 1 and objective is None:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -173,7 +203,9 @@ def train(
         **(card or {}),
         "training": {**dataclasses.asdict(config), "precision": precision},
         "environment": environment(device, precision),
+        **({"defense": getattr(objective, "card", {})} if objective is not None else {}),
     }
+    loss_of = objective or cross_entropy
 
     steps = len(train_set) // n_ranks // config.batch_size + 1
     seen, t0 = 0, time.perf_counter()
@@ -202,13 +234,17 @@ def train(
             for i, start in enumerate(range(0, len(order), config.batch_size)):
                 idx = order[start : start + config.batch_size]
                 x = as_input(train_set.patches[idx], config.channels_last)
-                with autocast(precision, device):
-                    loss = F.cross_entropy(net(x).float(), train_set.labels[idx])
                 optimizer.zero_grad(set_to_none=True)
+                with autocast(precision, device):
+                    loss = loss_of(net, x, train_set.labels[idx])
                 scaler.scale(loss).backward()
+                if sync_by_hand:
+                    average_gradients(model)
                 scaler.step(optimizer)
                 scaler.update()
                 model.project_constraints()
+                if sync_by_hand:
+                    broadcast_buffers(model)
                 running += (loss.item() - running) / (i + 1)
                 seen += len(idx)
                 bar.update(task, advance=1, loss=running)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
+from camtrace.defenses import DefenseConfig
 from camtrace.errors import CamtraceError
 from camtrace.training.engine import TrainConfig
 
@@ -229,6 +230,9 @@ class DetectorConfig:
     SHORTHAND: ClassVar[str] = "arch"
 
     arch: str = option("bondi2017", "architecture", choices=_architectures)
+    name: str | None = option(
+        None, "its name in the run (default: arch, or arch-kind when defended); must be unique"
+    )
     patches: PatchesConfig | None = option(None, "its patches (default: the top-level ones)")
     train: dict[str, Any] = option(
         {}, "keys of train: overriding the top-level ones", partial_of=TrainConfig
@@ -236,6 +240,16 @@ class DetectorConfig:
     svm: dict[str, Any] = option(
         {}, "keys of svm: overriding the top-level ones", partial_of=SvmConfig
     )
+    defense: DefenseConfig | None = option(
+        None, "training-time defence of Zhao (a kind, or a mapping; default: none)"
+    )
+
+    def label(self) -> str:
+        """The detector's name in the run: ``name``, else arch (+ ``-kind`` when defended)."""
+        if self.name:
+            return self.name
+        kind = self.defense.kind if self.defense else "none"
+        return self.arch.lower() if kind == "none" else f"{self.arch.lower()}-{kind}"
 
 
 @dataclass(frozen=True)
@@ -682,6 +696,7 @@ SECTIONS: dict[str, type] = {
     "detector / detectors[i]": DetectorConfig,
     "train": TrainConfig,
     "svm": SvmConfig,
+    "detector.defense / detectors[i].defense": DefenseConfig,
     "evaluate": EvaluateConfig,
     "attacks": AttacksConfig,
     "attacks.runs[i] / attacks.transfer": AttackRunConfig,

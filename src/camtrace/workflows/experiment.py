@@ -23,6 +23,7 @@ from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore, build_patch_store
 from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.splits import split_manifest, split_summary
+from camtrace.defenses import DefenseConfig, make_objective
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.models.registry import model_spec
@@ -33,6 +34,7 @@ from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
 from camtrace.workflows.audit import add_audit_section, audit, audit_summary
 from camtrace.workflows.config import ExperimentConfig, SvmConfig, parse_config
+from camtrace.workflows.defense_report import add_defense_report
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.generator_report import add_generator_report
 from camtrace.workflows.generator_run import (
@@ -147,18 +149,33 @@ class DetectorSpec:
     protocol: PatchProtocol
     train: TrainConfig
     svm: SvmConfig
+    name: str
+    defense: DefenseConfig | None = None
 
 
 def detector_specs(config: ExperimentConfig) -> list[DetectorSpec]:
     """The ``detector`` (one) or ``detectors`` (a zoo), each with its patches: its own, else
     the top-level ones, else its architecture's native protocol."""
-    out = []
-    for d in config.zoo():
+    out: list[DetectorSpec] = []
+    for i, d in enumerate(config.zoo()):
         arch = d.arch.lower()
         p = d.patches or config.patches
         name = p.protocol if p and p.protocol else model_spec(arch).protocol
         protocol = get_protocol(name, size=p and p.size, count=p and p.count)
-        out.append(DetectorSpec(arch, protocol, config.train_config(d), config.svm_config(d)))
+        if d.label() in [s.name for s in out]:
+            raise CamtraceError(
+                f"detectors[{i}]: the name {d.label()!r} is taken; give each detector a name:"
+            )
+        out.append(
+            DetectorSpec(
+                arch,
+                protocol,
+                config.train_config(d),
+                config.svm_config(d),
+                d.label(),
+                d.defense,
+            )
+        )
     return out
 
 
@@ -206,7 +223,7 @@ def identify_on_split(
     detectors: dict[str, dict[str, Any]] = {}
     histories: dict[str, list[dict]] = {}
     for spec in specs:
-        arch, protocol = spec.arch, spec.protocol
+        arch, name, protocol = spec.arch, spec.name, spec.protocol
         key = f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
         if key not in stores:
             stores[key] = build_patch_store(
@@ -221,21 +238,24 @@ def identify_on_split(
         trained = train_detector(
             store,
             arch,
-            run_dir / "train" / arch,
+            run_dir / "train" / name,
             dataclasses.replace(spec.train, seed=seed),
             svm=spec.svm.enabled,
             progress=progress,
+            objective=None if spec.defense is None else make_objective(spec.defense),
             **({} if spec.svm.Cs is None else {"Cs": spec.svm.Cs}),
         )
-        path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{arch}.safetensors")
+        path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{name}.safetensors")
         write_bytes_copy(trained.checkpoint, path)
-        clock.lap(f"{stage}train {arch}")
+        clock.lap(f"{stage}train {name}")
         result = evaluate_identifier(
             trained.detector, store, split=config.evaluate.split, ks=config.evaluate.voting_ks
         )
-        clock.lap(f"{stage}evaluate {arch}")
-        histories[arch] = trained.result.history
-        detectors[arch] = {
+        clock.lap(f"{stage}evaluate {name}")
+        histories[name] = trained.result.history
+        detectors[name] = {
+            "arch": arch,
+            "defense": trained.detector.card.get("defense", {"kind": "none"}),
             "checkpoint": str(path),
             "classes": trained.detector.classes,
             "patch_size": store.patch_size,
@@ -315,7 +335,7 @@ def run_experiment(
     run_dir = Path(runs_dir) / name
     clock = _Clock(log)
     specs = detector_specs(config)
-    sizes = {s.arch: s.protocol.size for s in specs}
+    sizes = {s.name: s.protocol.size for s in specs}
     attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
     check_robustness(config.robustness, list(sizes))
     if launched_rank() > 0:  # torchrun's other ranks: their share of the matrix's cells
@@ -365,7 +385,7 @@ def run_experiment(
         "command": f"camtrace run ({name})",
         "name": name,
         "seed": seed,
-        "identification": detectors[specs[0].arch]["identification"],
+        "identification": detectors[specs[0].name]["identification"],
         "detectors": detectors,
         "data": {
             "manifest": str(first.manifest_path),
@@ -386,6 +406,7 @@ def run_experiment(
     report = build_report(given, metrics, first.histories)
     if attacks:
         add_attack_report(report, attacks.metrics, attacks.examples)
+    add_defense_report(report, metrics)
     if generators:
         add_generator_report(report, generators.metrics, generators.examples, generators.logs)
     if robustness:
@@ -411,7 +432,7 @@ def plan_generators_of(
     """The ``generators`` section checked against the detectors and camera models."""
     if config.generators is None:
         return None
-    sizes = {s.arch: s.protocol.size for s in specs}
+    sizes = {s.name: s.protocol.size for s in specs}
     return plan_generators(config.generators, sizes, manifest.models, config.seed)
 
 
@@ -429,7 +450,7 @@ def run_generators(
     camera models (Chen Tables 3-4)."""
     paths = train_generators(plan, split.detectors, run_dir, progress, log)
     clock.lap("generators: train")
-    protocol = next(s.protocol for s in specs if s.arch == plan.detectors[0])
+    protocol = next(s.protocol for s in specs if s.name == plan.detectors[0])
     unseen = prepare_unseen(config, protocol, split.seed, progress)
     if unseen is not None:
         clock.lap("generators: unseen data")

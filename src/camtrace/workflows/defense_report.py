@@ -1,0 +1,85 @@
+"""Zhao's comparison of undefended and defended detectors in an experiment report: Table 1
+(clean accuracy per patch size, one row per detector architecture and defence) and the
+accuracy-vs-epsilon curves of each architecture, one line per defence (Zhao Tables 2-3 as
+curves; the per-detector tables of :mod:`camtrace.workflows.attack_report` hold the numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from camtrace.workflows import plots
+from camtrace.workflows.report import Report, percent
+
+
+def defense_of(d: dict[str, Any]) -> str:
+    """The defence kind of a detector's metrics entry ("none" when undefended)."""
+    return d.get("defense", {}).get("kind", "none")
+
+
+def table1_rows(detectors: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Single-patch clean accuracy: rows (architecture, defence), columns patch sizes."""
+    sizes = sorted({d["patch_size"] for d in detectors.values()})
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in detectors.values():
+        key = (d["arch"], defense_of(d))
+        row = rows.setdefault(key, {"detector": key[0], "defence": key[1]})
+        ident = d["identification"]
+        row[f"{d['patch_size']}x{d['patch_size']}"] = percent(
+            ident[ident["primary"]]["patch"]["accuracy"]
+        )
+    return [{**r, **{f"{s}x{s}": r.get(f"{s}x{s}", "-") for s in sizes}} for r in rows.values()]
+
+
+def accuracy_curves(
+    detectors: dict[str, dict[str, Any]], attacked: dict[str, dict[str, Any]]
+) -> dict[tuple[str, int, str], tuple[list[float], dict[str, list[float]]]]:
+    """(arch, patch size, method) -> (eps values, {"<defence>, <judged>": accuracy in %})
+    for every untargeted eps sweep."""
+    curves: dict[tuple[str, int, str], tuple[list[float], dict[str, list[float]]]] = {}
+    for name, a in attacked.items():
+        d = detectors[name]
+        for run in a["runs"]:
+            if run is None or run["targeted"] or not run["settings"]:
+                continue
+            settings = [s for s in run["settings"] if s["eps"] is not None and s["n"]]
+            if not settings:
+                continue
+            xs = [s["eps_pixels"] for s in settings]
+            _, series = curves.setdefault((d["arch"], d["patch_size"], run["method"]), (xs, {}))
+            kind = defense_of(d)
+            series[f"{kind}, uint8"] = [100 * s["overall"]["accuracy"] for s in settings]
+            for jpeg in settings[0]["jpeg"]:
+                series[f"{kind}, after {jpeg}"] = [
+                    100 * s["jpeg"][jpeg]["overall"]["accuracy"] for s in settings
+                ]
+    return curves
+
+
+def add_defense_report(report: Report, metrics: dict[str, Any]) -> None:
+    """Zhao's Table 1 and the accuracy-vs-epsilon curves, when a detector is defended."""
+    detectors = metrics["detectors"]
+    if all(defense_of(d) == "none" for d in detectors.values()):
+        return
+    report.heading("Defences (Zhao et al.)")
+    report.table(
+        table1_rows(detectors),
+        caption="Clean single-patch accuracy, undefended vs defended (Zhao Table 1 layout)",
+    )
+    attacked = metrics.get("attacks", {}).get("detectors", {})
+    for (arch, size, method), (xs, series) in accuracy_curves(detectors, attacked).items():
+        styles = {
+            label: {"linestyle": "-" if label.endswith("uint8") else "--"} for label in series
+        }
+        report.figure(
+            plots.line_figure(
+                xs,
+                series,
+                f"Accuracy vs epsilon - {arch}, {size}x{size}, {method}",
+                "epsilon (0-255 pixel units)",
+                "accuracy (%)",
+                styles,
+            ),
+            caption="Accuracy of every attacked patch (Zhao Tables 2-3), one line per defence: "
+            "on the 8-bit output (solid) and after JPEG re-compression (dashed).",
+        )
