@@ -59,6 +59,14 @@ def test_penalty_gradient_matches_finite_differences(norm: str) -> None:
     assert (analytic - plain).abs().max() > 1e-4
 
 
+def test_eps_is_drawn_over_whole_grey_levels_ends_included() -> None:
+    torch.manual_seed(0)
+    radii = draw_eps(2000, 1.0, 5.0)
+    counts = torch.bincount(radii.long(), minlength=6)[1:]
+    assert counts.sum() == 2000 and counts.min() > 300  # 1..5 each ~400 of 2000
+    assert set(draw_eps(50, 0.5, 1.7).tolist()) == {1.0}
+
+
 def test_mixed_batch_has_k_uint8_adversarial_patches_against_current_weights() -> None:
     net = tiny()
     g = torch.Generator().manual_seed(2)

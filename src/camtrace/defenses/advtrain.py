@@ -8,14 +8,16 @@ The loss is eq. 7, sum over clean + alpha * sum over adversarial, divided by
 the learning rate of an undefended run still fits. Zhao: m 64, k 32, alpha 0.2.
 
 On the 8-bit grid a Linf attack of radius eps moves a value by at most floor(eps) (the
-rounding stays inside the ball), so the samples are grouped by floor(eps) and each group is
-attacked once: the same uint8 outputs as one attack per sample. U[1, 5] thus gives radii
-1-4 equally often (5 with probability 0); widen ``eps_max`` to just under 6 to include 5.
+rounding stays inside the ball), so only whole grey levels are distinct radii: eps is drawn
+uniformly among the integers of [eps_min, eps_max] (Zhao's U[1, 5]: 1, 2, 3, 4 and 5 equally
+often; a continuous draw would floor to 1-4 and never give 5). Samples of one radius are
+attacked together: the same uint8 outputs as one attack per sample.
 The attack runs in eval mode (BatchNorm's running statistics), as every camtrace attack.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +40,10 @@ def cross_entropies(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tenso
 
 
 def draw_eps(n: int, eps_min: float, eps_max: float) -> torch.Tensor:
-    """``n`` radii ~ U[eps_min, eps_max] (torch's global generator, as dropout)."""
-    return eps_min + (eps_max - eps_min) * torch.rand(n)
+    """``n`` whole-grey-level radii, uniform over the integers of [eps_min, eps_max]
+    (torch's global generator, as dropout)."""
+    lo, hi = math.ceil(eps_min), math.floor(eps_max)
+    return torch.randint(lo, hi + 1, (n,)).float()
 
 
 def mixed_batch(

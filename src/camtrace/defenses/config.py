@@ -9,6 +9,7 @@ reference from these definitions, as for every other section.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -68,10 +69,10 @@ class DefenseConfig:
             _fail("k", self.k, "an integer >= 1")
         if not self.alpha > 0:
             _fail("alpha", self.alpha, "a number > 0")
-        if not 0 < self.eps_min <= self.eps_max:
+        if not (0 < self.eps_min and math.ceil(self.eps_min) <= math.floor(self.eps_max)):
             raise CamtraceError(
-                f"defense eps range [{self.eps_min:g}, {self.eps_max:g}]: need 0 < eps_min <= "
-                "eps_max (0-255 units)"
+                f"defense eps range [{self.eps_min:g}, {self.eps_max:g}]: need 0 < eps_min and a "
+                "whole grey level between eps_min and eps_max (0-255 units)"
             )
         for f in dataclasses.fields(self):
             on, kinds = f.metadata.get("when") or ("kind", KINDS)
