@@ -1,4 +1,4 @@
-"""The detector zoo: Tuama2016, MISLnet, DenseNet-40, Xception, InceptionV3."""
+"""The detector zoo: Tuama2016, MISLnet, DenseNet-40, Xception, InceptionV3, Spec."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ ZOO = [
     ("densenet40", 32, 64),
     ("xception", 256, 64),
     ("inceptionv3", 256, 96),
+    ("spec", 256, 64),
 ]
 # Parameter counts at 10 classes (computed once from the built networks, then frozen).
 PARAMS = {
@@ -35,6 +36,7 @@ PARAMS = {
     ("densenet40", 64): 1_019_722,  # the same at any patch size, as for the timm models
     ("xception", 64): 20_827_442,
     ("inceptionv3", 96): 21_806_058,
+    ("spec", 64): 193_178,  # the same at any patch size; fc 64*4*4 * 128 + 128 is 131,200
 }
 EMBED_DIM = {
     "tuama2016": 4096,
@@ -42,6 +44,7 @@ EMBED_DIM = {
     "densenet40": 448,
     "xception": 2048,
     "inceptionv3": 2048,
+    "spec": 128,
 }
 
 
