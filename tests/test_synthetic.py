@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from camtrace.cli import app
 from camtrace.data.codec import save_image
 from camtrace.data.images import load_rgb
 from camtrace.data.manifest import Manifest, Record
@@ -200,3 +202,18 @@ def test_spectra_figure_has_one_panel_per_set() -> None:
         spectra_figure({}, "empty")
     with pytest.raises(CamtraceError, match=r"expected \(N, H, W, 3\) uint8"):
         mean_residual_spectrum(np.zeros((2, 16, 16), np.uint8))
+
+
+def test_synthesize_command_writes_sources_and_the_detection_manifest(
+    real: Manifest, tmp_path: Path
+) -> None:
+    real.save(tmp_path / "real")
+    args = ["synthesize", str(tmp_path / "real"), "--out", str(tmp_path / "synthetic")]
+    args += ["--size", "16", "--iterations", "1", "--train-images", "2", "--val-images", "1"]
+    args += ["--eval-images", "1", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    made = Manifest.load(tmp_path / "synthetic")
+    assert len(made) == 3 * (2 + 1 + 1) + 1  # three training sources, one held out
+    detection = Manifest.load(tmp_path / "synthetic" / "detection")
+    assert detection.models == [REAL, SYNTHETIC] and len(detection) == len(real) + len(made)
