@@ -259,7 +259,7 @@ def spectra_figure(image_sets: dict[str, np.ndarray], title: str) -> Figure:
     logs = {
         name: np.log10(mean_residual_spectrum(imgs) + 1e-3) for name, imgs in image_sets.items()
     }
-    lo = min(float(v.min()) for v in logs.values())
+    lo = min(float(np.percentile(v, 1)) for v in logs.values())  # not the residual's empty DC
     hi = max(float(v.max()) for v in logs.values())
     fig = new_figure(2.6 * len(logs) + 0.8, 3.0)
     axes = fig.subplots(1, len(logs), squeeze=False)[0]
