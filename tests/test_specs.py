@@ -29,6 +29,7 @@ def test_every_spec_names_its_class_and_a_real_protocol() -> None:
         "densenet40",
         "inceptionv3",
         "mislnet",
+        "spec",
         "tuama2016",
         "xception",
         "yang2018",

@@ -1,4 +1,4 @@
-"""The detector zoo: Tuama2016, MISLnet, DenseNet-40, Xception, InceptionV3."""
+"""The detector zoo: Tuama2016, MISLnet, DenseNet-40, Xception, InceptionV3, Spec."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ ZOO = [
     ("xception", 256, 64),
     ("inceptionv3", 256, 96),
     ("yang2018", 64, 32),
+    ("spec", 256, 64),
 ]
 # Parameter counts at 10 classes (computed once from the built networks, then frozen).
 PARAMS = {
@@ -37,6 +38,7 @@ PARAMS = {
     ("xception", 64): 20_827_442,
     ("inceptionv3", 96): 21_806_058,
     ("yang2018", 64): 395_674,  # the same at any patch size (global average pooling)
+    ("spec", 64): 193_178,  # the same at any patch size; fc 64*4*4 * 128 + 128 is 131,200
 }
 EMBED_DIM = {
     "tuama2016": 4096,
@@ -45,6 +47,7 @@ EMBED_DIM = {
     "xception": 2048,
     "inceptionv3": 2048,
     "yang2018": 256,
+    "spec": 128,
 }
 
 

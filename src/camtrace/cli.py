@@ -150,6 +150,41 @@ def simulate(
 
 
 @app.command()
+def synthesize(
+    real: Annotated[Path, typer.Argument(help="Split manifest of real photos (SimCam).")],
+    out: Annotated[Path, typer.Option(help="Output folder (images/, manifest.csv).")] = Path(
+        "data/synthetic"
+    ),
+    size: Annotated[int, typer.Option(help="Image side (4 times a power of two).")] = 64,
+    iterations: Annotated[int, typer.Option(help="Training iterations per source.")] = 100,
+    train_images: Annotated[int, typer.Option(help="Train images per source.")] = 200,
+    val_images: Annotated[int, typer.Option(help="Val images per source.")] = 50,
+    eval_images: Annotated[int, typer.Option(help="Eval images per source.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    progress: Progress = True,
+) -> None:
+    """Train the synthetic-image sources (SpoC's GAN images) and write their images; also
+    OUT/detection/manifest.csv, real vs synthetic, for a GAN-image detector's patches."""
+    from camtrace.data.manifest import Manifest
+    from camtrace.data.synthetic import real_vs_synthetic
+    from camtrace.training.gan_sources import SourceConfig, make_synthetic
+
+    config = SourceConfig(
+        size=size,
+        iterations=iterations,
+        train=train_images,
+        val=val_images,
+        eval=eval_images,
+        seed=seed,
+    )
+    real_manifest = Manifest.load(real)
+    made = make_synthetic(real_manifest, out, config=config, progress=progress)
+    detection = real_vs_synthetic(real_manifest, made).save(out / "detection")
+    console.print(f"{len(made)} images from {len(made.models)} sources -> {out / 'manifest.csv'}")
+    console.print(f"real vs synthetic -> {detection}")
+
+
+@app.command()
 def index(
     root: Annotated[Path, typer.Argument(help="Root folder of the dataset.")],
     layout: Annotated[str, typer.Option(help="dresden, vision, kaggle2018, folders or exif.")],

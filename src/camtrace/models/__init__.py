@@ -7,6 +7,7 @@ from camtrace.models import (
     timm_detectors,  # noqa: F401  (registers xception, inceptionv3)
     tuama2016,  # noqa: F401  (registers the architecture)
     yang2018,  # noqa: F401  (registers the architecture)
+    zhang2019,  # noqa: F401  (registers spec, the GAN-image detector)
 )
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, read_card, save_detector

@@ -283,3 +283,29 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=_DPI)
+
+
+def spectra_figure(image_sets: dict[str, np.ndarray], title: str) -> Figure:
+    """One panel per named set of (N, H, W, 3) uint8 images: log10 of the mean |DFT| of their
+    high-pass residual, DC in the centre, one colour scale for all (Cozzolino et al. 2021,
+    SpoC Fig. 4: the peaks up-sampling leaves, before and after spoofing)."""
+    from camtrace.models.zhang2019 import mean_residual_spectrum
+
+    if not image_sets:
+        raise CamtraceError("spectra_figure: no image sets; pass {name: images}")
+    logs = {
+        name: np.log10(mean_residual_spectrum(imgs) + 1e-3) for name, imgs in image_sets.items()
+    }
+    lo = min(float(np.percentile(v, 1)) for v in logs.values())  # not the residual's empty DC
+    hi = max(float(v.max()) for v in logs.values())
+    fig = new_figure(2.6 * len(logs) + 0.8, 3.0)
+    axes = fig.subplots(1, len(logs), squeeze=False)[0]
+    for ax, (name, spectrum) in zip(axes, logs.items(), strict=True):
+        extent = (-0.5, 0.5, 0.5, -0.5)  # Nyquist at the edges, to half a bin
+        shown = ax.imshow(spectrum, cmap="magma", vmin=lo, vmax=hi, extent=extent)
+        ax.set_title(name, fontsize="small")
+        ax.set_xlabel("cycles / px")
+    axes[0].set_ylabel("cycles / px")
+    fig.colorbar(shown, ax=list(axes), label="log10 mean |DFT| of residual")
+    fig.suptitle(title)
+    return fig
