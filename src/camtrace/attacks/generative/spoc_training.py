@@ -31,16 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
-from camtrace._version import __version__
 from camtrace.attacks.generative.checkpoint import (
     array_digest,
-    load_state,
     read_generator_card,
-    save_generator,
-    save_state,
     weights_digest,
 )
 from camtrace.attacks.generative.methods import get_method
@@ -59,16 +54,14 @@ from camtrace.attacks.generative.spoc import (
 from camtrace.attacks.generative.spoc_embedder import MIN_SIDE, load_embedder
 from camtrace.attacks.generative.training import (
     GENERATOR_FILE,
-    LOG_FILE,
     STATE_FILE,
+    GeneratorLoop,
     as_patches,
     psnr,
     same_run,
     ste_round,
 )
 from camtrace.errors import CamtraceError
-from camtrace.hardware import environment
-from camtrace.io import write_json
 from camtrace.models.inference import eval_mode
 
 
@@ -163,10 +156,10 @@ def train_spoc(
     run = _SpoCRun(config, real, synthetic, val, embedder, card)
     if resume and (out / STATE_FILE).is_file():
         run.restore(out / STATE_FILE)
-    return run.fit(out)
+    return run.fit(out, config.val_every, config.save_every, config.progress)
 
 
-class _SpoCRun:
+class _SpoCRun(GeneratorLoop):
     """One SpoC training: G, D, the frozen E and its anchor, the optimisers, the logs."""
 
     def __init__(
@@ -178,27 +171,18 @@ class _SpoCRun:
         embedder: Embedder | None,
         card: dict[str, Any],
     ) -> None:
-        self.config, self.real, self.synthetic, self.val, self.card = (
-            config,
-            real,
-            synthetic,
-            val,
-            card,
-        )
+        super().__init__(card, config.iterations, f"train spoc -> {card['target']}")
+        self.config, self.real, self.synthetic, self.val = config, real, synthetic, val
         self.embedder = embedder.eval().requires_grad_(False) if embedder is not None else None
         self.e_m, self.d_ref = self._anchor() if embedder is not None else (None, None)
         self.perceptual = PerceptualLoss(config.vgg_weights) if config.lambda_p else None
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.generator = get_method("spoc").build(config.hparams)
-            self.modules: dict[str, nn.Module] = {"generator": self.generator}
+            self.modules["generator"] = self.generator
             if config.lambda_a:
                 self.modules["discriminator"] = SpoCDiscriminator()
-        self.optimizers = {
-            name: torch.optim.Adam(module.parameters(), lr=config.lr, betas=config.betas)
-            for name, module in self.modules.items()
-        }
-        self.iteration, self.losses, self.validation = 0, [], []
+        self.adam(config.lr, config.betas)
 
     @torch.no_grad()
     def _anchor(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,52 +193,13 @@ class _SpoCRun:
         )
         return anchor(e)
 
-    def restore(self, path: Path) -> None:
-        info = load_state(path, self.modules, self.optimizers)
-        same_run(info["card"], self.card, path.parent)
-        self.iteration, self.losses, self.validation = (
-            info["iteration"],
-            info["losses"],
-            info["validation"],
-        )
-
-    def fit(self, out: Path) -> Path:
-        config = self.config
-        with Progress(disable=not config.progress) as bar:
-            task = bar.add_task(f"train spoc -> {self.card['target']}", total=config.iterations)
-            while self.iteration < config.iterations:
-                self.losses.append(self.step(*self._batch()))
-                self.iteration += 1
-                if self.iteration % config.val_every == 0 or self.iteration == config.iterations:
-                    self.validation.append(self.validate())
-                if self.iteration % config.save_every == 0:
-                    self.save(out)
-                bar.update(task, completed=self.iteration)
-        self.save(out)
-        card = {
-            **self.card,
-            "hparams": self.generator.hparams,
-            "iterations": self.iteration,
+    def final_card(self) -> dict[str, Any]:
+        return {
             "d_ref": None if self.d_ref is None else self.d_ref.item(),
             "perceptual": None if self.perceptual is None else self.perceptual.source,
-            "validation": self.validation[-1] if self.validation else None,
-            "environment": environment(torch.device("cpu"), "fp32"),
-            "camtrace_version": __version__,
-            "input": "float RGB pixels in [0, 255], (N, 3, H, W); gives the same",
         }
-        return save_generator(self.generator, out / GENERATOR_FILE, card)
 
-    def save(self, out: Path) -> None:
-        info = {
-            "card": self.card,
-            "iteration": self.iteration,
-            "losses": self.losses,
-            "validation": self.validation,
-        }
-        save_state(out / STATE_FILE, self.modules, self.optimizers, info)
-        write_json(out / LOG_FILE, {"losses": self.losses, "validation": self.validation})
-
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This iteration's images of S and of R_M, drawn with (seed, iteration)."""
         rng, n = np.random.default_rng([self.config.seed, self.iteration]), self.config.batch_size
         picks = [

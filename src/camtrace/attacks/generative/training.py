@@ -143,38 +143,27 @@ def train_generator(
     run = _Run(m, config, classifiers, target_index, train, val, card)
     if resume and (out / STATE_FILE).is_file():
         run.restore(out / STATE_FILE)
-    return run.fit(out)
+    return run.fit(out, config.val_every, config.save_every, config.progress)
 
 
-class _Run:
-    """One training run: the networks, their optimisers, the logs and the loop."""
+class GeneratorLoop:
+    """The loop every generator's training shares: Adam per network, the iterations with
+    validation, the stop test and atomic saves, resume, the final checkpoint and its card.
+    A method supplies ``batch`` (this iteration's inputs, seeded by (seed, iteration)),
+    ``step``, ``validate`` and, if it stops early, ``good_enough``."""
 
-    def __init__(
-        self,
-        method: Method,
-        config: GeneratorConfig,
-        classifiers: list[nn.Module],
-        target: int,
-        train: torch.Tensor,
-        val: torch.Tensor,
-        card: dict[str, Any],
-    ) -> None:
-        self.method, self.config, self.classifiers = method, config, classifiers
-        self.target, self.train, self.val, self.card = target, train, val, card
-        self.gamma = config.gamma if method.discriminator else 0.0
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.generator = method.build(config.hparams)
-            self.modules: dict[str, nn.Module] = {"generator": self.generator}
-            if self.gamma:
-                self.modules["discriminator"] = Discriminator(card["patch_size"])
+    def __init__(self, card: dict[str, Any], total: int, label: str) -> None:
+        self.card, self.total, self.label = card, total, label
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.iteration, self.losses, self.validation, self.done = 0, [], [], False
+
+    def adam(self, lr: float, betas: tuple[float, float]) -> None:
+        """One Adam per network of ``modules``."""
         self.optimizers = {
-            name: torch.optim.Adam(
-                module.parameters(), lr=config.lr or method.lr, betas=method.betas
-            )
+            name: torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
             for name, module in self.modules.items()
         }
-        self.iteration, self.losses, self.validation, self.done = 0, [], [], False
 
     def restore(self, path: Path) -> None:
         info = load_state(path, self.modules, self.optimizers)
@@ -182,35 +171,51 @@ class _Run:
         self.iteration, self.losses = info["iteration"], info["losses"]
         self.validation, self.done = info["validation"], info["done"]
 
-    def fit(self, out: Path) -> Path:
-        config = self.config
-        with _frozen(self.classifiers), Progress(disable=not config.progress) as bar:
-            task = bar.add_task(
-                f"train {self.method.name} -> {self.card['target']}",
-                total=config.max_iterations,
-                completed=self.iteration,
-            )
-            while not self.done and self.iteration < config.max_iterations:
-                self.losses.append(self.step(self._batch()))
+    def batch(self) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def step(self, *batch: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def good_enough(self, v: dict[str, Any]) -> bool:
+        return False
+
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        """Held around the loop (the frozen detectors of a detector-trained method)."""
+        return contextlib.nullcontext()
+
+    def final_card(self) -> dict[str, Any]:
+        """What the checkpoint's card adds to the run's card."""
+        return {}
+
+    def fit(self, out: Path, val_every: int, save_every: int, progress: bool) -> Path:
+        with self.frozen(), Progress(disable=not progress) as bar:
+            task = bar.add_task(self.label, total=self.total, completed=self.iteration)
+            while not self.done and self.iteration < self.total:
+                self.losses.append(self.step(*self.batch()))
                 self.iteration += 1
-                last = self.iteration == config.max_iterations
-                if self.iteration % config.val_every == 0 or last:
+                last = self.iteration == self.total
+                if self.iteration % val_every == 0 or last:
                     self.validation.append(self.validate())
-                    self.done = last or self._good_enough(self.validation[-1])
-                if self.iteration % config.save_every == 0 or self.done:
+                    self.done = last or self.good_enough(self.validation[-1])
+                if self.iteration % save_every == 0 or self.done:
                     self.save(out)
                 bar.update(task, completed=self.iteration)
         self.save(out)
         card = {
             **self.card,
-            "hparams": self.generator.hparams,
+            "hparams": self.modules["generator"].hparams,
             "iterations": self.iteration,
+            **self.final_card(),
             "validation": self.validation[-1] if self.validation else None,
             "environment": environment(torch.device("cpu"), "fp32"),
             "camtrace_version": __version__,
             "input": "float RGB pixels in [0, 255], (N, 3, H, W); gives the same",
         }
-        return save_generator(self.generator, out / GENERATOR_FILE, card)
+        return save_generator(self.modules["generator"], out / GENERATOR_FILE, card)
 
     def save(self, out: Path) -> None:
         info = {
@@ -223,12 +228,42 @@ class _Run:
         save_state(out / STATE_FILE, self.modules, self.optimizers, info)
         write_json(out / LOG_FILE, {"losses": self.losses, "validation": self.validation})
 
-    def _batch(self) -> torch.Tensor:
+
+class _Run(GeneratorLoop):
+    """One detector-trained generator (MISLGAN, Adv-Cam-Id, GAP): the generator, Chen's
+    discriminator when the method has one, the frozen detectors."""
+
+    def __init__(
+        self,
+        method: Method,
+        config: GeneratorConfig,
+        classifiers: list[nn.Module],
+        target: int,
+        train: torch.Tensor,
+        val: torch.Tensor,
+        card: dict[str, Any],
+    ) -> None:
+        super().__init__(card, config.max_iterations, f"train {method.name} -> {card['target']}")
+        self.method, self.config, self.classifiers = method, config, classifiers
+        self.target, self.train, self.val = target, train, val
+        self.gamma = config.gamma if method.discriminator else 0.0
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.generator = method.build(config.hparams)
+            self.modules["generator"] = self.generator
+            if self.gamma:
+                self.modules["discriminator"] = Discriminator(card["patch_size"])
+        self.adam(config.lr or method.lr, method.betas)
+
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        return _frozen(self.classifiers)
+
+    def batch(self) -> tuple[torch.Tensor]:
         """This iteration's patches: drawn by a generator seeded with (seed, iteration)."""
         rng = np.random.default_rng([self.config.seed, self.iteration])
         n = len(self.train)
         idx = rng.choice(n, self.config.batch_size, replace=n < self.config.batch_size)
-        return self.train[torch.from_numpy(np.sort(idx))].float()
+        return (self.train[torch.from_numpy(np.sort(idx))].float(),)
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         """One discriminator update (MISLGAN) then one generator update on L_G (Eq. 2)."""
@@ -276,7 +311,7 @@ class _Run:
         sar = (hits / len(self.val)).tolist()
         return {"iteration": self.iteration, "sar": sar, "psnr": torch.cat(psnrs).mean().item()}
 
-    def _good_enough(self, v: dict[str, Any]) -> bool:
+    def good_enough(self, v: dict[str, Any]) -> bool:
         return min(v["sar"]) >= self.config.stop_sar and v["psnr"] >= self.config.psnr_threshold(
             self.method
         )
