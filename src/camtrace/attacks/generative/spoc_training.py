@@ -219,17 +219,11 @@ class _SpoCRun(GeneratorLoop):
             per = self.perceptual(spoof, x)
             loss, log["per"] = loss + c.lambda_p * per, per.item()
         if c.lambda_a:
-            d, opt_d = self.modules["discriminator"].train(), self.optimizers["discriminator"]
+            d = self.modules["discriminator"].train()
             loss_d = discriminator_loss(*d(torch.cat([z, spoof.detach(), x])).chunk(3))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            log["discriminator"] = self.update("discriminator", loss_d)
             adv = adversarial_loss(d(torch.cat([z, spoof, x])).chunk(3)[1])
-            loss, log["discriminator"], log["adv"] = (
-                loss + c.lambda_a * adv,
-                loss_d.item(),
-                adv.item(),
-            )
+            loss, log["adv"] = loss + c.lambda_a * adv, adv.item()
         if c.lambda_e:
             maps = self.embedder.features(spoof)
             dst = distance_loss(maps[-1].amax(dim=(-2, -1)), self.e_m, self.d_ref, c.margin)
@@ -238,11 +232,7 @@ class _SpoCRun(GeneratorLoop):
             fm = feature_matching_loss(real_maps, maps)
             loss = loss + c.lambda_e * (dst + c.lambda_f * fm)
             log["dst"], log["fm"] = dst.item(), fm.item()
-        opt_g = self.optimizers["generator"]
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        log["generator"] = loss.item()
+        log["generator"] = self.update("generator", loss)
         return log
 
     @torch.no_grad()

@@ -165,6 +165,14 @@ class GeneratorLoop:
             for name, module in self.modules.items()
         }
 
+    def update(self, name: str, loss: torch.Tensor) -> float:
+        """One optimiser step of network ``name`` on ``loss``; the loss's value."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
     def restore(self, path: Path) -> None:
         info = load_state(path, self.modules, self.optimizers)
         same_run(info["card"], self.card, path.parent)
@@ -271,13 +279,11 @@ class _Run(GeneratorLoop):
         fake = ste_round(g(x))
         log = {"iteration": self.iteration + 1}
         if self.gamma:
-            d, opt_d = self.modules["discriminator"].train(), self.optimizers["discriminator"]
-            loss_d = discriminator_loss(d, x, fake.detach())
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            d = self.modules["discriminator"].train()
+            log["discriminator"] = self.update(
+                "discriminator", discriminator_loss(d, x, fake.detach())
+            )
             d.project_constraints()
-            log["discriminator"] = loss_d.item()
         ce = classification_loss(self.classifiers, fake, self.target)
         loss = self.config.beta * ce
         log["ce"] = ce.item()
@@ -289,11 +295,7 @@ class _Run(GeneratorLoop):
             adv = adversarial_loss(self.modules["discriminator"], fake)
             loss = loss + self.gamma * adv
             log["adversarial"] = adv.item()
-        opt_g = self.optimizers["generator"]
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        log["generator"] = loss.item()
+        log["generator"] = self.update("generator", loss)
         return log
 
     @torch.no_grad()
