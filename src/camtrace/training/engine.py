@@ -185,6 +185,9 @@ def train(
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+        # a (C, 1, k, k) filter buffer in channels-last strides fails DDP's buffer broadcast
+        for buffer in model.buffers():
+            buffer.data = buffer.data.clone(memory_format=torch.contiguous_format)
     train_set, val_set = train_set.to(device), val_set.to(device)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
