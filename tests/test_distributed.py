@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from camtrace.defenses import DefenseConfig, make_objective
+from camtrace.defenses.gradnorm import DEFAULT_LAMBDA
 from camtrace.models import build, load_detector
 from camtrace.training.engine import TrainConfig, train
 from test_training import model, toy_patches
@@ -77,7 +78,7 @@ def test_ddp_with_the_gradient_norm_penalty_matches_single_process(tmp_path: Pat
         objective=make_objective(DefenseConfig("gradnorm")),
     )
     ddp = load_detector(tmp_path / "ddp" / "best.safetensors")
-    assert ddp.card["defense"] == {"kind": "gradnorm", "lambda": 1.0, "norm": "l2"}
+    assert ddp.card["defense"] == {"kind": "gradnorm", "lambda": DEFAULT_LAMBDA, "norm": "l2"}
     for (name, a), b in zip(ddp.state_dict().items(), single.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
 
