@@ -416,8 +416,13 @@ class _Crafter:
 
 def gradient_attack(plan: SpocPlan, method: str, eps: float) -> Attack:
     """A gradient baseline at ``eps`` with SpoC's settings, the section's params over them."""
-    params = {**BASELINES.get(method, {}), **plan.section.params.get(method, {})}
-    return make_attack(method, eps=eps, batch_size=plan.section.batch_size, **params)
+    params = {
+        "precision": "fp32",  # "auto" would time bf16 on every build; a loaded machine flips it
+        "batch_size": plan.section.batch_size,
+        **BASELINES.get(method, {}),
+        **plan.section.params.get(method, {}),
+    }
+    return make_attack(method, eps=eps, **params)
 
 
 def tune_eps(
