@@ -35,11 +35,11 @@ iteration is a D step on 3 x batch patches and a G step through D, its embedder 
 embedder random-initialised here: its weights do not change the time; SpoC reads no detector,
 so its rows on each detector time the same generator), then --gen-n correctly classified
 evaluation patches of other classes are attacked: PGD-40 (SpoC's eps 8, step 1.25; every
-iteration, and with early stop) beside one generator pass, each as the full attack call (uint8 verdicts included). Columns: patches/s, uint8
-success, mean PSNR, GFLOPs per patch of the call (counted by torch's formulas, as
-models/summary.py counts them), and the generator's speed-up over PGD-40 (all iterations):
-measured, and ideal (PGD-40's FLOPs over the generator call's). Success and PSNR of briefly
-trained generators are low: the rows measure speed, not Chen's tables.
+iteration, and with early stop) beside one generator pass, each as the full attack call (uint8
+verdicts included). Columns: patches/s, uint8 success, mean PSNR, GFLOPs per patch of the call
+(counted by torch's formulas, as models/summary.py counts them), and the generator's speed-up
+over PGD-40 (all iterations): measured, and ideal (PGD-40's FLOPs over the generator call's).
+Success and PSNR of briefly trained generators are low: the rows measure speed, not Chen's tables.
 
 JSMA rows (--jsma-n > 0): Guera's DenseNet-40 at 32x32 with random weights fitted to the
 patches (an algorithm comparison: torchattacks' JSMA builds the dense n x n pair matrix per
