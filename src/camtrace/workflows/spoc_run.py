@@ -474,7 +474,7 @@ def evaluate_spoc(
     results = SpocResults({})
     table4: dict[str, Any] = {}
     table5: dict[str, list] = {}
-    spoofed_test: dict[str, list[np.ndarray]] = {}
+    synthetic_spoofs: list[np.ndarray] = []  # SpoC's, toward every target (Table 1)
     held_rows, held_adv = [], []
     for kind, sets in inputs.items():
         per_row: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -494,8 +494,7 @@ def evaluate_spoc(
                     continue
                 results.logs[f"{kind} -> {target}"] = read_log(paths[target].parent)
                 if kind == "synthetic":
-                    spoofed_test.setdefault("clean", []).append(x.test)
-                    spoofed_test.setdefault("spoofed", []).append(adv)
+                    synthetic_spoofs.append(adv)
                     if held_out is not None:
                         h = np.asarray(attack(dets[plan.classifiers[0]], held_out)[0])
                         held_rows.append(judge(held_out, h, plan.classifiers))
@@ -530,11 +529,10 @@ def evaluate_spoc(
         },
         "paper": SPOC_2021,
     }
-    if spoofed_test:
-        clean, spoofed = (np.concatenate(spoofed_test[k]) for k in ("clean", "spoofed"))
-        n = len(plan.targets)
-        metrics["table1"] = _tpr(gans, clean[: len(clean) // n], spoofed)
-        results.spectra = {"synthetic": clean[: len(clean) // n], "spoofed by SpoC": spoofed}
+    if synthetic_spoofs:
+        clean, spoofed = inputs["synthetic"](plan.targets[0]).test, np.concatenate(synthetic_spoofs)
+        metrics["table1"] = _tpr(gans, clean, spoofed)
+        results.spectra = {"synthetic": clean, "spoofed by SpoC": spoofed}
     if held_rows:
         metrics["table2"] = _tpr(gans, held_out, np.concatenate(held_adv))
         metrics["table6"] = [{"block": "none", "method": "spoc", **mean_rows(held_rows)}]
