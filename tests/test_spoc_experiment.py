@@ -73,6 +73,7 @@ def _section(**keys: object) -> SpocSectionConfig:
         ({"crafted_on": ["xception"]}, SIZES, r"spoc\.crafted_on: \['xception'\] are not"),
         ({"crafted_on": ["bondi2017"]}, {**SIZES, "mislnet": 48}, "one patch size"),
         ({"crafted_on": ["bondi2017"]}, {"bondi2017": 64, "mislnet": 64}, "at least 3"),
+        ({"gan_detectors": ["autogan"]}, SIZES, r"gan_detectors\[0\]: 'autogan' is not"),
         ({"crafted_on": ["bondi2017"], "synthetic": {"size": 32}}, SIZES, "cannot give"),
     ],
 )
@@ -122,7 +123,7 @@ def test_training_spoc_in_the_workflow_reads_no_detector(
     )
     training = {"iterations": 1, "batch_size": 2, "lambda_p": 0}
     plan = plan_spoc(_section(training=training), SIZES, CLASSES, 0)
-    plan = SpocPlan(plan.section, plan.classifiers, plan.targets, 32, 0)
+    plan = SpocPlan(plan.section, plan.classifiers, plan.crafted_on, plan.targets, 32, 0)
     s = Inputs(patches, patches[:2], patches[:2])
     paths = train_spoc_all(
         plan, {"synthetic": lambda _t: s}, {"Nimbus_N300": patches}, embedder, tmp_path, print
@@ -152,6 +153,7 @@ def tiny_config(root: Path, **spoc: object) -> dict:
         "spoc": {
             "targets": ["Nimbus_N300"],
             "crafted_on": ["bondi2017"],
+            "gan_detectors": ["spec", "xception"],
             "gradient": ["pgd"],
             "params": {"pgd": {"steps": 2}},
             "eps": [2, 8],
@@ -219,7 +221,7 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
     assert s["paper"]["table4"]["plain"][-1][3:] == [53.34, 67.57, 81.37, 71.65]
     html = (run_dir / "report.html").read_text()
     assert "Table 4 (after JPEG with the target camera" in html and "Table 6" in html
-    assert "camtrace&#x27;s extension" in html and "SpoC 2021: ensemble" in html
+    assert "camtrace&#x27;s extension" in html and "SpoC 2021: Ensemble" in html
 
 
 def test_a_missing_embedder_and_a_target_without_images_fail_in_one_line(
@@ -253,3 +255,9 @@ class _NoPatches:
 
     def patches(self, indices: np.ndarray) -> np.ndarray:
         return np.zeros((len(indices), 64, 64, 3), dtype=np.uint8)
+
+
+def test_baselines_are_crafted_on_the_first_two_detectors_by_default() -> None:
+    section = parse_section(SpocSectionConfig, {"targets": ["Nimbus_N300"]}, "spoc")
+    plan = plan_spoc(section, SIZES, CLASSES, 0)
+    assert plan.crafted_on == ("tuama2016", "bondi2017") and plan.classifiers == tuple(SIZES)

@@ -432,7 +432,15 @@ class SpocSectionConfig:
         ("gap", "advcamid"), "generative baselines", choices=_generative
     )
     crafted_on: tuple[str, ...] = option(
-        ("bondi2017", "xception"), "detectors the baselines are crafted on (Table 4 blocks)"
+        (),
+        "detectors the baselines are crafted on, a block of Table 4 each (default: the first "
+        "two of detectors:; SpoC: Bondi2017 and Xception)",
+    )
+    gan_detectors: tuple[str, ...] = option(
+        (),
+        "architectures of the GAN-image detectors of Tables 1-2, trained on real vs synthetic "
+        "images (SpoC: spec, xception; none: no Tables 1-2)",
+        choices=_architectures,
     )
     ensemble: bool = option(True, "the third block: crafted on the other detectors, judged on one")
     gap_eps: float = option(8.0, "GAP's Linf budget, 0-255 (SpoC: 8)", minimum=1)

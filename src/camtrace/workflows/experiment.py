@@ -496,9 +496,6 @@ def run_generators(
     return results
 
 
-GAN_DETECTORS = ("spec", "xception")  # SpoC Sec. 5.1: AutoGAN's Spec and Xception
-
-
 def gan_detectors(
     plan: SpocPlan,
     config: ExperimentConfig,
@@ -514,7 +511,8 @@ def gan_detectors(
 
     protocol = get_protocol("gan", size=plan.patch_size, count=1)
     train = TrainConfig(seed=split.seed, **{**config.train, **plan.section.gan_train})
-    specs = [DetectorSpec(a, protocol, train, SvmConfig(enabled=False), a) for a in GAN_DETECTORS]
+    archs = plan.section.gan_detectors
+    specs = [DetectorSpec(a, protocol, train, SvmConfig(enabled=False), a) for a in archs]
     given = dataclasses.replace(config, split=SplitConfig(protocol="given"))
     both = real_vs_synthetic(split.manifest, synthetic)
     run = identify_on_split(
@@ -556,7 +554,8 @@ def run_spoc(
         clock.lap("spoc: synthetic sources")
         fixed, held_out = synthetic_inputs(synthetic, plan)
         inputs["synthetic"] = lambda _target: fixed
-        gans = gan_detectors(plan, config, split, synthetic, run_dir, clock, progress)
+        if s.gan_detectors:
+            gans = gan_detectors(plan, config, split, synthetic, run_dir, clock, progress)
     if "real" in s.inputs:
         inputs["real"] = lambda target: real_inputs(store, target, plan)
     e = s.embedder

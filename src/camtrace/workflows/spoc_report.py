@@ -43,11 +43,21 @@ def table_rows(
     return out
 
 
-def paper_rows(rows: list[list[Any]], paper_classifiers: list[str]) -> list[dict[str, Any]]:
-    """SpoC's published rows (block, method, PSNR, SAR % per classifier)."""
+def column(paper_name: str, classifiers: list[str]) -> str:
+    """Our column of a classifier of SpoC's (its lower-case name is the architecture), else
+    a column of its own."""
+    return next((c for c in classifiers if c == paper_name.lower()), paper_name)
+
+
+def paper_rows(
+    rows: list[list[Any]], paper_classifiers: list[str], classifiers: list[str]
+) -> list[dict[str, Any]]:
+    """SpoC's published rows (block, method, PSNR, SAR % per classifier) under our columns."""
     out = []
     for block, method, psnr, *sar in rows:
-        cells = {c: f"{v:.2f}%" for c, v in zip(paper_classifiers, sar, strict=True)}
+        cells = {
+            column(c, classifiers): f"{v:.2f}%" for c, v in zip(paper_classifiers, sar, strict=True)
+        }
         out.append({"crafted on": f"SpoC 2021: {block}", "method": method, "PSNR": psnr, **cells})
     return out
 
@@ -71,6 +81,7 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
     """Tables and figures of :func:`evaluate_spoc` into an experiment report."""
     m, paper = results.metrics, results.metrics["paper"]
     classifiers, pc = m["classifiers"], paper["classifiers"]
+    table3 = {column(c, classifiers): v for c, v in paper["table3"].items()}
     report.heading("SpoC (Cozzolino et al. 2021): Tables 1-6")
     report.paragraph(
         f"Targets: {', '.join(m['targets'])}; {m['patch_size']} px patches; every method tuned "
@@ -84,7 +95,7 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
             {
                 "classifier": c,
                 "accuracy (patch)": percent(m["table3"].get(c)),
-                "SpoC 2021": f"{paper['table3'][c]}%" if c in paper["table3"] else "",
+                "SpoC 2021": f"{table3[c]}%" if c in table3 else "",
             }
             for c in classifiers
         ],
@@ -93,13 +104,14 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
     for kind, rows in m["table4"].items():
         for group, label in GROUPS.items():
             report.table(
-                table_rows(rows, classifiers, group) + paper_rows(paper["table4"][group], pc),
+                table_rows(rows, classifiers, group)
+                + paper_rows(paper["table4"][group], pc, classifiers),
                 caption=f"Table 4 ({label}); {KINDS[kind]}",
             )
     for kind, rows in m["table5"].items():
         report.table(
             table_rows(rows, classifiers, "plain")
-            + paper_rows([["none", *r] for r in paper["table5"]], pc),
+            + paper_rows([["none", *r] for r in paper["table5"]], pc, classifiers),
             caption=f"Table 5: ablation (only-embedder: lambda_A = 0, only-discriminator: "
             f"lambda_E = 0); {KINDS[kind]}",
         )
@@ -113,7 +125,8 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
     if "table2" in m:
         _tpr_table(report, m["table2"], paper["table2"], "Table 2: ... on the held-out source")
         report.table(
-            table_rows(m["table6"], classifiers, "plain") + paper_rows(paper["table6"], pc),
+            table_rows(m["table6"], classifiers, "plain")
+            + paper_rows(paper["table6"], pc, classifiers),
             caption="Table 6: SpoC on the held-out source's images (SpoC's baselines not rerun)",
         )
     if results.spectra:

@@ -71,35 +71,35 @@ ABLATIONS = {"only-embedder": {"lambda_a": 0.0}, "only-discriminator": {"lambda_
 SPOC_2021 = {
     "source": "Cozzolino, Thies, Rössler, Nießner & Verdoliva 2021 (SpoC), 256x256 patches, "
     "10 camera models, 5 targets",
-    "classifiers": ["tuama2016", "bondi2017", "xception", "inceptionv3"],
-    "table3": {"tuama2016": 74.1, "bondi2017": 87.1, "xception": 97.0, "inceptionv3": 95.4},
+    "classifiers": ["Tuama2016", "Bondi2017", "Xception", "InceptionV3"],
+    "table3": {"Tuama2016": 74.1, "Bondi2017": 87.1, "Xception": 97.0, "InceptionV3": 95.4},
     "table4": {  # block, method, PSNR, SAR % per classifier; plain, then after the camera's JPEG
         "plain": [
-            ["bondi2017", "pgd", 30.98, 12.31, 96.23, 0.49, 2.65],
-            ["bondi2017", "timifgsm", 31.51, 8.05, 63.56, 9.02, 0.59],
-            ["bondi2017", "gap", 30.85, 9.91, 74.34, 2.46, 17.16],
-            ["bondi2017", "advcamid", 30.24, 18.38, 100.00, 50.08, 60.70],
-            ["xception", "pgd", 33.73, 8.80, 8.27, 96.84, 0.30],
-            ["xception", "timifgsm", 30.93, 12.27, 8.68, 99.95, 1.82],
-            ["xception", "gap", 31.51, 6.69, 1.93, 98.00, 21.29],
-            ["xception", "advcamid", 29.91, 23.29, 41.35, 99.98, 42.19],
-            ["ensemble", "pgd", 32.88, 12.23, 11.39, 5.06, 2.22],
-            ["ensemble", "timifgsm", 31.32, 13.24, 9.58, 13.10, 2.80],
-            ["ensemble", "gap", 31.04, 26.59, 4.83, 18.22, 17.91],
+            ["Bondi2017", "pgd", 30.98, 12.31, 96.23, 0.49, 2.65],
+            ["Bondi2017", "timifgsm", 31.51, 8.05, 63.56, 9.02, 0.59],
+            ["Bondi2017", "gap", 30.85, 9.91, 74.34, 2.46, 17.16],
+            ["Bondi2017", "advcamid", 30.24, 18.38, 100.00, 50.08, 60.70],
+            ["Xception", "pgd", 33.73, 8.80, 8.27, 96.84, 0.30],
+            ["Xception", "timifgsm", 30.93, 12.27, 8.68, 99.95, 1.82],
+            ["Xception", "gap", 31.51, 6.69, 1.93, 98.00, 21.29],
+            ["Xception", "advcamid", 29.91, 23.29, 41.35, 99.98, 42.19],
+            ["Ensemble", "pgd", 32.88, 12.23, 11.39, 5.06, 2.22],
+            ["Ensemble", "timifgsm", 31.32, 13.24, 9.58, 13.10, 2.80],
+            ["Ensemble", "gap", 31.04, 26.59, 4.83, 18.22, 17.91],
             ["none", "spoc", 31.71, 53.34, 67.57, 81.37, 71.65],
         ],
         "camera_jpeg": [
-            ["bondi2017", "pgd", 30.98, 1.02, 96.17, 0.03, 0.84],
-            ["bondi2017", "timifgsm", 31.38, 31.21, 31.72, 1.40, 2.00],
-            ["bondi2017", "gap", 31.69, 20.71, 67.41, 3.09, 22.35],
-            ["bondi2017", "advcamid", 30.18, 24.08, 89.46, 54.51, 58.79],
-            ["xception", "pgd", 33.52, 24.71, 6.06, 98.21, 0.19],
-            ["xception", "timifgsm", 30.77, 35.05, 3.16, 87.94, 6.51],
-            ["xception", "gap", 32.09, 5.36, 0.57, 96.42, 5.54],
-            ["xception", "advcamid", 29.69, 37.59, 37.19, 97.52, 43.28],
-            ["ensemble", "pgd", 32.70, 20.31, 9.21, 1.16, 0.53],
-            ["ensemble", "timifgsm", 31.07, 29.98, 3.23, 5.24, 5.48],
-            ["ensemble", "gap", 31.97, 25.45, 4.25, 12.10, 6.79],
+            ["Bondi2017", "pgd", 30.98, 1.02, 96.17, 0.03, 0.84],
+            ["Bondi2017", "timifgsm", 31.38, 31.21, 31.72, 1.40, 2.00],
+            ["Bondi2017", "gap", 31.69, 20.71, 67.41, 3.09, 22.35],
+            ["Bondi2017", "advcamid", 30.18, 24.08, 89.46, 54.51, 58.79],
+            ["Xception", "pgd", 33.52, 24.71, 6.06, 98.21, 0.19],
+            ["Xception", "timifgsm", 30.77, 35.05, 3.16, 87.94, 6.51],
+            ["Xception", "gap", 32.09, 5.36, 0.57, 96.42, 5.54],
+            ["Xception", "advcamid", 29.69, 37.59, 37.19, 97.52, 43.28],
+            ["Ensemble", "pgd", 32.70, 20.31, 9.21, 1.16, 0.53],
+            ["Ensemble", "timifgsm", 31.07, 29.98, 3.23, 5.24, 5.48],
+            ["Ensemble", "gap", 31.97, 25.45, 4.25, 12.10, 6.79],
             ["none", "spoc", 31.41, 55.57, 64.73, 73.43, 69.25],
         ],
     },
@@ -109,16 +109,17 @@ SPOC_2021 = {
         ["only-discriminator", 31.18, 47.91, 63.81, 66.73, 70.36],
     ],
     "table1": {
-        "before": {"xception": 99.98, "spec": 99.91},
-        "after": {"xception": 20.85, "spec": 4.83},
+        "before": {"Xception": 99.98, "Spec": 99.91},
+        "after": {"Xception": 20.85, "Spec": 4.83},
     },
     "table2": {
-        "before": {"xception": 90.50, "spec": 20.25},
-        "after": {"xception": 2.50, "spec": 11.64},
+        "before": {"Xception": 90.50, "Spec": 20.25},
+        "after": {"Xception": 2.50, "Spec": 11.64},
     },
     "table6": [["none", "spoc", 31.93, 53.95, 53.05, 78.60, 68.00]],
 }
-"""SpoC's published numbers, verbatim (Tables 1-6; Table 6's baselines are not reproduced)."""
+"""SpoC's published numbers, verbatim, under the paper's names (a classifier's lower-case name is
+its camtrace architecture; Tables 1-6; Table 6's baselines are not reproduced)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class SpocPlan:
 
     section: SpocSectionConfig
     classifiers: tuple[str, ...]  # every detector of the config judges
+    crafted_on: tuple[str, ...]
     targets: tuple[str, ...]
     patch_size: int
     seed: int
@@ -167,7 +169,8 @@ def plan_spoc(
         raise CamtraceError(
             f"spoc.targets: {missing} are not camera models of the data: {', '.join(classes)}"
         )
-    unknown = sorted(set(section.crafted_on) - set(sizes))
+    crafted = section.crafted_on or tuple(sizes)[:2]
+    unknown = sorted(set(crafted) - set(sizes))
     if unknown:
         raise CamtraceError(
             f"spoc.crafted_on: {unknown} are not trained here; trained: {', '.join(sizes)}"
@@ -188,7 +191,7 @@ def plan_spoc(
             f"spoc.synthetic.size: {section.synthetic.size} px images cannot give the "
             f"detectors' {p} px patches; raise it"
         )
-    return SpocPlan(section, tuple(sizes), tuple(section.targets), p, seed)
+    return SpocPlan(section, tuple(sizes), crafted, tuple(section.targets), p, seed)
 
 
 def closest_eps(psnrs: Mapping[float, float | None], target: float) -> float:
@@ -405,7 +408,7 @@ class _Crafter:
         """(block, [(crafting model, its judges)]): each crafted_on detector judged by all;
         the ensemble of the others judged by each detector alone."""
         every = list(self.plan.classifiers)
-        out = [(b, [(b, self.dets[b], every)]) for b in self.plan.section.crafted_on]
+        out = [(b, [(b, self.dets[b], every)]) for b in self.plan.crafted_on]
         if self.plan.section.ensemble:
             out.append((ENSEMBLE, [(f"{ENSEMBLE}-{c}", self.ensemble(c), [c]) for c in every]))
         return out
@@ -531,10 +534,12 @@ def evaluate_spoc(
     }
     if synthetic_spoofs:
         clean, spoofed = inputs["synthetic"](plan.targets[0]).test, np.concatenate(synthetic_spoofs)
-        metrics["table1"] = _tpr(gans, clean, spoofed)
+        if gans:
+            metrics["table1"] = _tpr(gans, clean, spoofed)
         results.spectra = {"synthetic": clean, "spoofed by SpoC": spoofed}
     if held_rows:
-        metrics["table2"] = _tpr(gans, held_out, np.concatenate(held_adv))
+        if gans:
+            metrics["table2"] = _tpr(gans, held_out, np.concatenate(held_adv))
         metrics["table6"] = [{"block": "none", "method": "spoc", **mean_rows(held_rows)}]
         results.spectra["held-out source"] = held_out
     results.metrics = metrics
