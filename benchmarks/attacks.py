@@ -25,18 +25,21 @@ the FLOP/s of the call (convolution and matmul FLOPs, counted by torch's formula
 matmul peak, measured at the start, of the arithmetic the row runs in (fp32, or bf16 where
 camtrace's precision "auto" chose it).
 
-Generative rows (--gen-n > 0; Chen et al. 2019's MISLGAN, Poursaeed et al. 2018's GAP, the
-paper-size generators): on the same trained Bondi2017 (cheap) and on MISLnet (costly; trained
---mislnet-epochs on the same 64x64 patches, cached; generator and detectors are convolutional,
-so the FLOP ratios at 64x64 are those at Chen's 256x256), each generator is trained here toward
-one target for --gen-iterations iterations of --gen-batch patches (training iterations/s
-printed), then --gen-n correctly classified evaluation patches of other classes are attacked:
-PGD-40 (SpoC's eps 8, step 1.25; every iteration, and with early stop) beside one generator
-pass, each as the full attack call (uint8 verdicts included). Columns: patches/s, uint8
-success, mean PSNR, GFLOPs per patch of the call (counted by torch's formulas, as
-models/summary.py counts them), and the generator's speed-up over PGD-40 (all iterations):
-measured, and ideal (PGD-40's FLOPs over the generator call's). Success and PSNR of briefly
-trained generators are low: the rows measure speed, not Chen's tables.
+Generative rows (--gen-n > 0; Chen et al. 2019's MISLGAN, Poursaeed et al. 2018's GAP and
+Cozzolino et al. 2021's SpoC, the paper-size generators): on the same trained Bondi2017 (cheap),
+on MISLnet and on Xception (costly; trained --mislnet-epochs / --xception-epochs on the same
+64x64 patches, cached; generators and detectors are convolutional, so the FLOP ratios at 64x64
+are those at the papers' 256x256), each generator is trained here toward one target for
+--gen-iterations iterations of --gen-batch patches (training iterations/s printed; SpoC's
+iteration is a D step on 3 x batch patches and a G step through D, its embedder and VGG-19, the
+embedder random-initialised here: its weights do not change the time; SpoC reads no detector,
+so its rows on each detector time the same generator), then --gen-n correctly classified
+evaluation patches of other classes are attacked: PGD-40 (SpoC's eps 8, step 1.25; every
+iteration, and with early stop) beside one generator pass, each as the full attack call (uint8
+verdicts included). Columns: patches/s, uint8 success, mean PSNR, GFLOPs per patch of the call
+(counted by torch's formulas, as models/summary.py counts them), and the generator's speed-up
+over PGD-40 (all iterations): measured, and ideal (PGD-40's FLOPs over the generator call's).
+Success and PSNR of briefly trained generators are low: the rows measure speed, not Chen's tables.
 
 JSMA rows (--jsma-n > 0): Guera's DenseNet-40 at 32x32 with random weights fitted to the
 patches (an algorithm comparison: torchattacks' JSMA builds the dense n x n pair matrix per
@@ -60,7 +63,14 @@ from common import flops_of, matmul_peak
 from torch import nn
 
 from camtrace.attacks import AttackOptions, make_attack
-from camtrace.attacks.generative import GeneratorConfig, load_generator, train_generator
+from camtrace.attacks.generative import (
+    Embedder,
+    GeneratorConfig,
+    SpoCConfig,
+    load_generator,
+    train_generator,
+    train_spoc,
+)
 from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
 from camtrace.data.patch_store import PatchStore, build_patch_store
@@ -269,7 +279,33 @@ def jsma_table(args: argparse.Namespace, peaks: dict[str, float]) -> None:
     table(title, rows, det, x, runner_up, args, peaks)
 
 
-GENERATIVE = ("mislgan", "gap")
+GENERATIVE = ("mislgan", "gap", "spoc")
+
+
+def train_for_speed(
+    method: str,
+    det: nn.Module,
+    store: PatchStore,
+    train_x: np.ndarray,
+    target: int,
+    args: argparse.Namespace,
+    out: Path,
+) -> Path:
+    """``method``'s generator trained toward ``target`` for --gen-iterations iterations; SpoC
+    on the target camera's patches (R_M) and ``train_x`` (S) with a random embedder."""
+    every = {"val_every": args.gen_iterations, "save_every": args.gen_iterations}
+    if method != "spoc":
+        config = GeneratorConfig(
+            batch_size=args.gen_batch, max_iterations=args.gen_iterations, **every
+        )
+        return train_generator(method, det, train_x, train_x[:8], target, config, out, False)
+    name = det.classes[target]
+    real = store.patches(store.indices("train", models=[name])[: 8 * args.gen_batch])
+    config = SpoCConfig(batch_size=args.gen_batch, iterations=args.gen_iterations, **every)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        embedder = Embedder()
+    return train_spoc(real, train_x, train_x[:8], embedder, name, config, out, resume=False)
 
 
 def psnr(adv: torch.Tensor, x: torch.Tensor) -> float:
@@ -299,15 +335,9 @@ def generative_table(
         ("PGD-40, early stop", make_attack("pgd", **pgd)),
     ]
     for method in GENERATIVE:
-        config = GeneratorConfig(
-            batch_size=args.gen_batch,
-            max_iterations=args.gen_iterations,
-            val_every=args.gen_iterations,
-            save_every=args.gen_iterations,
-        )
         out = cache / "generators" / f"{det.arch}-{method}-{args.gen_iterations}it"
         start = time.perf_counter()
-        path = train_generator(method, det, train_x, train_x[:8], target, config, out, resume=False)
+        path = train_for_speed(method, det, store, train_x, target, args, out)
         seconds = time.perf_counter() - start
         print(
             f"{method} against {det.arch}: {args.gen_iterations} training iterations of "
@@ -356,6 +386,7 @@ def main() -> None:
     ap.add_argument("--gen-iterations", type=int, default=10, help="generator training iterations")
     ap.add_argument("--gen-batch", type=int, default=8, help="generator training batch")
     ap.add_argument("--mislnet-epochs", type=int, default=1, help="MISLnet training epochs")
+    ap.add_argument("--xception-epochs", type=int, default=1, help="Xception training epochs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
@@ -388,7 +419,8 @@ def main() -> None:
     if args.jsma_n > 0:
         jsma_table(args, peaks)
     if args.gen_n > 0:
-        for arch, epochs in (("bondi2017", None), ("mislnet", args.mislnet_epochs)):
+        costly = (("mislnet", args.mislnet_epochs), ("xception", args.xception_epochs))
+        for arch, epochs in (("bondi2017", None), *costly):
             detector = det if epochs is None else trained(args.cache, store, epochs, arch)
             generative_table(detector.eval(), store, args, args.cache)
 

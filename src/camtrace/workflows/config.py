@@ -363,6 +363,120 @@ class GeneratorsConfig:
     examples: int = option(4, "patches per target in the examples figure", minimum=0)
 
 
+@dataclass(frozen=True)
+class SpocSyntheticConfig:
+    """SpoC's set S (Sec. 5.1): the synthetic-image sources trained on the real training
+    photos (:func:`camtrace.training.gan_sources.make_synthetic`), cached by digest."""
+
+    size: int = option(128, "image side of the sources (4 x a power of two; SpoC: 256)", minimum=16)
+    iterations: int = option(100, "training iterations per source", minimum=1)
+    train: int = option(200, "train images per training source (SpoC: 20,000)", minimum=1)
+    val: int = option(50, "val images per training source", minimum=1)
+    eval: int = option(
+        100, "eval images per source, held-out one included (SpoC: 2,000)", minimum=1
+    )
+
+
+@dataclass(frozen=True)
+class SpocEmbedderConfig:
+    """SpoC's embedder, pre-trained once on the camera models of a SimCam preset none of the
+    detectors knows (SpoC: 600 models), cached by digest and reused across runs."""
+
+    path: str | None = option(
+        None, "a pre-trained embedder.safetensors (default: pre-train on preset, cached)"
+    )
+    preset: str = option("many", "SimCam preset of the embedder's camera models")
+    shots: int = option(2, "scenes each of its devices shoots", minimum=1)
+    count: int = option(16, "patches per image", minimum=1)
+    iterations: int = option(1000, "triplet-loss iterations", minimum=1)
+    models_per_batch: int = option(20, "camera models per batch (20 x 4 = SpoC's 80)", minimum=2)
+    patches_per_model: int = option(4, "patches per model in a batch", minimum=1)
+
+
+@dataclass(frozen=True)
+class SpocTrainingConfig:
+    """SpoC's generator training (Sec. 5; loss weights of Eq. 1), one per target camera."""
+
+    iterations: int = option(500, "iterations (SpoC: 50,000)", minimum=1)
+    batch_size: int = option(10, "images of S per iteration (SpoC: 10; D sees 3x)", minimum=1)
+    lambda_e: float = option(1.0, "weight of the embedder terms", minimum=0)
+    lambda_a: float = option(0.1, "weight of the adversarial term", minimum=0)
+    lambda_p: float = option(0.001, "weight of the perceptual term", minimum=0)
+    lambda_f: float = option(0.01, "weight of feature matching in the embedder term", minimum=0)
+    vgg_weights: str | None = option(None, "VGG-19 safetensors for L_PER (default: random)")
+    val_every: int = option(50, "iterations between validations (and saved states)", minimum=1)
+
+
+@dataclass(frozen=True)
+class SpocSectionConfig:
+    """SpoC's Tables 1-6 (Cozzolino et al. 2021) on the config's detectors: the baselines
+    crafted on some of them, SpoC trained on target-camera images alone, each attack judged
+    by every detector, on synthetic inputs (SpoC's S) and on real photos of other cameras."""
+
+    targets: tuple[str, ...] = option(REQUIRED, "target camera models, one generator each")
+    inputs: tuple[Literal["synthetic", "real"], ...] = option(
+        ("synthetic", "real"),
+        "S: synthetic images (SpoC's setting) and/or real patches of the other camera models",
+    )
+    psnr: float = option(31.0, "PSNR every method is tuned to (SpoC: ~31 dB)", minimum=0)
+    eps: tuple[float, ...] = option(
+        (2.0, 4.0, 8.0), "Linf budgets (0-255) the gradient attacks choose from by PSNR", minimum=0
+    )
+    gradient: tuple[str, ...] = option(
+        ("pgd", "timifgsm"), "gradient baselines", choices=_matrix_attacks
+    )
+    params: dict[str, Any] = option(
+        {}, "per gradient baseline, keyword arguments over SpoC's (steps 40, alpha 1.25 / 0.4)"
+    )
+    generative: tuple[str, ...] = option(
+        ("gap", "advcamid"), "generative baselines", choices=_generative
+    )
+    crafted_on: tuple[str, ...] = option(
+        (),
+        "detectors the baselines are crafted on, a block of Table 4 each (default: the first "
+        "two of detectors:; SpoC: Bondi2017 and Xception)",
+    )
+    gan_detectors: tuple[str, ...] = option(
+        (),
+        "architectures of the GAN-image detectors of Tables 1-2, trained on real vs synthetic "
+        "images (SpoC: spec, xception; none: no Tables 1-2)",
+        choices=_architectures,
+    )
+    ensemble: bool = option(True, "the third block: crafted on the other detectors, judged on one")
+    gap_eps: float = option(8.0, "GAP's Linf budget, 0-255 (SpoC: 8)", minimum=1)
+    generator_iterations: int = option(300, "GAP / Adv-Cam-Id iterations at most", minimum=1)
+    generator_batch: int = option(10, "GAP / Adv-Cam-Id patches per iteration", minimum=1)
+    train_patches: int = option(
+        600, "images of S (and of the target camera) to train on", minimum=1
+    )
+    val_patches: int = option(32, "images of S to validate and tune the PSNR on", minimum=1)
+    eval_patches: int = option(100, "images of S attacked per target and input", minimum=1)
+    synthetic: SpocSyntheticConfig = option(SpocSyntheticConfig(), "the synthetic sources")
+    gan_train: dict[str, Any] = option(
+        {}, "train keys of the two GAN-image detectors (spec, xception)", partial_of=TrainConfig
+    )
+    embedder: SpocEmbedderConfig = option(SpocEmbedderConfig(), "the embedder pretraining")
+    training: SpocTrainingConfig = option(SpocTrainingConfig(), "SpoC's generator training")
+    ablation: bool = option(True, "Table 5: only-embedder and only-discriminator generators")
+    batch_size: int = option(64, "patches per attack batch", minimum=1)
+    examples: int = option(3, "patches per target in the examples figure", minimum=0)
+
+    def check(self, path: str) -> None:
+        if not self.inputs or not self.eps:
+            _fail(f"{path}.{'eps' if self.inputs else 'inputs'}", "give at least one value")
+        if "jsma" in self.gradient:
+            _fail(f"{path}.gradient", "jsma has no eps to tune to a PSNR; drop it")
+        unknown = sorted(set(self.params) - set(self.gradient))
+        if unknown:
+            _fail(f"{path}.params", f"{unknown} are not gradient baselines: {self.gradient}")
+        for name, params in self.params.items():
+            if not isinstance(params, Mapping) or "eps" in params:
+                _fail(f"{path}.params.{name}", f"keyword arguments without eps ({path}.eps)")
+        side = self.synthetic.size
+        if side % 4 or (side // 4) & (side // 4 - 1):
+            _fail(f"{path}.synthetic.size", f"{side} is not 4 x a power of two (e.g. 64, 128)")
+
+
 MATRIX_ATTACKS = ("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square")
 
 
@@ -454,6 +568,7 @@ class ExperimentConfig:
     attacks: AttacksConfig | None = option(None, "the attacks section")
     generators: GeneratorsConfig | None = option(None, "the generators section")
     robustness: RobustnessConfig | None = option(None, "the robustness matrix section")
+    spoc: SpocSectionConfig | None = option(None, "SpoC's Tables 1-6 section")
     audit: bool = option(
         False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
     )
@@ -704,6 +819,10 @@ SECTIONS: dict[str, type] = {
     "generators.unseen": UnseenConfig,
     "robustness": RobustnessConfig,
     "robustness.adaptive": AdaptiveConfig,
+    "spoc": SpocSectionConfig,
+    "spoc.synthetic": SpocSyntheticConfig,
+    "spoc.embedder": SpocEmbedderConfig,
+    "spoc.training": SpocTrainingConfig,
 }
 
 

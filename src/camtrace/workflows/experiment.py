@@ -33,7 +33,7 @@ from camtrace.workflows.attack_plan import plan_attacks
 from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
 from camtrace.workflows.audit import add_audit_section, audit, audit_summary
-from camtrace.workflows.config import ExperimentConfig, SvmConfig, parse_config
+from camtrace.workflows.config import ExperimentConfig, SplitConfig, SvmConfig, parse_config
 from camtrace.workflows.defense_report import add_defense_report
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.generator_report import add_generator_report
@@ -52,6 +52,19 @@ from camtrace.workflows.robustness import (
     share_from_rank_zero,
 )
 from camtrace.workflows.robustness_report import add_robustness_report
+from camtrace.workflows.spoc_report import add_spoc_report
+from camtrace.workflows.spoc_run import (
+    Inputs,
+    SpocPlan,
+    SpocResults,
+    evaluate_spoc,
+    plan_spoc,
+    pretrain_embedder,
+    real_inputs,
+    synthetic_inputs,
+    target_patches,
+    train_spoc_all,
+)
 
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
 
@@ -128,14 +141,31 @@ def prepare_unseen(
     unseen = config.generators and config.generators.unseen
     if unseen is None:
         return None
+    return preset_patches(
+        config, unseen.preset, unseen.shots, protocol, seed, progress, "generators.unseen"
+    )
+
+
+def preset_patches(
+    config: ExperimentConfig,
+    preset: str,
+    shots: int,
+    protocol: PatchProtocol,
+    seed: int,
+    progress: bool,
+    where: str,
+) -> PatchStore:
+    """Patches of another SimCam ``preset`` (``where``: the config key asking), shot with the
+    data section's scenes, size and seed, cut with ``protocol``; cached in the workdir."""
     if config.data.source != "simulate":
         raise CamtraceError(
-            "generators.unseen: simulated with the data section's scenes and size, so it needs "
+            f"{where}: simulated with the data section's scenes and size, so it needs "
             "data.source simulate; drop it for real data"
         )
-    data = dataclasses.replace(config.data, preset=unseen.preset, shots=unseen.shots)
+    data = dataclasses.replace(config.data, preset=preset, shots=shots)
     manifest = prepare_manifest(dataclasses.replace(config, data=data), seed, progress)
-    key = f"patches-unseen-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
+    cut = f"{protocol.name}{protocol.size}-{protocol.count}"
+    key = f"patches-{Path(preset).stem}-{cut}-{manifest.digest()[:12]}"
     return build_patch_store(
         manifest, Path(config.workdir) / key, protocol=protocol, seed=seed, progress=progress
     )
@@ -343,6 +373,9 @@ def run_experiment(
         return {}
     manifest = prepare_manifest(config, seed, progress)
     generator_plan = plan_generators_of(config, specs, manifest)
+    spoc_plan = (
+        plan_spoc(config.spoc, sizes, manifest.models, seed) if config.spoc is not None else None
+    )
     clock.lap("data")
     audited = audit(manifest, run_dir / "audit", progress=progress) if config.audit else None
     if audited is not None:
@@ -374,6 +407,7 @@ def run_experiment(
         if generator_plan
         else None
     )
+    spoc = run_spoc(spoc_plan, config, first, run_dir, clock, progress, log) if spoc_plan else None
     robustness = None
     if config.robustness:
         trained = {"detectors": detectors, "generators": generator_paths(generators)}
@@ -401,6 +435,7 @@ def run_experiment(
         **({"attacks": attacks.metrics} if attacks else {}),
         **({"generators": generators.metrics} if generators else {}),
         **({"robustness": robustness} if robustness else {}),
+        **({"spoc": spoc.metrics} if spoc else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
     report = build_report(given, metrics, first.histories)
@@ -411,6 +446,8 @@ def run_experiment(
         add_generator_report(report, generators.metrics, generators.examples, generators.logs)
     if robustness:
         add_robustness_report(report, robustness)
+    if spoc:
+        add_spoc_report(report, spoc)
     if audited is not None:
         add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)
@@ -456,6 +493,96 @@ def run_generators(
         clock.lap("generators: unseen data")
     results = evaluate_generators(plan, paths, split.detectors, split.manifest, unseen, log)
     clock.lap("generators: evaluate")
+    return results
+
+
+def gan_detectors(
+    plan: SpocPlan,
+    config: ExperimentConfig,
+    split: SplitRun,
+    synthetic: Manifest,
+    run_dir: Path,
+    clock: _Clock,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """The two GAN-image detectors trained on real photos vs the training sources' images
+    (the manifests' own splits), one patch of the section's size per image."""
+    from camtrace.data.synthetic import real_vs_synthetic
+
+    protocol = get_protocol("gan", size=plan.patch_size, count=1)
+    train = TrainConfig(seed=split.seed, **{**config.train, **plan.section.gan_train})
+    archs = plan.section.gan_detectors
+    specs = [DetectorSpec(a, protocol, train, SvmConfig(enabled=False), a) for a in archs]
+    given = dataclasses.replace(config, split=SplitConfig(protocol="given"))
+    both = real_vs_synthetic(split.manifest, synthetic)
+    run = identify_on_split(
+        given, specs, both, split.seed, run_dir / "gan-detectors", clock, progress, "gan: "
+    )
+    return run.detectors
+
+
+def run_spoc(
+    plan: SpocPlan,
+    config: ExperimentConfig,
+    split: SplitRun,
+    run_dir: Path,
+    clock: _Clock,
+    progress: bool,
+    log: Callable[[str], None],
+) -> SpocResults:
+    """SpoC's Tables 1-6: the synthetic sources and the GAN-image detectors, the embedder
+    (cached), SpoC's generators (no detector), then every method measured."""
+    from camtrace.training.gan_sources import SourceConfig, make_synthetic
+
+    s, workdir = plan.section, Path(config.workdir)
+    detectors = split.detectors
+    store = PatchStore.open(detectors[plan.classifiers[0]]["patch_store"])
+    real = {t: target_patches(store, t, plan) for t in plan.targets}
+    inputs: dict[str, Callable[[str], Inputs]] = {}
+    held_out, gans = None, {}
+    if "synthetic" in s.inputs:
+        source = SourceConfig(
+            size=s.synthetic.size,
+            iterations=s.synthetic.iterations,
+            train=s.synthetic.train,
+            val=s.synthetic.val,
+            eval=s.synthetic.eval,
+            seed=split.seed,
+        )
+        folder = workdir / f"synthetic-{split.manifest.digest()[:12]}"
+        synthetic = make_synthetic(split.manifest, folder, config=source, progress=progress)
+        clock.lap("spoc: synthetic sources")
+        fixed, held_out = synthetic_inputs(synthetic, plan)
+        inputs["synthetic"] = lambda _target: fixed
+        if s.gan_detectors:
+            gans = gan_detectors(plan, config, split, synthetic, run_dir, clock, progress)
+    if "real" in s.inputs:
+        inputs["real"] = lambda target: real_inputs(store, target, plan)
+    e = s.embedder
+    protocol = get_protocol("bondi", size=plan.patch_size, count=e.count)
+    many = (
+        None
+        if e.path
+        else preset_patches(
+            config, e.preset, e.shots, protocol, split.seed, progress, "spoc.embedder"
+        )
+    )
+    embedder = pretrain_embedder(many, plan, workdir, progress)
+    clock.lap("spoc: embedder (cached)")
+    paths = train_spoc_all(plan, inputs, real, embedder, run_dir, log)
+    clock.lap("spoc: train")
+    results = evaluate_spoc(
+        plan, detectors, gans, inputs, held_out, paths, split.manifest, run_dir, progress, log
+    )
+    results.metrics["embedder"] = str(embedder)
+    results.metrics["table3"] = {
+        a: head_accuracy(d["identification"])[0] for a, d in detectors.items()
+    }
+    results.metrics["gan_detectors"] = {
+        a: {"checkpoint": d["checkpoint"], "accuracy": head_accuracy(d["identification"])[0]}
+        for a, d in gans.items()
+    }
+    clock.lap("spoc: evaluate")
     return results
 
 

@@ -284,7 +284,7 @@ def evaluate_generators(
             row[g].pop("transfer", None)
         row["jpeg"] = {"tables": f"{name}'s own", **{g: row[g].pop("jpeg_sar") for g in groups}}
         targets[name] = row
-        logs[name] = _read_log(paths[name].parent)
+        logs[name] = read_log(paths[name].parent)
         if s.examples:
             k = s.examples
             judge = models[plan.detectors[0]]
@@ -316,6 +316,7 @@ def _unseen_summary(store: PatchStore, picked: np.ndarray) -> dict[str, Any]:
     return {"models": list(store.classes), "store": str(store.path), "patches": len(picked)}
 
 
-def _read_log(folder: Path) -> dict[str, Any]:
+def read_log(folder: Path) -> dict[str, Any]:
+    """A generator folder's training log (``log.json``), empty when there is none."""
     path = folder / LOG_FILE
     return json.loads(path.read_text()) if path.is_file() else {"losses": [], "validation": []}

@@ -1,0 +1,149 @@
+"""The SpoC section of an experiment report, drawn from
+:func:`camtrace.workflows.spoc_run.evaluate_spoc`: SpoC's Tables 1-6 with its published
+numbers beside ours, example patches (original, spoofed, amplified difference), the residual
+spectra before and after spoofing (SpoC Fig. 4) and SpoC's training losses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from camtrace.workflows import plots
+from camtrace.workflows.generator_report import examples_figure, loss_figure
+from camtrace.workflows.report import Report, percent
+
+if TYPE_CHECKING:
+    from camtrace.workflows.spoc_run import SpocResults
+
+KINDS = {
+    "synthetic": "S = synthetic images (SpoC's setting)",
+    "real": "S = real patches of the other SimCam cameras (camtrace's extension)",
+}
+GROUPS = {"plain": "uncompressed", "camera_jpeg": "after JPEG with the target camera's tables"}
+
+
+def _db(value: float | None) -> str:
+    return "unchanged" if value is None else f"{value:.2f}"
+
+
+def table_rows(
+    rows: list[dict[str, Any]], classifiers: list[str], group: str
+) -> list[dict[str, Any]]:
+    """Our rows: block, method, PSNR and each classifier's SAR; a starred cell is white-box
+    (the classifier the attack was crafted on: SpoC's red)."""
+    out = []
+    for r in rows:
+        cells = {
+            c: percent(r[group][c]) + (" *" if c == r["block"] else "")
+            for c in classifiers
+            if c in r[group]
+        }
+        out.append(
+            {"crafted on": r["block"], "method": r["method"], "PSNR": _db(r["psnr"]), **cells}
+        )
+    return out
+
+
+def column(paper_name: str, classifiers: list[str]) -> str:
+    """Our column of a classifier of SpoC's (its lower-case name is the architecture), else
+    a column of its own."""
+    return next((c for c in classifiers if c == paper_name.lower()), paper_name)
+
+
+def paper_rows(
+    rows: list[list[Any]], paper_classifiers: list[str], classifiers: list[str]
+) -> list[dict[str, Any]]:
+    """SpoC's published rows (block, method, PSNR, SAR % per classifier) under our columns."""
+    out = []
+    for block, method, psnr, *sar in rows:
+        cells = {
+            column(c, classifiers): f"{v:.2f}%" for c, v in zip(paper_classifiers, sar, strict=True)
+        }
+        out.append({"crafted on": f"SpoC 2021: {block}", "method": method, "PSNR": psnr, **cells})
+    return out
+
+
+def _tpr_table(report: Report, ours: dict[str, Any], paper: dict[str, Any], caption: str) -> None:
+    report.table(
+        [
+            {
+                "": when,
+                **{a: percent(v) for a, v in ours[when].items()},
+                **{f"SpoC 2021: {a}": f"{v:.2f}%" for a, v in paper[when].items()},
+            }
+            for when in ("before", "after")
+        ],
+        caption=f"{caption} (before: n = {ours['n_before']}, after: n = {ours['n_after']}, "
+        "the spoofs toward every target)",
+    )
+
+
+def add_spoc_report(report: Report, results: SpocResults) -> None:
+    """Tables and figures of :func:`evaluate_spoc` into an experiment report."""
+    m, paper = results.metrics, results.metrics["paper"]
+    classifiers, pc = m["classifiers"], paper["classifiers"]
+    table3 = {column(c, classifiers): v for c, v in paper["table3"].items()}
+    report.heading("SpoC (Cozzolino et al. 2021): Tables 1-6")
+    report.paragraph(
+        f"Targets: {', '.join(m['targets'])}; {m['patch_size']} px patches; every method tuned "
+        f"to about {m['psnr_target']:g} dB (gradient attacks: the eps of the config's list "
+        "whose PSNR on validation images is closest; GAP at its budget; Adv-Cam-Id stopped "
+        "at the PSNR). SAR: share of spoofed patches a classifier reads as the target, "
+        f"averaged over the targets; * marks white-box cells. Beside: {paper['source']}."
+    )
+    report.table(
+        [
+            {
+                "classifier": c,
+                "accuracy (patch)": percent(m["table3"].get(c)),
+                "SpoC 2021": f"{table3[c]}%" if c in table3 else "",
+            }
+            for c in classifiers
+        ],
+        caption="Table 3: camera-model classifiers before any attack",
+    )
+    for kind, rows in m["table4"].items():
+        for group, label in GROUPS.items():
+            report.table(
+                table_rows(rows, classifiers, group)
+                + paper_rows(paper["table4"][group], pc, classifiers),
+                caption=f"Table 4 ({label}); {KINDS[kind]}",
+            )
+    for kind, rows in m["table5"].items():
+        report.table(
+            table_rows(rows, classifiers, "plain")
+            + paper_rows([["none", *r] for r in paper["table5"]], pc, classifiers),
+            caption=f"Table 5: ablation (only-embedder: lambda_A = 0, only-discriminator: "
+            f"lambda_E = 0); {KINDS[kind]}",
+        )
+    if "table1" in m:
+        _tpr_table(
+            report,
+            m["table1"],
+            paper["table1"],
+            "Table 1: GAN-image detectors' TPR on the training sources' images",
+        )
+    if "table2" in m:
+        _tpr_table(report, m["table2"], paper["table2"], "Table 2: ... on the held-out source")
+        report.table(
+            table_rows(m["table6"], classifiers, "plain")
+            + paper_rows(paper["table6"], pc, classifiers),
+            caption="Table 6: SpoC on the held-out source's images (SpoC's baselines not rerun)",
+        )
+    if results.spectra:
+        report.figure(
+            plots.spectra_figure(results.spectra, "Residual spectra before and after SpoC"),
+            caption="SpoC Fig. 4: the up-sampling peaks of the synthetic images, and the same "
+            "images spoofed by SpoC (toward every target).",
+        )
+    for kind, example in results.examples.items():
+        report.figure(
+            examples_figure(example, f"SpoC -> {m['targets'][0]} ({kind})"),
+            caption=f"{KINDS[kind]}: original, spoofed, difference amplified, with the model "
+            f"{classifiers[0]} reads.",
+        )
+    for name, log in results.logs.items():
+        if log.get("losses"):
+            report.figure(
+                loss_figure(log, f"SpoC {name}: training losses"),
+                caption="SpoC's loss terms per iteration (Eq. 1-6; the discriminator's own).",
+            )
