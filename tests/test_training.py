@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from camtrace.models import build, load_detector
@@ -82,3 +83,15 @@ def test_cpu_training_keeps_freed_memory_where_glibc_allows() -> None:
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is expected
     assert keep_freed_memory() is expected  # idempotent
+
+
+def test_training_state_of_another_patch_size_is_a_one_line_error(tmp_path: Path) -> None:
+    from camtrace.errors import CamtraceError
+    from camtrace.training.state import load_state, save_state
+
+    small = build("bondi2017", ["A_1", "B_2"], patch_size=64)
+    save_state(tmp_path / "state.safetensors", small, torch.optim.SGD(small.parameters(), 0.1), {})
+    large = build("bondi2017", ["A_1", "B_2"], patch_size=128)
+    opt = torch.optim.SGD(large.parameters(), 0.1)
+    with pytest.raises(CamtraceError, match="training state of another network"):
+        load_state(tmp_path / "state.safetensors", large, opt)

@@ -53,7 +53,13 @@ def load_state(
         raise CamtraceError(
             f"{path}: unreadable training state ({type(e).__name__}); delete it to start afresh"
         ) from None
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError:  # another architecture, class list or patch size
+        raise CamtraceError(
+            f"{path}: training state of another network (architecture, classes or patch size "
+            "differ); delete it or train into another folder"
+        ) from None
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
