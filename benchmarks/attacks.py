@@ -2,7 +2,8 @@
 
     python benchmarks/attacks.py [--detector CKPT] [--patches STORE] [--cache DIR]
                                  [--shots 12] [--epochs 8] [--n 128] [--repeat 3] [--threads 2]
-                                 [--jsma-n 8] [--gamma 0.01]
+                                 [--jsma-n 8] [--gamma 0.01] [--gen-n 32]
+                                 [--gen-detectors bondi2017 mislnet xception]
 
 The detector is trained, not random: on random weights nearly every patch succeeds at step 1,
 so early stop dominates and the ratios flatter camtrace. Without --detector, Bondi2017 is
@@ -387,6 +388,13 @@ def main() -> None:
     ap.add_argument("--gen-batch", type=int, default=8, help="generator training batch")
     ap.add_argument("--mislnet-epochs", type=int, default=1, help="MISLnet training epochs")
     ap.add_argument("--xception-epochs", type=int, default=1, help="Xception training epochs")
+    ap.add_argument(
+        "--gen-detectors",
+        nargs="*",
+        default=["bondi2017", "mislnet", "xception"],
+        choices=["bondi2017", "mislnet", "xception"],
+        help="detectors of the generative rows",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
@@ -421,6 +429,8 @@ def main() -> None:
     if args.gen_n > 0:
         costly = (("mislnet", args.mislnet_epochs), ("xception", args.xception_epochs))
         for arch, epochs in (("bondi2017", None), *costly):
+            if arch not in args.gen_detectors:
+                continue
             detector = det if epochs is None else trained(args.cache, store, epochs, arch)
             generative_table(detector.eval(), store, args, args.cache)
 
