@@ -178,8 +178,7 @@ class _SpoCRun(GeneratorLoop):
         self.perceptual = PerceptualLoss(config.vgg_weights) if config.lambda_p else None
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            self.generator = get_method("spoc").build(config.hparams)
-            self.modules["generator"] = self.generator
+            self.modules["generator"] = get_method("spoc").build(config.hparams)
             if config.lambda_a:
                 self.modules["discriminator"] = SpoCDiscriminator()
         self.adam(config.lr, config.betas)

@@ -165,6 +165,10 @@ class GeneratorLoop:
             for name, module in self.modules.items()
         }
 
+    @property
+    def generator(self) -> nn.Module:
+        return self.modules["generator"]
+
     def update(self, name: str, loss: torch.Tensor) -> float:
         """One optimiser step of network ``name`` on ``loss``; the loss's value."""
         optimizer = self.optimizers[name]
@@ -215,7 +219,7 @@ class GeneratorLoop:
         self.save(out)
         card = {
             **self.card,
-            "hparams": self.modules["generator"].hparams,
+            "hparams": self.generator.hparams,
             "iterations": self.iteration,
             **self.final_card(),
             "validation": self.validation[-1] if self.validation else None,
@@ -223,7 +227,7 @@ class GeneratorLoop:
             "camtrace_version": __version__,
             "input": "float RGB pixels in [0, 255], (N, 3, H, W); gives the same",
         }
-        return save_generator(self.modules["generator"], out / GENERATOR_FILE, card)
+        return save_generator(self.generator, out / GENERATOR_FILE, card)
 
     def save(self, out: Path) -> None:
         info = {
@@ -257,8 +261,7 @@ class _Run(GeneratorLoop):
         self.gamma = config.gamma if method.discriminator else 0.0
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            self.generator = method.build(config.hparams)
-            self.modules["generator"] = self.generator
+            self.modules["generator"] = method.build(config.hparams)
             if self.gamma:
                 self.modules["discriminator"] = Discriminator(card["patch_size"])
         self.adam(config.lr or method.lr, method.betas)
