@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from camtrace.models import build, load_detector
-from camtrace.training.engine import PatchSet, TrainConfig, train
+from camtrace.training.engine import PatchSet, StaleTrainingState, TrainConfig, train
 from camtrace.training.precision import resolve_precision
 
 
@@ -65,6 +66,21 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"), [({"lr": 0.02}, "training.lr"), ({"epochs": 1}, "epochs (2 done, 1")]
+)
+def test_a_state_of_other_settings_is_never_resumed(
+    tmp_path: Path, changed: dict, named: str
+) -> None:
+    data, val = toy_patches(n=32), toy_patches(n=32, seed=1)
+    train(model(), data, val, TrainConfig(epochs=2, **CONFIG), tmp_path, progress=False)
+    other = TrainConfig(**{"epochs": 2, **CONFIG, **changed})
+    with pytest.raises(StaleTrainingState, match=re.escape(named)):
+        train(model(), data, val, other, tmp_path, progress=False)
+    fresh = train(model(), data, val, other, tmp_path, resume=False, progress=False)
+    assert len(fresh.history) == other.epochs
 
 
 def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16() -> None:

@@ -17,6 +17,7 @@ broadcasts rank 0's buffers (BatchNorm statistics) after each step, which is wha
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -157,6 +158,53 @@ def evaluate_loss(
     return total / len(data), correct / len(data)
 
 
+class StaleTrainingState(CamtraceError):
+    """A saved training state made with other settings than the ones asked for now."""
+
+
+# what a resumed run must share with the run that saved the state (epochs may grow)
+_RESUME_KEYS = (
+    *("batch_size", "lr", "momentum", "weight_decay"),
+    *("lr_step_epochs", "lr_gamma", "optimizer", "seed"),
+)
+
+
+def run_settings(
+    config: TrainConfig, card: dict[str, Any] | None, objective: Objective | None
+) -> dict[str, Any]:
+    """The settings a training state belongs to: the hyper-parameters that change the
+    weights, the training data (patches and manifest digest) and the defence."""
+    data = {k: v for k, v in (card or {}).get("data", {}).items() if k != "patch_store"}
+    run = {
+        "training": {k: getattr(config, k) for k in _RESUME_KEYS},
+        "data": data,
+        "patches": (card or {}).get("patches"),
+        "defense": getattr(objective, "card", None),
+    }
+    return json.loads(json.dumps(run))  # as the state's JSON metadata will give it back
+
+
+def check_resumable(path: Path, info: dict[str, Any], run: dict[str, Any], epochs: int) -> None:
+    """Refuse to resume a state of other settings, or one trained past ``epochs``, so a
+    cached run can never pass for the config asked for."""
+    saved = info.get("run")
+    if saved is None:
+        raise StaleTrainingState(f"{path}: training state of an older camtrace; delete it")
+    differ = sorted(
+        f"{part}.{k}"
+        for part in run
+        for k in {*(run[part] or {}), *(saved.get(part) or {})}
+        if (run[part] or {}).get(k) != (saved.get(part) or {}).get(k)
+    )
+    if info["epoch"] > epochs:
+        differ.append(f"epochs ({info['epoch']} done, {epochs} asked)")
+    if differ:
+        raise StaleTrainingState(
+            f"{path}: training state of other settings ({', '.join(differ)}); "
+            "delete it or train into another folder"
+        )
+
+
 def train(
     model: Detector,
     train_set: PatchSet,
@@ -198,10 +246,18 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    info: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "history": []}
+    run = run_settings(config, card, objective)
+    info: dict[str, Any] = {
+        "epoch": 0,
+        "best_val_loss": math.inf,
+        "best_epoch": -1,
+        "history": [],
+        "run": run,
+    }
     state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
         info = load_state(state_path, model, optimizer)
+        check_resumable(state_path, info, run, config.epochs)
     card = {
         **(card or {}),
         "training": {**dataclasses.asdict(config), "precision": precision},

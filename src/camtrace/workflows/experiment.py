@@ -27,7 +27,7 @@ from camtrace.defenses import DefenseConfig, make_objective
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.models.registry import model_spec
-from camtrace.training.engine import TrainConfig, pick_device
+from camtrace.training.engine import StaleTrainingState, TrainConfig, pick_device
 from camtrace.training.precision import environment
 from camtrace.workflows.attack_plan import plan_attacks
 from camtrace.workflows.attack_report import add_attack_report
@@ -265,16 +265,21 @@ def identify_on_split(
             )
             clock.lap(f"{stage}patches {protocol.name} {protocol.size}px")
         store = stores[key]
-        trained = train_detector(
-            store,
-            arch,
-            run_dir / "train" / name,
-            dataclasses.replace(spec.train, seed=seed),
+        train_args = dict(
+            store=store,
+            arch=arch,
+            out_dir=run_dir / "train" / name,
+            config=dataclasses.replace(spec.train, seed=seed),
             svm=spec.svm.enabled,
             progress=progress,
             objective=None if spec.defense is None else make_objective(spec.defense),
             **({} if spec.svm.Cs is None else {"Cs": spec.svm.Cs}),
         )
+        try:
+            trained = train_detector(**train_args)
+        except StaleTrainingState as stale:  # the config changed since the cached training
+            clock.log(f"{stale}: training {name} afresh")
+            trained = train_detector(**train_args, resume=False)
         path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{name}.safetensors")
         write_bytes_copy(trained.checkpoint, path)
         clock.lap(f"{stage}train {name}")
