@@ -471,7 +471,9 @@ def test_options_are_one_validated_value_and_with_options_copies() -> None:
     for message, change in bad.items():
         with pytest.raises(CamtraceError, match=message.replace("(", r"\(")):
             pgd.with_options(**change)
-    with pytest.raises(CamtraceError, match="parameters: eps; options: quantize, jpeg, through"):
+    with pytest.raises(
+        CamtraceError, match="parameters: eps, loss; options: quantize, jpeg, through"
+    ):
         make_attack("fgsm", steps=3)
     with pytest.raises(CamtraceError, match="early_stop does not apply"):
         FGSM(early_stop=False)

@@ -34,16 +34,18 @@ CLASSES = ["Canon_Ixus70", "Nikon_D70", "Sony_H50"]
 
 
 class ChannelMeans(nn.Module):
-    """Logits: each channel's mean grey level / 8, so class c is "channel c is brightest"
-    and an Linf attack of eps closes a margin by at most 2 eps. ``masked`` rounds the input
-    to multiples of 64 first: a gradient-masking input layer (its gradient is zero)."""
+    """Logits: each channel's mean grey level x ``scale``, so class c is "channel c is
+    brightest" and an Linf attack of eps closes a margin by at most 2 eps. ``masked`` rounds
+    the input to multiples of 64 first: a gradient-masking input layer (its gradient is
+    zero). A ``scale`` of 1e4 / 8 makes the fp32 soft-max one-hot on every patch (margins of
+    at least a grey level), so the cross-entropy's gradient is exactly zero."""
 
-    def __init__(self, masked: bool = False) -> None:
+    def __init__(self, masked: bool = False, scale: float = 1 / 8) -> None:
         super().__init__()
         self.classes, self.masked = list(CLASSES), masked
         self.scale = nn.Linear(3, 3, bias=False)
         with torch.no_grad():
-            self.scale.weight.copy_(torch.eye(3) / 8)
+            self.scale.weight.copy_(torch.eye(3) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.masked:
@@ -76,10 +78,10 @@ def section(**changes):
     return parse_config({"robustness": {**SECTION, **changes}}).robustness
 
 
-def matrix(masked: bool, **changes) -> dict:
-    """The matrix of a detector ("tested", masked or not) beside a plain one ("plain", the
-    surrogate of the transfer attack)."""
-    dets = {"tested": ChannelMeans(masked), "plain": ChannelMeans()}
+def matrix(tested: nn.Module, **changes) -> dict:
+    """The matrix of a ``tested`` detector beside a plain one ("plain", the surrogate of the
+    transfer attack)."""
+    dets = {"tested": tested, "plain": ChannelMeans()}
     pools = {k: toy_pool() for k in dets}
     return robustness_matrix(section(**changes), dets, pools, 0, lambda s: None)
 
@@ -92,10 +94,11 @@ def test_toy_pool_is_classified_right() -> None:
 
 
 def test_checks_pass_on_a_plain_detector() -> None:
-    out = matrix(masked=False)
+    out = matrix(ChannelMeans())
     row = out["adaptive"]["rows"]["tested"]
     assert row["passed"] and out["checks_passed"], row["checks"]
-    assert row["cells"]["pgd 10x2 eps 255"]["error_rate"] == 1.0
+    for loss in ("ce", "dlr"):
+        assert row["cells"][f"pgd {loss} 10x2 eps 255"]["error_rate"] == 1.0
     # an Linf attack closes at most 2 eps of a 1-40 grey-level margin: partial success at 4
     assert 0 < out["matrix"]["tested"]["pgd"]["error_rate"] < 1
     assert set(out["matrix"]["tested"]) == {"fgsm", "bim", "pgd", "square"}
@@ -103,7 +106,7 @@ def test_checks_pass_on_a_plain_detector() -> None:
 
 
 def test_checks_fail_on_a_gradient_masked_detector() -> None:
-    out = matrix(masked=True)
+    out = matrix(ChannelMeans(masked=True))
     row = out["adaptive"]["rows"]["tested"]
     failed = {c["name"] for c in row["checks"] if not c["passed"]}
     assert not row["passed"] and not out["checks_passed"]
@@ -111,6 +114,40 @@ def test_checks_fail_on_a_gradient_masked_detector() -> None:
     assert {"unbounded eps reaches ~100%", "black-box / transfer <= white-box"} <= failed
     assert row["cells"]["fgsm"]["error_rate"] == 0  # zero gradient: FGSM moves nothing
     assert out["adaptive"]["rows"]["plain"]["passed"]  # the plain row still passes
+
+
+def test_the_checks_take_the_strongest_loss_where_cross_entropy_saturates() -> None:
+    """A detector whose soft-max is one-hot (no defence, just large logits) fails the checks
+    on PGD's cross-entropy alone, as a masked one would; with the DLR loss beside, PGD
+    reaches what it reaches on the plain twin and every check passes."""
+    saturated = ChannelMeans(scale=1e4 / 8)
+    ce_only = matrix(saturated, adaptive={**SECTION["adaptive"], "losses": ["ce"]})
+    row = ce_only["adaptive"]["rows"]["tested"]
+    failed = {c["name"] for c in row["checks"] if not c["passed"]}
+    assert {"unbounded eps reaches ~100%", "black-box / transfer <= white-box"} <= failed
+    assert row["cells"]["pgd ce 10x2 eps 4"]["error_rate"] == 0  # nothing to follow
+
+    out = matrix(saturated)
+    row, plain = out["adaptive"]["rows"]["tested"], out["adaptive"]["rows"]["plain"]
+    assert row["passed"], row["checks"]
+    assert out["adaptive"]["losses"] == ["ce", "dlr"] and out["adaptive"]["eps"] == [2, 4, 8, 255]
+    assert row["cells"]["pgd ce 10x2 eps 4"]["error_rate"] == 0
+    assert row["cells"]["pgd dlr 10x2 eps 255"]["error_rate"] == 1
+    for e in (2, 4, 8):  # the margins an Linf eps closes, up to a patch at a tie
+        dlr, ce = row["cells"][f"pgd dlr 10x2 eps {e}"], plain["cells"][f"pgd ce 10x2 eps {e}"]
+        assert abs(dlr["error_rate"] - ce["error_rate"]) <= 1 / dlr["n"]
+    assert {"pgd ce through jpeg", "pgd dlr through jpeg", "transfer pgd dlr from plain"} <= set(
+        row["cells"]
+    )
+
+
+def test_adaptive_losses_are_checked() -> None:
+    for losses, message in (([], "give each loss once"), (["dlr", "dlr"], "give each loss once")):
+        with pytest.raises(CamtraceError, match=f"robustness.adaptive.losses: .*{message}"):
+            section(adaptive={"losses": losses})
+    with pytest.raises(CamtraceError, match="robustness.adaptive.losses.*use ce \\| cw \\| dlr"):
+        section(adaptive={"losses": ["ce", "margin"]})
+    assert section(adaptive={"losses": "cw"}).adaptive.losses == ("cw",)
 
 
 def test_a_trained_generator_is_a_column(tmp_path: Path) -> None:
@@ -148,10 +185,11 @@ def test_report_draws_the_heat_map_and_prints_failed_checks_red() -> None:
     from camtrace.workflows.robustness_report import add_robustness_report
 
     report = Report("t")
-    add_robustness_report(report, matrix(masked=True))
+    add_robustness_report(report, matrix(ChannelMeans(masked=True)))
     page = report.html()
     assert "Robustness matrix" in page and "data:image/png;base64" in page
     assert '<p class="alert">' in page and "unbounded eps reaches ~100%" in page
+    assert "tested: PGD 10x2 by eps and loss" in page and "pgd dlr through jpeg" in page
 
 
 def test_section_rejects_params_of_attacks_not_in_the_matrix() -> None:
@@ -202,7 +240,7 @@ def test_run_writes_the_matrix_plain_and_under_torchrun(tmp_path: Path) -> None:
     cell = rob["matrix"]["tuama2016"]["pgd"]
     assert cell["n"] == 4 and 0 <= cell["jpeg_error_rate"] <= 1 and cell["linf"] <= 4
     tuama = rob["adaptive"]["rows"]["tuama2016"]
-    assert len(tuama["checks"]) == 4 and "transfer from bondi2017" in tuama["cells"]
+    assert len(tuama["checks"]) == 4 and "transfer pgd dlr from bondi2017" in tuama["cells"]
     assert isinstance(rob["checks_passed"], bool)
     assert "Robustness matrix" in (run_dir / "report.html").read_text()
 

@@ -288,8 +288,9 @@ class Attack:
 
 class GradientAttack(Attack):
     """The shared iterative loop (I-FGSM family): sign (Linf) or L2-normalised steps of size
-    ``alpha`` on the cross-entropy, optional momentum ``mu`` on the L1-normalised gradient
-    (MI-FGSM, Dong et al. 2018, eq. 6), projection, 8-bit rounding, per-sample early stop.
+    ``alpha`` on a ``loss`` (:data:`LOSSES`: the cross-entropy, Carlini & Wagner's margin or
+    Croce & Hein's DLR), optional momentum ``mu`` on the L1-normalised gradient (MI-FGSM,
+    Dong et al. 2018, eq. 6), projection, 8-bit rounding, per-sample early stop.
 
     With ``quantize=False`` (an option) the model sees float iterates, early stop looks at
     them and the float image is returned, to compare with torchattacks; ``success`` is still
@@ -310,6 +311,7 @@ class GradientAttack(Attack):
         norm: str = "linf",
         random_start: bool = False,
         mu: float | None = None,
+        loss: str = "ce",
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -318,8 +320,9 @@ class GradientAttack(Attack):
         require(int(steps) >= 1, f"{self.name}: steps={steps} must be >= 1")
         require(norm in NORMS, f"{self.name}: norm='{norm}' unknown; use 'linf' or 'l2'")
         require(mu is None or float(mu) >= 0, f"{self.name}: momentum mu={mu} must be >= 0")
+        require(loss in LOSSES, f"{self.name}: loss={loss!r} unknown; use {', '.join(LOSSES)}")
         self.eps, self.alpha, self.steps, self.norm = float(eps), float(alpha), int(steps), norm
-        self.random_start, self.mu = random_start, mu
+        self.random_start, self.mu, self.loss_name = random_start, mu, loss
 
     def transform_gradient(self, grad: torch.Tensor) -> torch.Tensor:
         """Hook on the raw gradient before momentum and the step (TI smooths it here)."""
@@ -328,12 +331,10 @@ class GradientAttack(Attack):
     def loss(
         self, logits: torch.Tensor, goal: Goal, aim: torch.Tensor | None, idx: torch.Tensor
     ) -> torch.Tensor:
-        """Cross-entropy to ascend: away from the label, or toward ``aim`` (summed, so each
-        sample's gradient is independent of the batch it shares)."""
-        logits = logits.float()
-        if aim is None:
-            return F.cross_entropy(logits, goal.labels[idx], reduction="sum")
-        return -F.cross_entropy(logits, aim[idx], reduction="sum")
+        """The attack's loss (:data:`LOSSES`) to ascend, on fp32 logits: away from the label,
+        or toward ``aim``."""
+        target = None if aim is None else aim[idx]
+        return LOSSES[self.loss_name](logits.float(), goal.labels[idx], target)
 
     def run(
         self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
@@ -421,6 +422,72 @@ class GradientAttack(Attack):
         if self.norm == "l2":
             return (x0 + round_in_l2_ball(x - x0, self.eps)).clamp(0, 255)
         return round_in_linf_ball(x, x0, self.eps)
+
+
+def cross_entropy_loss(
+    logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
+    """Cross-entropy to ascend (Goodfellow et al. 2015; Madry et al. 2018): J(x, y) away from
+    ``labels``, or -J(x, t) toward ``target``; summed, as every loss here, so each sample's
+    gradient is independent of the batch it shares. Saturates: once the soft-max is one-hot
+    in fp32 its gradient is exactly zero."""
+    if target is None:
+        return F.cross_entropy(logits, labels, reduction="sum")
+    return -F.cross_entropy(logits, target, reduction="sum")
+
+
+def cw_loss(
+    logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
+    """Carlini & Wagner 2017's margin (their objective f_6 without the confidence clamp),
+    to ascend: max_{j != y} z_j - z_y away from ``labels``, z_t - max_{j != t} z_j toward
+    ``target``. Its gradient is a difference of two logits' gradients: no soft-max to
+    saturate."""
+    if target is None:
+        return (_best_other(logits, labels) - _logit(logits, labels)).sum()
+    return (_logit(logits, target) - _best_other(logits, target)).sum()
+
+
+def dlr_loss(
+    logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
+    """Difference of Logits Ratio of Croce & Hein 2020 (AutoAttack's APGD-DLR), to ascend,
+    z sorted so that z_pi1 >= z_pi2 >= ...: -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 +
+    1e-12) away from ``labels`` (y); their targeted version -(z_y - z_t) / (z_pi1 -
+    (z_pi3 + z_pi4) / 2 + 1e-12) toward ``target`` (t). Invariant to a shift and a positive
+    scale of the logits, so it does not saturate."""
+    classes, need = logits.shape[1], 3 if target is None else 4
+    kind = "untargeted" if target is None else "targeted"
+    require(
+        classes >= need,
+        f"loss 'dlr' {kind} needs >= {need} classes, the detector has {classes}; use loss 'cw'",
+    )
+    z = logits.sort(dim=1, descending=True).values
+    if target is None:
+        margin, scale = _logit(logits, labels) - _best_other(logits, labels), z[:, 0] - z[:, 2]
+    else:
+        margin = _logit(logits, labels) - _logit(logits, target)
+        scale = z[:, 0] - (z[:, 2] + z[:, 3]) / 2
+    return (-margin / (scale + 1e-12)).sum()
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
+    "ce": cross_entropy_loss,
+    "cw": cw_loss,
+    "dlr": dlr_loss,
+}
+"""The losses the iterative loop ascends, by the name its ``loss`` option takes."""
+
+
+def _logit(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """z_c of each sample, c its class in ``classes``."""
+    return logits.gather(1, classes.unsqueeze(1)).squeeze(1)
+
+
+def _best_other(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """max_{j != c} z_j of each sample, c its class in ``classes``."""
+    own = F.one_hot(classes, logits.shape[1]).bool()
+    return logits.masked_fill(own, -torch.inf).amax(1)
 
 
 def round_in_linf_ball(x: torch.Tensor, x0: torch.Tensor, eps: float) -> torch.Tensor:

@@ -4,7 +4,9 @@ All eps/alpha in 0-255 pixel units. Papers: FGSM as in Guera et al. 2018 Sec. 3.
 the detector's own predicted label); LLCM as in Zhao et al. Sec. 3.1 eq. 3-4; BIM of Kurakin
 et al. 2017; PGD of Madry et al. 2018; MI-FGSM of Dong et al. 2018; TI-MI-FGSM of Dong et al.
 2019 (the baselines of Cozzolino et al. 2021, SPOC, Sec. 4). Each constructor lists its paper
-parameters; the options every attack shares (:class:`AttackOptions`) come as keywords.
+parameters and the ``loss`` it ascends (``ce``; ``cw``, ``dlr``: the margin losses of
+:data:`camtrace.attacks.base.LOSSES`); the options every attack shares
+(:class:`AttackOptions`) come as keywords.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class FGSM(GradientAttack):
     name = "fgsm"
     inapplicable = {"early_stop": "a single step has nothing to stop"}
 
-    def __init__(self, eps: float = 4.0, **options: Any) -> None:
-        super().__init__(eps, eps, 1, **options)
+    def __init__(self, eps: float = 4.0, loss: str = "ce", **options: Any) -> None:
+        super().__init__(eps, eps, 1, loss=loss, **options)
 
 
 class LLCM(FGSM):
@@ -48,9 +50,14 @@ class BIM(GradientAttack):
     name = "bim"
 
     def __init__(
-        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, **options: Any
+        self,
+        eps: float = 4.0,
+        alpha: float = 1.0,
+        steps: int = 10,
+        loss: str = "ce",
+        **options: Any,
     ) -> None:
-        super().__init__(eps, alpha, steps, **options)
+        super().__init__(eps, alpha, steps, loss=loss, **options)
 
 
 class PGD(GradientAttack):
@@ -66,9 +73,12 @@ class PGD(GradientAttack):
         steps: int = 10,
         random_start: bool = True,
         norm: str = "linf",
+        loss: str = "ce",
         **options: Any,
     ) -> None:
-        super().__init__(eps, alpha, steps, norm=norm, random_start=random_start, **options)
+        super().__init__(
+            eps, alpha, steps, norm=norm, random_start=random_start, loss=loss, **options
+        )
 
 
 class PGDL2(PGD):
@@ -82,9 +92,10 @@ class PGDL2(PGD):
         alpha: float = 16.0,
         steps: int = 10,
         random_start: bool = True,
+        loss: str = "ce",
         **options: Any,
     ) -> None:
-        super().__init__(eps, alpha, steps, random_start, "l2", **options)
+        super().__init__(eps, alpha, steps, random_start, "l2", loss, **options)
 
 
 class MIFGSM(GradientAttack):
@@ -94,9 +105,15 @@ class MIFGSM(GradientAttack):
     name = "mifgsm"
 
     def __init__(
-        self, eps: float = 4.0, alpha: float = 1.0, steps: int = 10, mu: float = 1.0, **options: Any
+        self,
+        eps: float = 4.0,
+        alpha: float = 1.0,
+        steps: int = 10,
+        mu: float = 1.0,
+        loss: str = "ce",
+        **options: Any,
     ) -> None:
-        super().__init__(eps, alpha, steps, mu=mu, **options)
+        super().__init__(eps, alpha, steps, mu=mu, loss=loss, **options)
 
 
 class TIMIFGSM(MIFGSM):
@@ -115,9 +132,10 @@ class TIMIFGSM(MIFGSM):
         mu: float = 1.0,
         kernel_size: int = 15,
         sigma: float | None = None,
+        loss: str = "ce",
         **options: Any,
     ) -> None:
-        super().__init__(eps, alpha, steps, mu, **options)
+        super().__init__(eps, alpha, steps, mu, loss, **options)
         require(int(kernel_size) >= 1, f"timifgsm: kernel_size={kernel_size} must be >= 1")
         sigma = (int(kernel_size) - 1) / 6 if sigma is None else float(sigma)
         require(

@@ -94,6 +94,12 @@ def _generative() -> Sequence[str]:
     return tuple(name for name, method in METHODS.items() if method.detector)
 
 
+def _losses() -> Sequence[str]:
+    from camtrace.attacks.base import LOSSES
+
+    return tuple(LOSSES)
+
+
 def _matrix_attacks() -> Sequence[str]:
     from camtrace.attacks import ATTACKS
     from camtrace.attacks.generative import METHODS
@@ -487,6 +493,12 @@ class AdaptiveConfig:
 
     steps: int = option(50, "PGD steps (step size 2.5 eps / steps, Madry et al.)", minimum=1)
     restarts: int = option(3, "PGD random restarts; a patch counts if any succeeds", minimum=1)
+    losses: tuple[str, ...] = option(
+        ("ce", "dlr"),
+        "losses of the strong PGD cells (ce: cross-entropy, cw: Carlini-Wagner margin, dlr: "
+        "AutoAttack's DLR, >= 3 classes), each at every eps; the checks take the strongest",
+        choices=_losses,
+    )
     eps: tuple[float, ...] = option(
         (1.0, 2.0, 4.0, 8.0, 16.0),
         "epsilons (0-255) of the PGD sweep checked for non-decreasing success; the "
@@ -506,6 +518,10 @@ class AdaptiveConfig:
         minimum=0,
         maximum=1,
     )
+
+    def check(self, path: str) -> None:
+        if not self.losses or len(set(self.losses)) < len(self.losses):
+            _fail(f"{path}.losses", f"{list(self.losses)}: give each loss once, at least one")
 
 
 @dataclass(frozen=True)

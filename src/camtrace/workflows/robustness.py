@@ -10,10 +10,12 @@ PSNR of the changed patches.
 
 The adaptive part (Athalye et al. 2018; Carlini et al. 2019; AutoAttack's checklist) adds
 per detector: PGD with more steps and random restarts over an epsilon sweep up to an
-unbounded epsilon; PGD through the detector as deployed, JPEG included (the gradient goes
-through the differentiable JPEG, EOT-style, and success is judged after it); the gradient-free
-Square Attack; a transfer attack from an undefended surrogate detector; and the sanity checks
-of :mod:`camtrace.evaluation.sanity` on those rates.
+unbounded epsilon, once per loss (the cross-entropy saturates where the soft-max is one-hot;
+Carlini & Wagner's margin and Croce & Hein's DLR do not); PGD through the detector as
+deployed, JPEG included (the gradient goes through the differentiable JPEG, EOT-style, and
+success is judged after it); the gradient-free Square Attack; a transfer attack from an
+undefended surrogate detector; and the sanity checks of :mod:`camtrace.evaluation.sanity` on
+those rates, white-box strength being the strongest loss's.
 
 Every cell is independent, so the cells are shared round-robin among the processes of a
 ``torchrun`` group (gloo on CPUs, NCCL on GPUs; :mod:`camtrace.training.distributed`), each
@@ -118,16 +120,25 @@ def strong_pgd(
     section: RobustnessConfig,
     row: str,
     eps: float,
+    loss: str,
     restarts: int = 1,
     source: str | None = None,
     **extra: Any,
 ) -> Cell:
-    """PGD with the adaptive section's steps of 2.5 eps / steps (Madry et al. 2018)."""
+    """PGD on ``loss`` with the adaptive section's steps of 2.5 eps / steps (Madry et al.
+    2018)."""
     steps = section.adaptive.steps  # type: ignore[union-attr]
     params = _params(
-        "pgd", {"steps": steps, "alpha": 2.5 * eps / steps, **extra}, section.precision
+        "pgd",
+        {"steps": steps, "alpha": 2.5 * eps / steps, "loss": loss, **extra},
+        section.precision,
     )
     return Cell(row, "pgd", eps, params, restarts, source)
+
+
+def pgd_label(loss: str, steps: int, restarts: int, eps: float) -> str:
+    """The label of a strong PGD cell of the sweep."""
+    return f"pgd {loss} {steps}x{restarts} eps {eps:g}"
 
 
 def sweep(section: RobustnessConfig, adaptive: AdaptiveConfig) -> list[float]:
@@ -142,22 +153,27 @@ def adaptive_cells(
     surrogate: str,
     compatible: Callable[[str, str], bool],
 ) -> dict[str, dict[str, Cell]]:
-    """Per row, by label: FGSM, strong PGD at every eps of the sweep, PGD through the JPEG
-    the outputs are judged after, the Square Attack, and PGD crafted on ``surrogate`` (rows
-    it is ``compatible`` with: same classes and patch size)."""
+    """Per row, by label: FGSM; for each loss, strong PGD at every eps of the sweep, PGD
+    through the JPEG the outputs are judged after, and PGD crafted on ``surrogate`` (rows it
+    is ``compatible`` with: same classes and patch size); the Square Attack."""
     out = {}
-    r, eps = adaptive.restarts, section.eps
+    r, eps, losses = adaptive.restarts, section.eps, adaptive.losses
     square = _params("square", {"queries": adaptive.queries}, section.precision)
     for row in rows:
         cells = {"fgsm": attack_cell(section, row, "fgsm")}
-        for e in sweep(section, adaptive):
-            cells[f"pgd {adaptive.steps}x{r} eps {e:g}"] = strong_pgd(section, row, e, r)
-        cells["pgd through jpeg"] = strong_pgd(
-            section, row, eps, jpeg=section.jpeg, through_jpeg=True
-        )
+        for loss in losses:
+            for e in sweep(section, adaptive):
+                cells[pgd_label(loss, adaptive.steps, r, e)] = strong_pgd(section, row, e, loss, r)
+        for loss in losses:
+            cells[f"pgd {loss} through jpeg"] = strong_pgd(
+                section, row, eps, loss, jpeg=section.jpeg, through_jpeg=True
+            )
         cells["square"] = Cell(row, "square", eps, square)
         if row != surrogate and compatible(surrogate, row):
-            cells[f"transfer from {surrogate}"] = strong_pgd(section, row, eps, source=surrogate)
+            for loss in losses:
+                cells[f"transfer pgd {loss} from {surrogate}"] = strong_pgd(
+                    section, row, eps, loss, source=surrogate
+                )
         out[row] = cells
     return out
 
@@ -320,12 +336,23 @@ def evidence(
     cells: Mapping[str, Mapping[str, Any]],
 ) -> Evidence:
     """The rates of one row that the sanity checks compare: its ``matrix`` white-box attacks
-    and its adaptive ``cells`` (results by label)."""
-    strong = f"pgd {adaptive.steps}x{adaptive.restarts}"
-    eps = sweep(section, adaptive)
+    and its adaptive ``cells`` (results by label). Strong PGD's rate at an eps is its
+    strongest loss's there: a loss whose gradient saturates is no evidence of robustness."""
+    losses, eps = adaptive.losses, sweep(section, adaptive)
+    strong = f"pgd {adaptive.steps}x{adaptive.restarts} " + (
+        f"(best of {', '.join(losses)})" if len(losses) > 1 else losses[0]
+    )
+
+    def best(e: float) -> float:
+        return max(
+            _rate(cells[pgd_label(loss, adaptive.steps, adaptive.restarts, e)]) for loss in losses
+        )
+
     white = {m: _rate(matrix[m]) for m in WHITE_BOX if m in matrix}
-    white |= {strong: _rate(cells[f"{strong} eps {section.eps:g}"])}
-    white |= {"pgd through jpeg": _rate(cells["pgd through jpeg"])}
+    white |= {strong: best(section.eps)}
+    white |= {
+        f"pgd {loss} through jpeg": _rate(cells[f"pgd {loss} through jpeg"]) for loss in losses
+    }
     return Evidence(
         single_step=_rate(cells["fgsm"]),
         iterative={
@@ -333,9 +360,9 @@ def evidence(
             strong: white[strong],
         },
         eps=eps,
-        by_eps=[_rate(cells[f"{strong} eps {e:g}"]) for e in eps],
+        by_eps=[best(e) for e in eps],
         unbounded_eps=adaptive.unbounded,
-        unbounded=_rate(cells[f"{strong} eps {adaptive.unbounded:g}"]),
+        unbounded=best(adaptive.unbounded),
         white_box=white,
         black_box={
             k: _rate(v) for k, v in cells.items() if k == "square" or k.startswith("transfer")
@@ -395,9 +422,11 @@ def robustness_matrix(
 
     def work(cell: Cell) -> dict[str, Any]:
         result = run_cell(cell, detectors, pools, jpeg, section.batch_size, seed)
+        loss = dict(cell.params).get("loss")
+        on = f" on {loss}" if loss else ""
         from_ = f" (crafted on {cell.source})" if cell.source else ""
         log(
-            f"  [{rank}] {cell.row} {cell.method}{from_} eps {cell.eps}: error rate "
+            f"  [{rank}] {cell.row} {cell.method}{on}{from_} eps {cell.eps}: error rate "
             f"{100 * _rate(result):.1f}%"
         )
         return result
@@ -418,7 +447,15 @@ def robustness_matrix(
     if adaptive:
         by_row = {r: {label: results[c.key] for label, c in extra[r].items()} for r in rows}
         checked = {r: _checked(section, adaptive, out["matrix"][r], by_row[r]) for r in rows}
-        out["adaptive"] = {"surrogate": surrogate, "slack": adaptive.slack, "rows": checked}
+        out["adaptive"] = {
+            "surrogate": surrogate,
+            "slack": adaptive.slack,
+            "steps": adaptive.steps,
+            "restarts": adaptive.restarts,
+            "losses": list(adaptive.losses),
+            "eps": sweep(section, adaptive),
+            "rows": checked,
+        }
         out["checks_passed"] = all(v["passed"] is not False for v in checked.values())
     return out
 

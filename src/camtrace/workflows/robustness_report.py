@@ -10,6 +10,13 @@ import numpy as np
 
 from camtrace.workflows import plots
 from camtrace.workflows.report import Report, percent
+from camtrace.workflows.robustness import pgd_label
+
+_LOSS_NAMES = {  # for the reader; a loss not named here is shown by its key
+    "ce": "the cross-entropy",
+    "cw": "Carlini & Wagner's margin",
+    "dlr": "Croce & Hein's DLR",
+}
 
 
 def _psnr(cell: dict[str, Any]) -> str:
@@ -39,15 +46,32 @@ def _matrices(metrics: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _add_adaptive(report: Report, adaptive: dict[str, Any], jpeg: int) -> None:
     report.heading("Adaptive evaluation and sanity checks")
+    steps, restarts, losses = adaptive["steps"], adaptive["restarts"], adaptive["losses"]
+    named = "; ".join(f"{loss}: {_LOSS_NAMES.get(loss, loss)}" for loss in losses)
     report.paragraph(
         "So gradient masking cannot pass for robustness (Athalye et al. 2018; Carlini et al. "
-        "2019; AutoAttack's checklist): PGD with more steps and random restarts over an "
-        f"epsilon sweep up to an unbounded one; PGD through JPEG q{jpeg} (the gradient "
+        f"2019; AutoAttack's checklist): PGD with {steps} steps and {restarts} random "
+        f"restart(s) over an epsilon sweep up to an unbounded one, once per loss ({named}; "
+        f"the checks take the strongest at each eps); PGD through JPEG q{jpeg} (the gradient "
         "through a differentiable JPEG, success judged after it); the gradient-free Square "
         f"Attack; PGD crafted on the surrogate {adaptive['surrogate']} (transfer). A check "
         f"fails when a rate is on the wrong side by more than {percent(adaptive['slack'])}."
     )
     for row, d in adaptive["rows"].items():
+        cells = d["cells"]
+        swept = {
+            loss: {e: pgd_label(loss, steps, restarts, e) for e in adaptive["eps"]}
+            for loss in losses
+        }
+        report.table(
+            [
+                {"eps": f"{e:g}", **{loss: _cell_text(cells[swept[loss][e]]) for loss in losses}}
+                for e in adaptive["eps"]
+            ],
+            caption=f"{row}: PGD {steps}x{restarts} by eps and loss: error rate on uint8 / "
+            f"after JPEG q{jpeg}, and mean PSNR",
+        )
+        done = {label for by_eps in swept.values() for label in by_eps.values()}
         report.table(
             [
                 {
@@ -56,9 +80,10 @@ def _add_adaptive(report: Report, adaptive: dict[str, Any], jpeg: int) -> None:
                     f"after JPEG q{jpeg}": percent(c.get("jpeg_error_rate")),
                     "PSNR": _psnr(c),
                 }
-                for label, c in d["cells"].items()
+                for label, c in cells.items()
+                if label not in done
             ],
-            caption=f"{row}: adaptive attacks",
+            caption=f"{row}: the other adaptive attacks",
         )
         for check in d["checks"]:
             text = f"{row}: {check['name']}: {check['detail']}"
