@@ -22,15 +22,9 @@ from camtrace.models.base import Detector
 from camtrace.workflows import experiment, spoc_run
 from camtrace.workflows.config import SpocSectionConfig, parse_config, parse_section
 from camtrace.workflows.experiment import run_experiment
-from camtrace.workflows.spoc_run import (
-    Inputs,
-    SpocPlan,
-    closest_eps,
-    plan_spoc,
-    target_patches,
-    train_spoc_all,
-    tune_eps,
-)
+from camtrace.workflows.spoc_inputs import Inputs, target_patches
+from camtrace.workflows.spoc_plan import SpocPlan, closest_eps, plan_spoc
+from camtrace.workflows.spoc_run import train_spoc_all, tune_eps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -52,17 +52,13 @@ from camtrace.workflows.robustness import (
     share_from_rank_zero,
 )
 from camtrace.workflows.robustness_report import add_robustness_report
+from camtrace.workflows.spoc_inputs import Inputs, real_inputs, synthetic_inputs, target_patches
+from camtrace.workflows.spoc_plan import SpocPlan, plan_spoc
 from camtrace.workflows.spoc_report import add_spoc_report
 from camtrace.workflows.spoc_run import (
-    Inputs,
-    SpocPlan,
     SpocResults,
     evaluate_spoc,
-    plan_spoc,
     pretrain_embedder,
-    real_inputs,
-    synthetic_inputs,
-    target_patches,
     train_spoc_all,
 )
 

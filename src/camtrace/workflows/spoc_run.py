@@ -37,245 +37,32 @@ from camtrace.attacks import Attack, make_attack, recompress
 from camtrace.attacks.generative import (
     EmbedderConfig,
     GeneratorConfig,
-    SpoCConfig,
     load_embedder,
     train_embedder,
     train_generator,
     train_spoc,
 )
-from camtrace.data.images import load_rgb
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
-from camtrace.data.synthetic import SYNTHETIC, source_model
+from camtrace.data.synthetic import SYNTHETIC
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.attack_metrics import distortion, softmax_scores, summarise_distortion
+from camtrace.evaluation.attack_metrics import softmax_scores
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.ensemble import LogitEnsemble
-from camtrace.models.gan_sources import HELD_OUT
 from camtrace.workflows.attack_run import CameraJpeg
-from camtrace.workflows.config import SpocSectionConfig
-from camtrace.workflows.generator_run import Example, centre_crop, read_log
-
-BASELINES = {
-    "pgd": {"steps": 40, "alpha": 1.25, "early_stop": False},
-    "timifgsm": {"steps": 40, "alpha": 0.4, "early_stop": False},
-}
-"""SpoC supplement Sec. C: 40 iterations, step 1.25 (PGD) and 0.4 (TI-MI-FGSM); no early stop,
-which would leave the perturbation weakest for the detectors it was not crafted on."""
-
-ENSEMBLE_GENERATIVE = ("gap",)  # SpoC's third block: PGD, TI-MI-FGSM and GAP
-ENSEMBLE = "ensemble"
-ABLATIONS = {"only-embedder": {"lambda_a": 0.0}, "only-discriminator": {"lambda_e": 0.0}}
-
-SPOC_2021 = {
-    "source": "Cozzolino, Thies, Rössler, Nießner & Verdoliva 2021 (SpoC), 256x256 patches, "
-    "10 camera models, 5 targets",
-    "classifiers": ["Tuama2016", "Bondi2017", "Xception", "InceptionV3"],
-    "table3": {"Tuama2016": 74.1, "Bondi2017": 87.1, "Xception": 97.0, "InceptionV3": 95.4},
-    "table4": {  # block, method, PSNR, SAR % per classifier; plain, then after the camera's JPEG
-        "plain": [
-            ["Bondi2017", "pgd", 30.98, 12.31, 96.23, 0.49, 2.65],
-            ["Bondi2017", "timifgsm", 31.51, 8.05, 63.56, 9.02, 0.59],
-            ["Bondi2017", "gap", 30.85, 9.91, 74.34, 2.46, 17.16],
-            ["Bondi2017", "advcamid", 30.24, 18.38, 100.00, 50.08, 60.70],
-            ["Xception", "pgd", 33.73, 8.80, 8.27, 96.84, 0.30],
-            ["Xception", "timifgsm", 30.93, 12.27, 8.68, 99.95, 1.82],
-            ["Xception", "gap", 31.51, 6.69, 1.93, 98.00, 21.29],
-            ["Xception", "advcamid", 29.91, 23.29, 41.35, 99.98, 42.19],
-            ["Ensemble", "pgd", 32.88, 12.23, 11.39, 5.06, 2.22],
-            ["Ensemble", "timifgsm", 31.32, 13.24, 9.58, 13.10, 2.80],
-            ["Ensemble", "gap", 31.04, 26.59, 4.83, 18.22, 17.91],
-            ["none", "spoc", 31.71, 53.34, 67.57, 81.37, 71.65],
-        ],
-        "camera_jpeg": [
-            ["Bondi2017", "pgd", 30.98, 1.02, 96.17, 0.03, 0.84],
-            ["Bondi2017", "timifgsm", 31.38, 31.21, 31.72, 1.40, 2.00],
-            ["Bondi2017", "gap", 31.69, 20.71, 67.41, 3.09, 22.35],
-            ["Bondi2017", "advcamid", 30.18, 24.08, 89.46, 54.51, 58.79],
-            ["Xception", "pgd", 33.52, 24.71, 6.06, 98.21, 0.19],
-            ["Xception", "timifgsm", 30.77, 35.05, 3.16, 87.94, 6.51],
-            ["Xception", "gap", 32.09, 5.36, 0.57, 96.42, 5.54],
-            ["Xception", "advcamid", 29.69, 37.59, 37.19, 97.52, 43.28],
-            ["Ensemble", "pgd", 32.70, 20.31, 9.21, 1.16, 0.53],
-            ["Ensemble", "timifgsm", 31.07, 29.98, 3.23, 5.24, 5.48],
-            ["Ensemble", "gap", 31.97, 25.45, 4.25, 12.10, 6.79],
-            ["none", "spoc", 31.41, 55.57, 64.73, 73.43, 69.25],
-        ],
-    },
-    "table5": [
-        ["spoc", 31.71, 53.34, 67.57, 81.37, 71.65],
-        ["only-embedder", 49.71, 48.13, 6.76, 10.75, 13.18],
-        ["only-discriminator", 31.18, 47.91, 63.81, 66.73, 70.36],
-    ],
-    "table1": {
-        "before": {"Xception": 99.98, "Spec": 99.91},
-        "after": {"Xception": 20.85, "Spec": 4.83},
-    },
-    "table2": {
-        "before": {"Xception": 90.50, "Spec": 20.25},
-        "after": {"Xception": 2.50, "Spec": 11.64},
-    },
-    "table6": [["none", "spoc", 31.93, 53.95, 53.05, 78.60, 68.00]],
-}
-"""SpoC's published numbers, verbatim, under the paper's names (a classifier's lower-case name is
-its camtrace architecture; Tables 1-6; Table 6's baselines are not reproduced)."""
-
-
-@dataclass(frozen=True)
-class SpocPlan:
-    """The ``spoc`` section resolved against the detectors and the camera models."""
-
-    section: SpocSectionConfig
-    classifiers: tuple[str, ...]  # every detector of the config judges
-    crafted_on: tuple[str, ...]
-    targets: tuple[str, ...]
-    patch_size: int
-    seed: int
-
-    def folder(self, run_dir: Path, kind: str, method: str, block: str, target: str) -> Path:
-        return run_dir / "spoc" / kind / f"{method}-{block}-{target}"
-
-    def spoc_config(self, **overrides: float) -> SpoCConfig:
-        t = self.section.training
-        return SpoCConfig(
-            batch_size=t.batch_size,
-            iterations=t.iterations,
-            lambda_e=overrides.get("lambda_e", t.lambda_e),
-            lambda_a=overrides.get("lambda_a", t.lambda_a),
-            lambda_p=t.lambda_p,
-            lambda_f=t.lambda_f,
-            vgg_weights=t.vgg_weights,
-            val_every=t.val_every,
-            save_every=t.val_every,
-            seed=self.seed,
-        )
-
-    def spoc_variants(self, kind: str) -> dict[str, SpoCConfig]:
-        """SpoC, and on the first kind the Table 5 ablations."""
-        variants = {"spoc": self.spoc_config()}
-        if self.section.ablation and kind == self.section.inputs[0]:
-            variants |= {name: self.spoc_config(**o) for name, o in ABLATIONS.items()}
-        return variants
-
-
-def plan_spoc(
-    section: SpocSectionConfig, sizes: Mapping[str, int], classes: Sequence[str], seed: int
-) -> SpocPlan:
-    """Check ``section`` against the detectors (``sizes``: name -> patch size) and the camera
-    models ``classes`` before any training."""
-    missing = sorted(set(section.targets) - set(classes))
-    if missing:
-        raise CamtraceError(
-            f"spoc.targets: {missing} are not camera models of the data: {', '.join(classes)}"
-        )
-    crafted = section.crafted_on or tuple(sizes)[:2]
-    unknown = sorted(set(crafted) - set(sizes))
-    if unknown:
-        raise CamtraceError(
-            f"spoc.crafted_on: {unknown} are not trained here; trained: {', '.join(sizes)}"
-        )
-    if len(set(sizes.values())) > 1:
-        listed = ", ".join(f"{a}: {s}" for a, s in sizes.items())
-        raise CamtraceError(
-            f"spoc: every detector judges the same patches; give them one patch size ({listed})"
-        )
-    if section.ensemble and len(sizes) < 3:
-        raise CamtraceError(
-            "spoc.ensemble: crafted on the other detectors, it needs at least 3; add detectors "
-            "or set ensemble: false"
-        )
-    p = next(iter(sizes.values()))
-    if p > section.synthetic.size:
-        raise CamtraceError(
-            f"spoc.synthetic.size: {section.synthetic.size} px images cannot give the "
-            f"detectors' {p} px patches; raise it"
-        )
-    return SpocPlan(section, tuple(sizes), crafted, tuple(section.targets), p, seed)
-
-
-def closest_eps(psnrs: Mapping[float, float | None], target: float) -> float:
-    """The eps whose PSNR is closest to ``target`` dB (None: unchanged, infinitely far);
-    on a tie the smaller eps."""
-    far = float("inf")
-    return min(sorted(psnrs), key=lambda e: far if psnrs[e] is None else abs(psnrs[e] - target))
-
-
-def mean_psnr(clean: np.ndarray, spoofed: np.ndarray) -> float | None:
-    """Mean PSNR of the changed patches (None when nothing changed)."""
-    return summarise_distortion(distortion(clean, spoofed))["psnr"]
-
-
-# -- the sets S ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Inputs:
-    """One set S: images to train a generator on, to validate (and tune eps) on, to test."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-
-def _take(images: np.ndarray, n: int, seed: int) -> np.ndarray:
-    return images[np.random.default_rng(seed).permutation(len(images))[:n]]
-
-
-def _load(manifest: Manifest, split: str, model: str | None, size: int) -> np.ndarray:
-    """Central ``size`` crops of the synthetic images of ``split`` (``model``: one source;
-    None: every source but the held-out one; SpoC Sec. 5.2: central crops)."""
-    held_out = source_model(HELD_OUT)
-    rows = [
-        r for r in manifest.split(split) if (r.model == model if model else r.model != held_out)
-    ]
-    if not rows:
-        raise CamtraceError(f"{manifest.root}: no synthetic images of split {split} ({model})")
-    return centre_crop(np.stack([load_rgb(manifest.abspath(r)) for r in rows]), size)
-
-
-def synthetic_inputs(manifest: Manifest, plan: SpocPlan) -> tuple[Inputs, np.ndarray]:
-    """S from the training sources (train / val / eval splits) and the held-out source's
-    eval images (Tables 2 and 6)."""
-    s, p, seed = plan.section, plan.patch_size, plan.seed
-    inputs = Inputs(
-        _take(_load(manifest, "train", None, p), s.train_patches, seed),
-        _take(_load(manifest, "val", None, p), s.val_patches, seed),
-        _take(_load(manifest, "eval", None, p), s.eval_patches, seed),
-    )
-    held_out = _take(_load(manifest, "eval", source_model(HELD_OUT), p), s.eval_patches, seed)
-    return inputs, held_out
-
-
-def _patches(store: PatchStore, split: str, models: Sequence[str], n: int, seed: int) -> np.ndarray:
-    return store.patches(_take(store.indices(split, models=list(models)), n, seed))
-
-
-def real_inputs(store: PatchStore, target: str, plan: SpocPlan) -> Inputs:
-    """S of camtrace's extension: patches of the camera models other than ``target``."""
-    s, others = plan.section, [m for m in store.classes if m != target]
-    return Inputs(
-        *(
-            _patches(store, split, others, n, plan.seed)
-            for split, n in (
-                ("train", s.train_patches),
-                ("val", s.val_patches),
-                ("eval", s.eval_patches),
-            )
-        )
-    )
-
-
-def target_patches(store: PatchStore, target: str, plan: SpocPlan) -> np.ndarray:
-    """R_M: train-split patches of the target camera; a one-line error when it has none."""
-    out = _patches(store, "train", [target], plan.section.train_patches, plan.seed)
-    if len(out) == 0:
-        raise CamtraceError(
-            f"spoc.targets: the camera model {target} has no train-split patches in "
-            f"{store.path}; pick a target with images"
-        )
-    return out
-
+from camtrace.workflows.generator_run import Example, read_log
+from camtrace.workflows.spoc_inputs import Inputs
+from camtrace.workflows.spoc_plan import (
+    ABLATIONS,
+    BASELINES,
+    ENSEMBLE,
+    ENSEMBLE_GENERATIVE,
+    SPOC_2021,
+    SpocPlan,
+    closest_eps,
+    mean_psnr,
+)
 
 # -- the embedder and SpoC's generators (no detector) -----------------------------------------
 
