@@ -114,3 +114,21 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
     audit = json.loads((run_dir / "audit" / "audit.json").read_text())
     assert metrics["audit"]["flags"] == audit["flags"] and audit["tables_identify"] == 3
     assert "Data audit" in (run_dir / "report.html").read_text()
+
+
+def test_an_edited_config_retrains_its_cached_detector(tmp_path, one_thread) -> None:
+    config = {
+        "name": "tiny-edit",
+        "workdir": str(tmp_path / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 4, "size": [128, 192]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
+        "patches": {"protocol": "bondi", "count": 4},
+        "train": {"epochs": 2},
+        "svm": {"enabled": False},
+    }
+    run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+    lines: list[str] = []
+    edited = {**config, "train": {"epochs": 1}}
+    metrics = run_experiment(edited, runs_dir=tmp_path / "runs", progress=False, log=lines.append)
+    assert any("epochs (2 done, 1 asked)" in line and "afresh" in line for line in lines)
+    assert metrics["detectors"]["bondi2017"]["best_epoch"] == 1
