@@ -138,6 +138,16 @@ def test_make_synthetic_writes_each_source_by_split_and_holds_one_out(
     assert again.digest() == synthetic.digest()
 
 
+def test_make_synthetic_into_a_relative_folder_finds_its_images(
+    real: Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `camtrace run` passes the workdir as given: often relative
+    made = make_synthetic(
+        real, Path("work") / "synthetic", ("dcgan",), (), config=TINY, progress=False
+    )
+    assert all(made.abspath(r).is_file() for r in made)
+
+
 def test_make_synthetic_refuses_a_manifest_without_training_rows(
     real: Manifest, tmp_path: Path
 ) -> None:

@@ -195,6 +195,7 @@ def _write_images(
     model = source_model(name)
     records = []
     for k, image in enumerate(generate(generator, count, inputs)):
-        path = save_image(out / IMAGES_DIR / f"{model}_{split}_{k:05d}.png", image)
-        records.append(Record(str(path), MAKE, model, "0", f"{name}-{split}{k:05d}", str(k), split))
+        rel = f"{IMAGES_DIR}/{model}_{split}_{k:05d}.png"  # relative to the manifest's root
+        save_image(out / rel, image)
+        records.append(Record(rel, MAKE, model, "0", f"{name}-{split}{k:05d}", str(k), split))
     return records
