@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from camtrace.models import build, load_detector
-from camtrace.training.engine import PatchSet, StaleTrainingState, TrainConfig, train
+from camtrace.training.engine import PatchSet, TrainConfig, train
 from camtrace.training.precision import resolve_precision
+from camtrace.training.state import StaleTrainingState
 
 
 def toy_patches(n: int = 192, seed: int = 0) -> PatchSet:

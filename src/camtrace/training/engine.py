@@ -47,7 +47,7 @@ from camtrace.training.precision import (
     resolve_precision,
     to_device_format,
 )
-from camtrace.training.state import load_state, save_state
+from camtrace.training.state import check_resumable, load_state, save_state
 
 STATE_FILE = "state.safetensors"
 BEST_FILE = "best.safetensors"
@@ -158,10 +158,6 @@ def evaluate_loss(
     return total / len(data), correct / len(data)
 
 
-class StaleTrainingState(CamtraceError):
-    """A saved training state made with other settings than the ones asked for now."""
-
-
 # what a resumed run must share with the run that saved the state (epochs may grow)
 _RESUME_KEYS = (
     *("batch_size", "lr", "momentum", "weight_decay"),
@@ -182,27 +178,6 @@ def run_settings(
         "defense": getattr(objective, "card", None),
     }
     return json.loads(json.dumps(run))  # as the state's JSON metadata will give it back
-
-
-def check_resumable(path: Path, info: dict[str, Any], run: dict[str, Any], epochs: int) -> None:
-    """Refuse to resume a state of other settings, or one trained past ``epochs``, so a
-    cached run can never pass for the config asked for."""
-    saved = info.get("run")
-    if saved is None:
-        raise StaleTrainingState(f"{path}: training state of an older camtrace; delete it")
-    differ = sorted(
-        f"{part}.{k}"
-        for part in run
-        for k in {*(run[part] or {}), *(saved.get(part) or {})}
-        if (run[part] or {}).get(k) != (saved.get(part) or {}).get(k)
-    )
-    if info["epoch"] > epochs:
-        differ.append(f"epochs ({info['epoch']} done, {epochs} asked)")
-    if differ:
-        raise StaleTrainingState(
-            f"{path}: training state of other settings ({', '.join(differ)}); "
-            "delete it or train into another folder"
-        )
 
 
 def train(

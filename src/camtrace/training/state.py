@@ -70,3 +70,28 @@ def load_state(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
     return meta["info"]
+
+
+class StaleTrainingState(CamtraceError):
+    """A saved training state made with other settings than the ones asked for now."""
+
+
+def check_resumable(path: Path, info: dict[str, Any], run: dict[str, Any], epochs: int) -> None:
+    """Refuse to resume a state of other settings, or one trained past ``epochs``, so a
+    cached run can never pass for the config asked for."""
+    saved = info.get("run")
+    if saved is None:
+        raise StaleTrainingState(f"{path}: training state of an older camtrace; delete it")
+    differ = sorted(
+        f"{part}.{k}"
+        for part in run
+        for k in {*(run[part] or {}), *(saved.get(part) or {})}
+        if (run[part] or {}).get(k) != (saved.get(part) or {}).get(k)
+    )
+    if info["epoch"] > epochs:
+        differ.append(f"epochs ({info['epoch']} done, {epochs} asked)")
+    if differ:
+        raise StaleTrainingState(
+            f"{path}: training state of other settings ({', '.join(differ)}); "
+            "delete it or train into another folder"
+        )

@@ -27,8 +27,9 @@ from camtrace.defenses import DefenseConfig, make_objective
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.models.registry import model_spec
-from camtrace.training.engine import StaleTrainingState, TrainConfig, pick_device
+from camtrace.training.engine import TrainConfig, pick_device
 from camtrace.training.precision import environment
+from camtrace.training.state import StaleTrainingState
 from camtrace.workflows.attack_plan import plan_attacks
 from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
