@@ -73,6 +73,15 @@ def test_plan_resolves_targets_ensemble_and_transfer_judges() -> None:
     assert centre_crop(patches[:, :62, :62], 48)[0, 0, 0, 0] == patches[0, 6, 6, 0]  # even offset
 
 
+def test_plan_knows_defended_detectors_by_their_architecture() -> None:
+    section = parse_section(GeneratorsConfig, {"method": "gap", "patch_size": 48}, "g")
+    sizes = {"mislnet": 64, "bondi2017-advtrain": 64, "tuama2016": 64}
+    archs = {"mislnet": "mislnet", "bondi2017-advtrain": "bondi2017", "tuama2016": "tuama2016"}
+    plan = plan_generators(section, sizes, CLASSES, 3, archs)
+    assert plan.detectors == ("mislnet",)
+    assert plan.judges == ("tuama2016",)  # the defended bondi2017 needs 60 px, as bondi2017
+
+
 def test_train_attack_needs_a_generators_section(tmp_path: Path) -> None:
     with pytest.raises(CamtraceError, match="no generators section"):
         train_attack({"name": "plain"}, runs_dir=tmp_path)

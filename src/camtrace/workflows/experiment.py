@@ -472,7 +472,8 @@ def plan_generators_of(
     if config.generators is None:
         return None
     sizes = {s.name: s.protocol.size for s in specs}
-    return plan_generators(config.generators, sizes, manifest.models, config.seed)
+    archs = {s.name: s.arch for s in specs}
+    return plan_generators(config.generators, sizes, manifest.models, config.seed, archs)
 
 
 def run_generators(

@@ -32,6 +32,7 @@ from camtrace.evaluation.attack_metrics import distortion, softmax_scores, summa
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.registry import model_spec
+from camtrace.models.spec import ModelSpec
 from camtrace.workflows.attack_run import CameraJpeg
 from camtrace.workflows.config import GeneratorsConfig
 
@@ -101,17 +102,26 @@ class GeneratorPlan:
 
 
 def plan_generators(
-    section: GeneratorsConfig, sizes: Mapping[str, int], classes: list[str], seed: int
+    section: GeneratorsConfig,
+    sizes: Mapping[str, int],
+    classes: list[str],
+    seed: int,
+    archs: Mapping[str, str] | None = None,
 ) -> GeneratorPlan:
-    """Check ``section`` against the detectors (``sizes``: arch -> patch size, in config
-    order) and the camera models ``classes``, before any training. The other detectors that
-    run on ``patch_size`` patches judge the transfer."""
-    archs = list(sizes)
-    chosen = section.detectors or (archs[0],)
-    unknown = sorted(set(chosen) - set(archs))
+    """Check ``section`` against the detectors (``sizes``: name -> patch size, in config
+    order; ``archs``: name -> architecture, default the name, so a defended or renamed
+    detector is known by its architecture) and the camera models ``classes``, before any
+    training. The other detectors that run on ``patch_size`` patches judge the transfer."""
+    names = list(sizes)
+
+    def spec(name: str) -> ModelSpec:
+        return model_spec((archs or {}).get(name, name))
+
+    chosen = section.detectors or (names[0],)
+    unknown = sorted(set(chosen) - set(names))
     if unknown:
         raise CamtraceError(
-            f"generators.detectors: {unknown} are not trained here; trained: {', '.join(archs)}"
+            f"generators.detectors: {unknown} are not trained here; trained: {', '.join(names)}"
         )
     p = section.patch_size or sizes[chosen[0]]
     if p % 4 or p > sizes[chosen[0]]:
@@ -119,9 +129,9 @@ def plan_generators(
             f"generators.patch_size: {p} must be a multiple of 4 and at most the "
             f"{sizes[chosen[0]]} px patches of {chosen[0]}"
         )
-    for arch in chosen:
+    for name in chosen:
         try:
-            model_spec(arch).check_patch_size(p)
+            spec(name).check_patch_size(p)
         except CamtraceError as e:
             raise CamtraceError(f"generators.patch_size: {e}") from None
     targets = classes if section.targets == "all" else list(section.targets)
@@ -130,7 +140,7 @@ def plan_generators(
         raise CamtraceError(
             f"generators.targets: {missing} are not camera models of the data: {', '.join(classes)}"
         )
-    judges = tuple(a for a in archs if a not in chosen and p >= model_spec(a).min_patch_size)
+    judges = tuple(n for n in names if n not in chosen and p >= spec(n).min_patch_size)
     return GeneratorPlan(section, tuple(chosen), judges, tuple(targets), p, seed)
 
 
