@@ -103,7 +103,7 @@ def tiny_config(root: Path, targets: str | list[str]) -> dict:
         "patches": {"protocol": "bondi", "count": 4},
         "train": {"epochs": 1},
         "svm": {"enabled": False},
-        "detectors": ["bondi2017", "mislnet"],
+        "detectors": ["bondi2017", "mislnet", "tuama2016"],  # two judges of the transfer
         "generators": {
             "method": "mislgan",
             "targets": targets,
@@ -131,7 +131,7 @@ def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Pa
     _, _, run_dir = tiny_run
     g = json.loads((run_dir / "metrics.json").read_text())["generators"]
     assert g["method"] == "mislgan" and g["detectors"] == ["bondi2017"]
-    assert g["judges"] == ["mislnet"] and g["patch_size"] == 64
+    assert g["judges"] == ["mislnet", "tuama2016"] and g["patch_size"] == 64
     assert set(g["unseen"]["models"]) == {"Arveo_A5", "Corvid_C12", "Pellan_P-3", "Soluna_S9"}
     assert set(g["targets"]) == {"Halden_H20", "Nimbus_N300"}
     for name, t in g["targets"].items():
@@ -144,7 +144,8 @@ def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Pa
             assert r["n"] == 6 and 0 <= r["sar"] <= 1 and 0 <= r["clean_sar"] <= 1
             assert r["sar_by_detector"] == {"bondi2017": r["sar"]}
             assert -1 <= r["ssim"] <= 1 and (r["psnr"] is None or r["psnr"] > 0)
-            assert 0 <= t["transfer"]["mislnet"][group] <= 1 and 0 <= t["jpeg"][group] <= 1
+            assert all(0 <= t["transfer"][a][group] <= 1 for a in g["judges"])
+            assert 0 <= t["jpeg"][group] <= 1
             assert r["sar"] * r["n"] == pytest.approx(round(r["sar"] * r["n"]))  # counts / n
     assert (
         g["paper"]["tables"]["Database I (Dresden)"][0][3] == 99.25

@@ -289,9 +289,8 @@ def evaluate_generators(
         for key, images in sources.items():
             row[key], _ = _measure(plan, models, attack, images, t, camera(name))
         groups = ["seen", *sources]
-        row["transfer"] = {a: {g: row[g].pop("transfer")[a] for g in groups} for a in plan.judges}
-        for g in groups:
-            row[g].pop("transfer", None)
+        transfer = {g: row[g].pop("transfer") for g in groups}
+        row["transfer"] = {a: {g: transfer[g][a] for g in groups} for a in plan.judges}
         row["jpeg"] = {"tables": f"{name}'s own", **{g: row[g].pop("jpeg_sar") for g in groups}}
         targets[name] = row
         logs[name] = read_log(paths[name].parent)
