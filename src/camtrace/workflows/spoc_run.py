@@ -1,9 +1,10 @@
 """The ``spoc`` section of an experiment: SpoC's Tables 1-6 (Cozzolino et al. 2021) on SimCam.
 
-:func:`plan_spoc` checks the section against the trained detectors and the camera models.
-The sets S (the images to spoof) are of two kinds, each measured on its own: ``synthetic``
-(SpoC's setting: the images of the synthetic-image sources, the held-out source apart) and
-``real`` (camtrace's extension: patches of the other SimCam cameras). :func:`train_spoc_all`
+The plan (``spoc_plan.py``) has checked the section against the detectors and the camera
+models; the sets S (``spoc_inputs.py``, the images to spoof) are of two kinds, each measured
+on its own: ``synthetic`` (SpoC's setting: the images of the synthetic-image sources, the
+held-out source apart) and ``real`` (camtrace's extension: patches of the other SimCam
+cameras). :func:`train_spoc_all`
 trains one SpoC generator per target and kind (and the Table 5 ablations) from target-camera
 patches and S alone: it is given no detector. :func:`evaluate_spoc` then crafts the baselines
 (PGD and TI-MI-FGSM with the eps whose PSNR on S's validation images is closest to the target
