@@ -78,8 +78,11 @@ def test_a_state_of_other_settings_is_never_resumed(
     data, val = toy_patches(n=32), toy_patches(n=32, seed=1)
     train(model(), data, val, TrainConfig(epochs=2, **CONFIG), tmp_path, progress=False)
     other = TrainConfig(**{"epochs": 2, **CONFIG, **changed})
+    refused = model()
+    before = [v.clone() for v in refused.state_dict().values()]
     with pytest.raises(StaleTrainingState, match=re.escape(named)):
-        train(model(), data, val, other, tmp_path, progress=False)
+        train(refused, data, val, other, tmp_path, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, refused.state_dict().values()))
     fresh = train(model(), data, val, other, tmp_path, resume=False, progress=False)
     assert len(fresh.history) == other.epochs
 
@@ -107,8 +110,10 @@ def test_training_state_of_another_patch_size_is_a_one_line_error(tmp_path: Path
     from camtrace.training.state import load_state, save_state
 
     small = build("bondi2017", ["A_1", "B_2"], patch_size=64)
-    save_state(tmp_path / "state.safetensors", small, torch.optim.SGD(small.parameters(), 0.1), {})
+    info = {"epoch": 1, "run": {"training": {"lr": 0.1}}}  # the same settings, another network
+    path = tmp_path / "state.safetensors"
+    save_state(path, small, torch.optim.SGD(small.parameters(), 0.1), info)
     large = build("bondi2017", ["A_1", "B_2"], patch_size=128)
     opt = torch.optim.SGD(large.parameters(), 0.1)
     with pytest.raises(CamtraceError, match="training state of another network"):
-        load_state(tmp_path / "state.safetensors", large, opt)
+        load_state(path, large, opt, info["run"], epochs=1)

@@ -47,7 +47,7 @@ from camtrace.training.precision import (
     resolve_precision,
     to_device_format,
 )
-from camtrace.training.state import check_resumable, load_state, save_state
+from camtrace.training.state import load_state, save_state
 
 STATE_FILE = "state.safetensors"
 BEST_FILE = "best.safetensors"
@@ -231,8 +231,7 @@ def train(
     }
     state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
-        info = load_state(state_path, model, optimizer)
-        check_resumable(state_path, info, run, config.epochs)
+        info = load_state(state_path, model, optimizer, run, config.epochs)
     card = {
         **(card or {}),
         "training": {**dataclasses.asdict(config), "precision": precision},

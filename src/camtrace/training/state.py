@@ -41,14 +41,28 @@ def save_state(
         save_file(tensors, str(tmp), metadata={_META: json.dumps(meta)})
 
 
+class StaleTrainingState(CamtraceError):
+    """A saved training state made with other settings, or another network, than the ones
+    asked for now."""
+
+
 def load_state(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    run: dict[str, Any],
+    epochs: int,
 ) -> dict[str, Any]:
-    """Restore what :func:`save_state` wrote; returns its ``info``."""
+    """Restore what :func:`save_state` wrote, once :func:`check_resumable` has found it made
+    with the settings ``run`` and at most ``epochs`` epochs; returns its ``info``. Nothing is
+    copied into ``model`` or ``optimizer`` from a state it refuses."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})[_META])
+        check_resumable(path, meta["info"], run, epochs)
         tensors = load_file(str(path))
+    except StaleTrainingState:
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable state file gets the same advice
         raise CamtraceError(
             f"{path}: unreadable training state ({type(e).__name__}); delete it to start afresh"
@@ -56,7 +70,7 @@ def load_state(
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     except RuntimeError:  # another architecture, class list or patch size
-        raise CamtraceError(
+        raise StaleTrainingState(
             f"{path}: training state of another network (architecture, classes or patch size "
             "differ); delete it or train into another folder"
         ) from None
@@ -70,10 +84,6 @@ def load_state(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
     return meta["info"]
-
-
-class StaleTrainingState(CamtraceError):
-    """A saved training state made with other settings than the ones asked for now."""
 
 
 def check_resumable(path: Path, info: dict[str, Any], run: dict[str, Any], epochs: int) -> None:
