@@ -54,8 +54,8 @@ def load_state(
     epochs: int,
 ) -> dict[str, Any]:
     """Restore what :func:`save_state` wrote, once :func:`check_resumable` has found it made
-    with the settings ``run`` and at most ``epochs`` epochs; returns its ``info``. Nothing is
-    copied into ``model`` or ``optimizer`` from a state it refuses."""
+    with the settings ``run`` and at most ``epochs`` epochs; returns its ``info``. A state of
+    other settings is refused before anything is copied into ``model`` or ``optimizer``."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})[_META])
