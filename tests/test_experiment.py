@@ -17,6 +17,7 @@ from camtrace.workflows.experiment import (
     run_experiment,
     spread,
 )
+from tiny_runs import tiny_experiment
 
 
 def test_builtin_configs_load() -> None:
@@ -117,15 +118,7 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
 
 
 def test_an_edited_config_retrains_its_cached_detector(tmp_path, one_thread) -> None:
-    config = {
-        "name": "tiny-edit",
-        "workdir": str(tmp_path / "work"),
-        "data": {"source": "simulate", "preset": "tiny", "shots": 4, "size": [128, 192]},
-        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
-        "patches": {"protocol": "bondi", "count": 4},
-        "train": {"epochs": 2},
-        "svm": {"enabled": False},
-    }
+    config = tiny_experiment(tmp_path, "tiny-edit", train={"epochs": 2})
     run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
     lines: list[str] = []
     edited = {**config, "train": {"epochs": 1}}

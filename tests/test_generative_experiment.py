@@ -19,6 +19,7 @@ from camtrace.errors import CamtraceError
 from camtrace.workflows.config import GeneratorsConfig, parse_config, parse_section
 from camtrace.workflows.experiment import run_experiment, train_attack
 from camtrace.workflows.generator_run import centre_crop, plan_generators
+from tiny_runs import tiny_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,17 +95,11 @@ def test_unseen_preset_models_are_new() -> None:
 
 
 def tiny_config(root: Path, targets: str | list[str]) -> dict:
-    return {
-        "name": "tiny-generators",
-        "seed": 1,
-        "workdir": str(root / "work"),
-        "data": {"source": "simulate", "preset": "tiny", "shots": 6, "size": [128, 192]},
-        "split": {"protocol": "random", "fractions": [0.5, 0.17, 0.33]},
-        "patches": {"protocol": "bondi", "count": 4},
-        "train": {"epochs": 1},
-        "svm": {"enabled": False},
-        "detectors": ["bondi2017", "mislnet", "tuama2016"],  # two judges of the transfer
-        "generators": {
+    return tiny_experiment(
+        root,
+        "tiny-generators",
+        detectors=["bondi2017", "mislnet", "tuama2016"],  # two judges of the transfer
+        generators={
             "method": "mislgan",
             "targets": targets,
             "train_patches": 16,
@@ -116,7 +111,7 @@ def tiny_config(root: Path, targets: str | list[str]) -> dict:
             "examples": 2,
             "unseen": {"preset": "unseen", "shots": 1},
         },
-    }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from camtrace.workflows.experiment import run_experiment
 from camtrace.workflows.spoc_inputs import Inputs, target_patches
 from camtrace.workflows.spoc_plan import SpocPlan, closest_eps, plan_spoc
 from camtrace.workflows.spoc_run import train_spoc_all, tune_eps
+from tiny_runs import tiny_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,17 +135,11 @@ def test_training_spoc_in_the_workflow_reads_no_detector(
 
 
 def tiny_config(root: Path, **spoc: object) -> dict:
-    return {
-        "name": "tiny-spoc",
-        "seed": 1,
-        "workdir": str(root / "work"),
-        "data": {"source": "simulate", "preset": "tiny", "shots": 6, "size": [128, 192]},
-        "split": {"protocol": "random", "fractions": [0.5, 0.17, 0.33]},
-        "patches": {"protocol": "bondi", "count": 4},
-        "train": {"epochs": 1},
-        "svm": {"enabled": False},
-        "detectors": ["tuama2016", "bondi2017", "mislnet"],
-        "spoc": {
+    return tiny_experiment(
+        root,
+        "tiny-spoc",
+        detectors=["tuama2016", "bondi2017", "mislnet"],
+        spoc={
             "targets": ["Nimbus_N300"],
             "crafted_on": ["bondi2017"],
             "gan_detectors": ["spec", "xception"],
@@ -170,7 +165,7 @@ def tiny_config(root: Path, **spoc: object) -> dict:
             "examples": 2,
             **spoc,
         },
-    }
+    )
 
 
 @pytest.fixture(scope="module")

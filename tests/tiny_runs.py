@@ -1,0 +1,24 @@
+"""The tiny SimCam experiment the end-to-end tests share: 3 devices of the ``tiny`` preset's
+models, 6 shots of 128x192, a random 50/17/33 split, 4 Bondi patches an image, one epoch and
+no SVMs; each test adds its own sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def tiny_experiment(root: Path, name: str, **sections: Any) -> dict[str, Any]:
+    """The config of experiment ``name`` with its cache under ``root/work``; ``sections``
+    are added, or replace the shared ones."""
+    return {
+        "name": name,
+        "seed": 1,
+        "workdir": str(root / "work"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 6, "size": [128, 192]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.17, 0.33]},
+        "patches": {"protocol": "bondi", "count": 4},
+        "train": {"epochs": 1},
+        "svm": {"enabled": False},
+        **sections,
+    }
