@@ -141,6 +141,11 @@ def pgd_label(loss: str, steps: int, restarts: int, eps: float) -> str:
     return f"pgd {loss} {steps}x{restarts} eps {eps:g}"
 
 
+def jpeg_label(loss: str) -> str:
+    """The label of the strong PGD cell through the JPEG."""
+    return f"pgd {loss} through jpeg"
+
+
 def sweep(section: RobustnessConfig, adaptive: AdaptiveConfig) -> list[float]:
     """The epsilons of the PGD sweep: the section's, the matrix's and the unbounded one."""
     return sorted({*adaptive.eps, section.eps, adaptive.unbounded})
@@ -165,7 +170,7 @@ def adaptive_cells(
             for e in sweep(section, adaptive):
                 cells[pgd_label(loss, adaptive.steps, r, e)] = strong_pgd(section, row, e, loss, r)
         for loss in losses:
-            cells[f"pgd {loss} through jpeg"] = strong_pgd(
+            cells[jpeg_label(loss)] = strong_pgd(
                 section, row, eps, loss, jpeg=section.jpeg, through_jpeg=True
             )
         cells["square"] = Cell(row, "square", eps, square)
@@ -350,9 +355,7 @@ def evidence(
 
     white = {m: _rate(matrix[m]) for m in WHITE_BOX if m in matrix}
     white |= {strong: best(section.eps)}
-    white |= {
-        f"pgd {loss} through jpeg": _rate(cells[f"pgd {loss} through jpeg"]) for loss in losses
-    }
+    white |= {jpeg_label(loss): _rate(cells[jpeg_label(loss)]) for loss in losses}
     return Evidence(
         single_step=_rate(cells["fgsm"]),
         iterative={
