@@ -17,18 +17,24 @@ SCENES = 4
 
 
 def _dresden_tree(
-    root: Path, sizes: dict[str, tuple[int, int]] = {}, quality: dict[str, int] = {}
+    root: Path,
+    sizes: dict[str, tuple[int, int]] = {},
+    quality: dict[str, int] = {},
+    noise: dict[str, int] = {},
 ) -> Path:
-    """3 models x 2 devices x 4 scenes of random texture, one JPEG each (quality 90 unless
-    planted), scene ids in ``scenes.csv``; every model shoots the same scene content."""
+    """3 models x 2 devices x 4 scenes of random flat blocks, one JPEG each (quality 90 and
+    noise +-3 grey levels unless planted), scene ids in ``scenes.csv``; every model shoots
+    the same scene content."""
     rows = ["file,scene"]
     for scene in range(SCENES):
-        texture = np.random.default_rng(scene).integers(40, 216, (96, 96, 3))
+        blocks = np.random.default_rng(scene).integers(40, 216, (12, 12, 3))
+        texture = np.kron(blocks, np.ones((8, 8, 1), np.int64))  # flat 8x8 patches
         for m, model in enumerate(MODELS):
             h, w = sizes.get(model, (48, 64))
             for device in range(2):
-                noise = np.random.default_rng([scene, m, device]).integers(-3, 4, (h, w, 3))
-                image = np.clip(texture[:h, :w] + noise, 0, 255).astype(np.uint8)
+                a = noise.get(model, 3)
+                grain = np.random.default_rng([scene, m, device]).integers(-a, a + 1, (h, w, 3))
+                image = np.clip(texture[:h, :w] + grain, 0, 255).astype(np.uint8)
                 name = f"{model}_{device}_{scene}.JPG"
                 save_image(
                     root / model / name,
@@ -59,6 +65,18 @@ def test_clean_tree_flags_nothing_and_writes_json_and_html(tmp_path: Path) -> No
     written = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert written.pop("camtrace_version") and written.pop("created") and written == result
     assert "No shortcut flagged" in (tmp_path / "out" / "report.html").read_text()
+    # Every model adds the same noise: the residuals carry no model trace.
+    assert result["trace_accuracy"] <= 0.6
+
+
+def test_camera_traces_are_measured_not_flagged(tmp_path: Path) -> None:
+    """Models that differ only in their noise (a camera trace): the residual classifier
+    separates them, the colour classifier cannot, and nothing is flagged as a shortcut."""
+    noise = {"Halden_H20": 1, "Kairo_K1": 4, "Vexa_V8": 12}
+    result = _audit(_dresden_tree(tmp_path / "data", noise=noise), tmp_path / "out")
+    assert result["trace_accuracy"] >= 0.9
+    assert result["accuracy"]["colour statistics"] < 0.9 and result["flags"] == []
+    assert "camera-trace classifier" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_planted_image_size_is_flagged(tmp_path: Path) -> None:
