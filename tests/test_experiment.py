@@ -114,7 +114,8 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
     # audit: true checks the data first; tiny's models differ in JPEG quality and subsampling
     audit = json.loads((run_dir / "audit" / "audit.json").read_text())
     assert metrics["audit"]["flags"] == audit["flags"] and audit["tables_identify"] == 3
-    assert "Data audit" in (run_dir / "report.html").read_text()
+    assert "Data audit" in (report := (run_dir / "report.html").read_text())
+    assert "Camera traces alone" in report
 
 
 def test_an_edited_config_retrains_its_cached_detector(tmp_path, one_thread) -> None:

@@ -325,6 +325,10 @@ def add_audit_section(report: Report, result: dict, where: str) -> None:
     report.heading("Data audit")
     for text in result["flags"] or ["No shortcut flagged."]:
         report.paragraph(text)
+    report.paragraph(
+        f"Camera traces alone (linear classifier on residual co-occurrences, {result['split']}): "
+        f"{percent(result['trace_accuracy'])}"
+    )
     report.paragraph(f"Per-model traces and metadata: {where}")
 
 
