@@ -29,8 +29,10 @@ from camtrace.attacks.generative import (
 from camtrace.attacks.generative.checkpoint import weights_digest
 from camtrace.attacks.generative.spoc import (
     ResidualLayer,
+    anchor,
     discriminator_loss,
     distance_loss,
+    l1_distance,
     triplet_loss,
 )
 from camtrace.data.simcam import load_preset
@@ -100,16 +102,33 @@ def test_triplet_loss_on_a_toy_batch() -> None:
     assert triplet_loss(torch.tensor([[0.0], [0.1], [9.0]]), labels, 1.0).item() == 0
 
 
+def test_embedding_distance_is_the_mean_absolute_difference_per_dimension() -> None:
+    """|1 - 0| + |-2 - 0| + |0.5 - 0.5| + |0 - 4| = 7 over 4 dimensions: 1.75, per row and
+    broadcast over pairs; the anchor's spread d_ref is the same per-dimension mean."""
+    a, b = torch.tensor([[1.0, -2.0, 0.5, 0.0]]), torch.tensor([0.0, 0.0, 0.5, 4.0])
+    assert l1_distance(a, b).tolist() == [1.75]
+    assert l1_distance(torch.stack([a[0], b])[:, None], torch.stack([a[0], b])[None]).tolist() == [
+        [0.0, 1.75],
+        [1.75, 0.0],
+    ]
+    e_m, d_ref = anchor(torch.stack([a[0], b]))  # e_M halfway: each row 1.75 / 2 from it
+    assert e_m.tolist() == [0.5, -1.0, 0.5, 2.0] and d_ref.item() == 0.875
+
+
 def test_distance_loss_is_a_hinge_at_d_ref_minus_the_margin() -> None:
+    """L_DST's hinge on the per-dimension distance: d = 0.5 / 4 sits inside d_ref - m = 0.99,
+    d = 8 / 4 = 2 outside (a sum over the 4 dimensions would put both outside)."""
     e_m, d_ref = torch.zeros(4), torch.tensor(1.0)
-    inside = torch.tensor([[0.25, -0.25, 0.0, 0.0]], requires_grad=True)  # d = 0.5
-    outside = torch.tensor([[1.0, 0.0, -1.0, 0.0]], requires_grad=True)  # d = 2
+    inside = torch.tensor([[0.25, -0.25, 0.0, 0.0]], requires_grad=True)  # d = 0.125
+    outside = torch.tensor([[2.0, 2.0, -2.0, 2.0]], requires_grad=True)  # d = 2
     loss = distance_loss(torch.cat([inside, outside]), e_m, d_ref)
     assert loss.item() == pytest.approx((2 - 1 + 0.01) / 2)
     loss.backward()
     assert (inside.grad == 0).all() and outside.grad.abs().sum() > 0
-    at_margin = torch.tensor([[0.99, 0.0, 0.0, 0.0]])  # d = d_ref - m: the hinge's corner
+    at_margin = torch.full((1, 4), 0.99)  # d = d_ref - m: the hinge's corner
     assert distance_loss(at_margin, e_m, d_ref).item() == pytest.approx(0, abs=1e-6)
+    beyond = torch.tensor([[3.96, 0.0, 0.0, 0.0]])  # sum 3.96, mean 0.99: inside as well
+    assert distance_loss(beyond, e_m, d_ref).item() == pytest.approx(0, abs=1e-6)
 
 
 def test_discriminator_loss_weights_real_against_both_synthetic_kinds() -> None:
@@ -171,14 +190,17 @@ def test_training_logs_every_loss_and_writes_a_spoc_card(trained, embedder, data
 
 
 def test_generator_steps_lower_the_generator_loss(embedder, data) -> None:
-    """Five updates on one batch lower L_G on that batch (L_REC dominates: the tanh output
-    starts several grey levels from the input)."""
+    """Five updates on one batch lower L_G on that batch but for lambda_A L_ADV, which
+    rises as D, updated on the same batch, learns it (L_REC falls fastest: the tanh
+    output starts several grey levels from the input)."""
     real, synthetic, val = (torch.from_numpy(a).permute(0, 3, 1, 2) for a in data)
+    config = quick()
     run = spoc_training._SpoCRun(
-        quick(), real, synthetic, val, load_embedder(embedder), {"target": TARGET}
+        config, real, synthetic, val, load_embedder(embedder), {"target": TARGET}
     )
     x, z = synthetic[:2].float(), real[:2].float()
-    losses = [run.step(x, z)["generator"] for _ in range(5)]
+    logs = [run.step(x, z) for _ in range(5)]
+    losses = [log["generator"] - config.lambda_a * log["adv"] for log in logs]
     assert losses[-1] < losses[0]
 
 
