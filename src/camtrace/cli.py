@@ -222,7 +222,7 @@ def audit(
 ) -> None:
     """Check a dataset for shortcuts (metadata, JPEG tables, colour) before trusting it."""
     from camtrace.workflows.audit import audit as run_audit
-    from camtrace.workflows.report import percent
+    from camtrace.workflows.audit import trace_sentence
 
     result = run_audit(data, out, layout=layout, scenes_csv=scenes_csv, progress=progress)
     for skip in result["skipped"]:
@@ -234,10 +234,7 @@ def audit(
     )
     for flag in result["flags"] or ["no shortcut flagged"]:
         console.print(f"- {flag}", highlight=False, soft_wrap=True)
-    console.print(
-        f"camera traces alone (linear classifier on residual co-occurrences, {result['split']}):"
-        f" {percent(result['trace_accuracy'])}"
-    )
+    console.print(trace_sentence(result), highlight=False, soft_wrap=True)
     console.print(f"report: {out / 'report.html'}")
 
 

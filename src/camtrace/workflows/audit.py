@@ -314,6 +314,14 @@ def _report(result: dict) -> Report:
     return report
 
 
+def trace_sentence(result: dict) -> str:
+    """The camera-trace classifier's accuracy in one line (the CLI's and a run report's)."""
+    return (
+        f"Camera traces alone (linear classifier on residual co-occurrences, {result['split']}): "
+        f"{percent(result['trace_accuracy'])}"
+    )
+
+
 def audit_summary(result: dict, where: str) -> dict:
     """The part of an audit a run's metrics.json keeps, with the path of the full audit."""
     keys = ("images", "tables_identify", "split", "accuracy", "trace_accuracy", "flags")
@@ -325,10 +333,7 @@ def add_audit_section(report: Report, result: dict, where: str) -> None:
     report.heading("Data audit")
     for text in result["flags"] or ["No shortcut flagged."]:
         report.paragraph(text)
-    report.paragraph(
-        f"Camera traces alone (linear classifier on residual co-occurrences, {result['split']}): "
-        f"{percent(result['trace_accuracy'])}"
-    )
+    report.paragraph(trace_sentence(result))
     report.paragraph(f"Per-model traces and metadata: {where}")
 
 
