@@ -249,3 +249,42 @@ def test_quickstart_preset_names_the_run_and_the_data(
         ("quickstart", "default"),
     ]
     assert all(c["workdir"] == str(tmp_path) for c in seen)
+
+
+def test_marra2017_fits_svms_only_identifies_and_refuses_gradient_attacks(
+    pipeline: dict[str, Path], tmp_path: Path
+) -> None:
+    """Bondi Fig. 3's hand-crafted baseline through the same commands as the CNN."""
+    out = pipeline["root"] / "marra"
+    printed = ok("train", pipeline["store"], "--arch", "marra2017", "--out", out, "--quiet")
+    assert "hand-crafted features, SVMs fitted" in printed
+    ckpt = out / "detector.safetensors"
+    card = json.loads(ok("info", ckpt))
+    assert card["arch"] == "marra2017" and card["svm_only"] is True and card["svm"] is True
+    image = min((pipeline["data"] / "images").glob("*.JPG"))
+    found = json.loads(ok("identify", image, "--detector", ckpt, "--json"))[0]
+    assert found["model"] in card["classes"] and found["patches"] == 12
+    target = next(m for m in card["classes"] if m != found["model"])
+    cases = [
+        (
+            ("attack", image, "--detector", ckpt, "--target", target, "--out", tmp_path / "a.png"),
+            "square",
+        ),
+        (
+            (
+                "train",
+                pipeline["store"],
+                "--arch",
+                "marra2017",
+                "--no-svm",
+                "--out",
+                tmp_path / "n",
+            ),
+            "SVMs only",
+        ),
+    ]
+    for args, named in cases:
+        result = cli(*args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and named in lines[0], result.stderr
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "n").exists()

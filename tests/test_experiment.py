@@ -91,6 +91,7 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
         "patches": {"protocol": "bondi", "count": 4},
         "train": {"epochs": 1},
         "svm": {"enabled": False},
+        "detectors": ["bondi2017", {"arch": "marra2017", "svm": {"enabled": True}}],
         "evaluate": {"voting_ks": [1, 4]},
         "audit": True,
     }
@@ -107,6 +108,13 @@ def test_two_splits_report_mean_and_spread(tmp_path, one_thread) -> None:
         assert s["min"] <= s["mean"] <= s["max"]
         assert s["mean"] == pytest.approx(sum(s["values"]) / 2)
         assert s["std"] == pytest.approx(abs(s["values"][0] - s["values"][1]) / 2**0.5)
+    # Marra 2017's SPAM baseline beside the CNN: SVMs only, its own checkpoint
+    marra = metrics["detectors"]["marra2017"]
+    assert marra["identification"]["primary"] == "svm" and "cnn" not in marra["identification"]
+    assert marra["best_epoch"] == 0 and marra["svm"]["C"] > 0
+    assert set(metrics["splits"]["detectors"]) == {"bondi2017", "marra2017"}
+    assert (run_dir / "detector.safetensors").is_file()
+    assert (run_dir / "marra2017.safetensors").is_file()
     manifests = [(run_dir / "manifest.csv"), (run_dir / "split-1" / "manifest.csv")]
     assert all(m.is_file() for m in manifests)
     assert manifests[0].read_text() != manifests[1].read_text()  # another split

@@ -28,6 +28,7 @@ def test_every_spec_names_its_class_and_a_real_protocol() -> None:
         "bondi2017",
         "densenet40",
         "inceptionv3",
+        "marra2017",
         "mislnet",
         "spec",
         "tuama2016",
@@ -37,7 +38,8 @@ def test_every_spec_names_its_class_and_a_real_protocol() -> None:
     for arch in architectures():
         spec = model_spec(arch)
         assert spec.name == arch and spec.protocol in PROTOCOLS
-    assert [a for a in architectures() if model_spec(a).svm] == ["bondi2017"]
+    assert [a for a in architectures() if model_spec(a).svm] == ["bondi2017", "marra2017"]
+    assert [a for a in architectures() if model_spec(a).handcrafted] == ["marra2017"]
 
 
 @pytest.mark.parametrize("arch", ["bondi2017", "densenet40", "mislnet", "tuama2016"])

@@ -39,6 +39,7 @@ PARAMS = {
     ("inceptionv3", 96): 21_806_058,
     ("yang2018", 64): 395_674,  # the same at any patch size (global average pooling)
     ("spec", 64): 193_178,  # the same at any patch size; fc 64*4*4 * 128 + 128 is 131,200
+    ("marra2017", 64): 0,  # hand-crafted SPAM features; its SVMs are fitted buffers
 }
 EMBED_DIM = {
     "tuama2016": 4096,

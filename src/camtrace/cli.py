@@ -404,9 +404,13 @@ def train(
         progress=progress,
         objective=objective,
     )
+    fitted = (
+        f"hand-crafted features, SVMs fitted (C = {trained.svm['C']})"
+        if trained.detector.spec.handcrafted and trained.svm
+        else f"best epoch {trained.result.best_epoch} (val loss {trained.result.best_val_loss:.4f})"
+    )
     console.print(
-        f"best epoch {trained.result.best_epoch} (val loss {trained.result.best_val_loss:.4f}), "
-        f"{trained.result.patches_per_second:.0f} patches/s -> {trained.checkpoint}"
+        f"{fitted}, {trained.result.patches_per_second:.0f} patches/s -> {trained.checkpoint}"
     )
 
 

@@ -149,11 +149,14 @@ class Attack:
     as keywords (``jpeg=90, batch_size=64``); a subclass's constructor lists only its paper
     parameters and passes ``**options`` on. Subclasses implement :meth:`run` (the attack
     proper, on float pixels of one batch) and may override :meth:`aim` (which class to push
-    toward); ``inapplicable`` names the options that mean nothing for them, and why.
+    toward); ``inapplicable`` names the options that mean nothing for them, and why;
+    ``needs_gradient`` says whether they differentiate the detector (a hand-crafted one,
+    Marra 2017's, has no gradient and is refused).
     """
 
     name: ClassVar[str] = ""
     inapplicable: ClassVar[dict[str, str]] = {}
+    needs_gradient: ClassVar[bool] = True
 
     def __init__(self, options: AttackOptions | None = None, **option_kw: Any) -> None:
         self.options = configure(self.name, options, option_kw, self.inapplicable)
@@ -173,6 +176,8 @@ class Attack:
         ``labels``: true labels for untargeted attacks; default the detector's own prediction.
         """
         x, back = _as_nchw(images, self.name)
+        if self.needs_gradient:
+            _require_gradient(detector, self.name)
         device, dtype = _device_of(detector), _dtype_of(detector)
         n = len(x)
         require(n > 0, f"{self.name}: got an empty batch of images")
@@ -565,6 +570,18 @@ def _check_classes(value: torch.Tensor | None, num_classes: int, what: str) -> N
     if bad is not None and bad.numel():
         raise CamtraceError(
             f"{what}: class index {bad[0].item()} outside 0-{num_classes - 1} of this detector"
+        )
+
+
+def _require_gradient(detector: nn.Module, name: str) -> None:
+    """Refuse a detector (or an ensemble or wrapper holding one) whose features have no
+    gradient (``ModelSpec.handcrafted``: Marra 2017's SPAM histograms)."""
+    for m in detector.modules():
+        spec = getattr(m, "spec", None)
+        require(
+            spec is None or not getattr(spec, "handcrafted", False),
+            f"{name}: {getattr(spec, 'name', '')}'s hand-crafted features have no gradient; "
+            "attack it with square (score-based) or a generator, or craft on a CNN and transfer",
         )
 
 

@@ -37,6 +37,7 @@ class Square(Attack):
     squares cover (the paper's default for Linf: 0.05)."""
 
     name = "square"
+    needs_gradient = False
     inapplicable = {
         "quantize": "its iterates are on the 8-bit grid by construction",
         "through_jpeg": "it takes no gradient",

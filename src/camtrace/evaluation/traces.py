@@ -6,8 +6,9 @@
   interpolated green quincunx lattice than on the sampled one.
 - :func:`noise_sigma`: Immerkaer 1996, "Fast noise variance estimation", on 8-bit luma.
 - :func:`jpeg_quality_estimate`: the IJG quality whose scaled Annex K luma table is closest.
-- :func:`residual_cooccurrence`: SPAM-style features (Pevny, Bas & Fridrich 2010), the
-  statistics of the high-pass residual a camera's processing leaves, blind to scene colour.
+- :func:`residual_cooccurrence`: SPAM-style features (Pevny, Bas & Fridrich 2010; those of
+  :mod:`camtrace.models.marra2017`), the statistics of the high-pass residual a camera's
+  processing leaves, blind to scene colour.
 
 All take uint8 pixels (H, W, 3), as every image crossing a module boundary.
 """
@@ -22,6 +23,7 @@ from scipy.ndimage import convolve
 
 from camtrace.data.codec import ijg_tables
 from camtrace.errors import CamtraceError
+from camtrace.models.marra2017 import spam_features
 
 # 4-neighbour Laplacian: the high-pass whose residual is ~0 where a sample is interpolated.
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float64)
@@ -29,7 +31,6 @@ LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float64)
 # second order.
 IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
 BT601 = np.array([0.299, 0.587, 0.114])
-SPAM_T = 2  # residuals truncated to [-T, T]: small residuals carry the trace, edges the scene
 
 
 class CfaTrace(NamedTuple):
@@ -91,33 +92,9 @@ def jpeg_quality_estimate(luma_table: tuple[int, ...] | list[int]) -> int:
     return min(distance, key=lambda q: (distance[q], -q))
 
 
-def _pair_histogram(residual: np.ndarray, axis: int) -> np.ndarray:
-    """Normalised co-occurrence of truncated residuals at neighbouring pixels along ``axis``
-    (SPAM's first-order Markov transition counts, Pevny et al. 2010, Sec. 3)."""
-    n = 2 * SPAM_T + 1
-    q = np.clip(np.rint(residual), -SPAM_T, SPAM_T).astype(np.int64) + SPAM_T
-    first = np.take(q, np.arange(q.shape[axis] - 1), axis=axis)
-    second = np.take(q, np.arange(1, q.shape[axis]), axis=axis)
-    counts = np.bincount((first * n + second).ravel(), minlength=n * n)
-    return counts / max(counts.sum(), 1)
-
-
 def residual_cooccurrence(rgb: np.ndarray) -> np.ndarray:
-    """SPAM-style residual features of one photo: for each of R, G, B, G-R and G-B and each
-    direction, the co-occurrence of neighbouring first-order (x[i+1] - x[i]) and, on R, G, B,
-    second-order (x[i-1] - 2 x[i] + x[i+1]) residuals truncated to [-2, 2]; 400 values.
-
-    No maintained Python library computes SPAM features, hence by hand. Demosaicing,
-    sharpening, denoising, noise and JPEG shape these histograms; scene content mostly falls
-    outside the truncation, so a linear classifier on them measures how far the camera
-    traces alone separate the models."""
+    """The 400 SPAM-style residual co-occurrences of one photo (:func:`spam_features`, the
+    features of Marra 2017's detector): a linear classifier on them measures how far the
+    camera traces alone separate the models."""
     _check_rgb(rgb, "residual_cooccurrence")
-    x = rgb.astype(np.float64)
-    planes = [x[..., 0], x[..., 1], x[..., 2], x[..., 1] - x[..., 0], x[..., 1] - x[..., 2]]
-    features = []
-    for axis in (0, 1):
-        for k, plane in enumerate(planes):
-            features.append(_pair_histogram(np.diff(plane, axis=axis), axis))
-            if k < 3:
-                features.append(_pair_histogram(np.diff(plane, n=2, axis=axis), axis))
-    return np.concatenate(features)
+    return spam_features(rgb[None])[0]

@@ -3,6 +3,7 @@
 from camtrace.models import (
     bondi2017,  # noqa: F401  (registers the architecture)
     densenet40,  # noqa: F401  (registers the architecture)
+    marra2017,  # noqa: F401  (registers the architecture)
     mislnet,  # noqa: F401  (registers the architecture)
     timm_detectors,  # noqa: F401  (registers xception, inceptionv3)
     tuama2016,  # noqa: F401  (registers the architecture)

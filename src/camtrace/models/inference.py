@@ -60,7 +60,7 @@ def batched(
 ) -> np.ndarray:
     """``fn`` of uint8 patches (N, H, W, 3), batch by batch, as float pixels (N, 3, H, W) on
     the detector's device and dtype, in eval mode: the one batched scorer every caller uses."""
-    param = next(detector.parameters())
+    param = next(iter([*detector.parameters(), *detector.buffers()]))  # marra2017: no parameters
     data = patches if torch.is_tensor(patches) else torch.from_numpy(np.ascontiguousarray(patches))
     out = []
     with eval_mode(detector):

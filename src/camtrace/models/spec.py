@@ -24,7 +24,9 @@ class ModelSpec:
     features; ``mixed_precision``: bf16 autocast training reaches the fp32 single-patch
     accuracy within 2 points, both on ``benchmarks/mixed_precision.py``'s small task and on
     the built-in config that trains the architecture (``precision: auto`` keeps fp32
-    otherwise; an architecture not checked yet says False).
+    otherwise; an architecture not checked yet says False); ``handcrafted``: its features
+    are a fixed formula, not a network (Marra 2017's SPAM): training fits only the SVMs, and
+    without a gradient the gradient attacks refuse it.
     """
 
     name: str
@@ -34,6 +36,7 @@ class ModelSpec:
     protocol: str
     svm: bool = False
     mixed_precision: bool = True
+    handcrafted: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

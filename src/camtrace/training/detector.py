@@ -3,12 +3,15 @@
 ``train_detector`` is the ``camtrace train`` command: fit the input preprocessing on the
 training patches, run the shared training loop, and for architectures whose paper
 classifies with SVMs, fit the one-vs-one battery on the frozen features with C chosen on
-validation. The result is one checkpoint file with its card.
+validation; a hand-crafted detector (Marra 2017) gets the SVMs only. The result is one
+checkpoint file with its card.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +97,12 @@ def train_detector(
     torch.manual_seed(config.seed)
     detector = build(arch, classes, patch_size=store.patch_size)
     train_set, val_set = patch_set(store, detector, "train"), patch_set(store, detector, "val")
-    detector.fit_preprocessing(train_set.patches)
     card = store_card(store)
+    if detector.spec.handcrafted:
+        if svm is False:
+            raise CamtraceError(f"{arch} classifies with its SVMs only; drop --no-svm / svm: false")
+        return fit_handcrafted(detector, store, train_set, out_dir, config, card, Cs)
+    detector.fit_preprocessing(train_set.patches)
     result = train(
         detector,
         train_set,
@@ -112,6 +119,35 @@ def train_detector(
     if svm if svm is not None else detector.spec.svm:
         svm_info = attach_svm(detector, store, Cs=Cs, seed=config.seed)
     path = save_detector(detector, out_dir / DETECTOR_FILE, svm_fit=svm_info)
+    return TrainedDetector(load_detector(path), path, result, svm_info)
+
+
+def fit_handcrafted(
+    detector: Detector,
+    store: PatchStore,
+    train_set: PatchSet,
+    out_dir: Path,
+    config: TrainConfig,
+    card: dict[str, Any],
+    Cs: tuple[float, ...] = DEFAULT_CS,
+) -> TrainedDetector:
+    """A detector whose features are a fixed formula (Marra 2017): nothing to train by
+    gradient, so its preprocessing and the SVM battery are the model."""
+    start = time.perf_counter()
+    detector.fit_preprocessing(train_set.patches)
+    svm_info = attach_svm(detector, store, Cs=Cs, seed=config.seed)
+    seconds = time.perf_counter() - start
+    training = {"fitted": "SVMs only (hand-crafted features)", "precision": "fp32"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save_detector(
+        detector,
+        out_dir / DETECTOR_FILE,
+        **card,
+        training={**training, "seed": config.seed},
+        svm_only=True,
+        svm_fit=svm_info,
+    )
+    result = TrainResult(0, math.nan, [], path, len(train_set.patches) / max(seconds, 1e-9))
     return TrainedDetector(load_detector(path), path, result, svm_info)
 
 

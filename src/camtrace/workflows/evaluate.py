@@ -70,7 +70,7 @@ def add_identification_report(
 ) -> None:
     """Tables and figures of :func:`evaluate_identifier`'s result."""
     heads = [h for h in ("svm", "cnn") if h in metrics]
-    names = {"svm": "CNN features + linear OvO SVMs (Bondi)", "cnn": "CNN soft-max"}
+    names = {"svm": "features + linear OvO SVMs (Bondi)", "cnn": "CNN soft-max"}
     report.heading(f"Identification {label}".strip())
     report.paragraph(
         f"{metrics['images']} images, {metrics['patches']} patches of the '{metrics['split']}' "

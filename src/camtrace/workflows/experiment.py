@@ -277,7 +277,7 @@ def identify_on_split(
         except StaleTrainingState as stale:  # the config changed since the cached training
             clock.log(f"{stale}: training {name} afresh")
             trained = train_detector(**train_args, resume=False)
-        path = run_dir / ("detector.safetensors" if len(specs) == 1 else f"{name}.safetensors")
+        path = run_dir / ("detector.safetensors" if spec is specs[0] else f"{name}.safetensors")
         write_bytes_copy(trained.checkpoint, path)
         clock.lap(f"{stage}train {name}")
         result = evaluate_identifier(
@@ -350,7 +350,8 @@ def run_experiment(
     """Run an identification experiment (one detector or a zoo); returns its metrics.
 
     Writes ``runs/<name>/{metrics.json, report.html, config.yaml}`` and the checkpoints
-    (``detector.safetensors`` for one detector, ``<arch>.safetensors`` for a zoo). With
+    (``detector.safetensors`` for the first detector, ``<name>.safetensors`` for the others
+    of a zoo). With
     ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
     spread; the attacks and the per-detector details are those of the first split, and so

@@ -36,6 +36,7 @@ class GenerativeAttack(Attack):
     keeps its card; a bare one needs ``target`` at every call). ``patch_size``: the tile side
     (default: the card's training patch; None on a bare module: the whole image at once)."""
 
+    needs_gradient = False
     inapplicable = {
         "early_stop": "one forward pass of the generator has nothing to stop",
         "through_jpeg": "the generator takes no gradient at attack time",
