@@ -30,6 +30,7 @@ def test_zoo_detectors_use_their_native_patches() -> None:
     specs = {s.arch: s.protocol.name for s in detector_specs(parse_config(load_config("zoo")))}
     assert specs == {
         "bondi2017": "bondi",
+        "marra2017": "bondi",
         "densenet40": "guera",
         "mislnet": "gan",
         "tuama2016": "gan",

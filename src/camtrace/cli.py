@@ -41,8 +41,8 @@ def quickstart(
     ] = "default",
     progress: Progress = True,
 ) -> None:
-    """Simulate SimCam, extract patches, train Bondi2017 + SVMs, identify held-out images,
-    report."""
+    """Simulate SimCam, extract patches, train Bondi2017 + SVMs and Marra2017's SPAM SVMs
+    (Bondi's baseline), identify held-out images, report."""
     from camtrace.workflows.experiment import load_config, run_experiment
 
     config = load_config("quickstart")
