@@ -178,3 +178,18 @@ def test_rerun_keeps_generators_and_train_attack_adds_missing_ones(
     assert "Kairo_DX-50: trained" in result.output and "Halden_H20: finished, kept" in result.output
     assert (run_dir / "generators" / "mislgan-Kairo_DX-50" / "generator.safetensors").is_file()
     assert done.stat().st_mtime_ns == stamp
+
+
+def test_an_edited_generators_section_retrains_its_generator(
+    tiny_run: tuple[dict, Path, Path],
+) -> None:
+    """A generator folder trained with other settings is trained afresh, as a stale
+    detector is, not refused (runs after the tests that keep Halden_H20's generator)."""
+    _, root, run_dir = tiny_run
+    config = tiny_config(root, ["Halden_H20"])
+    config["generators"]["iterations"] = 3
+    lines: list[str] = []
+    metrics = run_experiment(config, runs_dir=root / "runs", progress=False, log=lines.append)
+    assert any("another config" in line and "training afresh" in line for line in lines), lines
+    assert any("Halden_H20: trained afresh" in line for line in lines)
+    assert metrics["generators"]["targets"]["Halden_H20"]["iterations"] == 3

@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 
 from camtrace.attacks import Jpeg, make_attack, recompress
-from camtrace.attacks.generative import GenerativeAttack, GeneratorConfig, train_generator
+from camtrace.attacks.generative import (
+    GenerativeAttack,
+    GeneratorConfig,
+    StaleGeneratorRun,
+    train_generator,
+)
 from camtrace.attacks.generative.training import GENERATOR_FILE, LOG_FILE, STATE_FILE
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
@@ -190,11 +195,34 @@ def train_generators(
             if (out / STATE_FILE).is_file()
             else "trained"
         )
-        paths[target] = train_generator(
-            s.method, models, train, val, target, plan.training(progress), out, resume=True
+        paths[target], retrained = train_or_retrain(
+            train_generator,
+            s.method,
+            models,
+            train,
+            val,
+            target,
+            plan.training(progress),
+            out,
+            log=log,
         )
+        state = "trained afresh" if retrained else state
         log(f"generator {s.method} -> {target}: {state}, {paths[target]}")
     return paths
+
+
+def train_or_retrain(
+    train: Callable[..., Path], *args: Any, log: Callable[[str], None]
+) -> tuple[Path, bool]:
+    """``train(*args)`` (:func:`train_generator` or :func:`train_spoc`), resuming or keeping
+    what its folder holds; a folder trained with other settings, data or detectors (the
+    config changed since) is trained afresh, as a stale detector is. The checkpoint path and
+    whether it was retrained."""
+    try:
+        return train(*args, resume=True), False
+    except StaleGeneratorRun as stale:
+        log(f"{stale}: training afresh")
+        return train(*args, resume=False), True
 
 
 @dataclass

@@ -52,7 +52,7 @@ from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.ensemble import LogitEnsemble
 from camtrace.workflows.attack_run import CameraJpeg
-from camtrace.workflows.generator_run import Example, read_log
+from camtrace.workflows.generator_run import Example, read_log, train_or_retrain
 from camtrace.workflows.spoc_inputs import Inputs
 from camtrace.workflows.spoc_plan import (
     ABLATIONS,
@@ -111,7 +111,8 @@ def train_spoc_all(
             for target in plan.targets:
                 s = sets(target)
                 out = plan.folder(run_dir, kind, variant, "none", target)
-                paths.setdefault(kind, {}).setdefault(variant, {})[target] = train_spoc(
+                paths.setdefault(kind, {}).setdefault(variant, {})[target], _ = train_or_retrain(
+                    train_spoc,
                     real[target],
                     s.train,
                     s.val,
@@ -119,6 +120,7 @@ def train_spoc_all(
                     target,
                     config,
                     out,
+                    log=log,
                 )
                 log(f"spoc {kind}: {variant} -> {target}: {out}")
     return paths
@@ -273,7 +275,8 @@ def evaluate_spoc(
             t, judge = classes.index(target), _Judge(dets, camera, target)
             crafter.judge = judge
             x = sets(target)
-            for (block, method), cell in _baselines(plan, crafter, x, target, t, run_dir, kind):
+            baselines = _baselines(plan, crafter, x, target, t, run_dir, kind, log)
+            for (block, method), cell in baselines:
                 per_row.setdefault((block, method), []).append(cell)
             for variant, paths in spoc_paths[kind].items():
                 attack = make_attack("spoc", generator=paths[target], batch_size=s.batch_size)
@@ -353,6 +356,7 @@ def _baselines(
     t: int,
     run_dir: Path,
     kind: str,
+    log: Callable[[str], None],
 ) -> list[tuple[tuple[str, str], dict[str, Any]]]:
     """Every baseline of Table 4 toward ``target``: (block, method) and its judged cell."""
     s, out = plan.section, []
@@ -370,7 +374,8 @@ def _baselines(
             cells = []
             for name, model, judges in models:
                 members = list(getattr(model, "members", [model]))
-                path = train_generator(
+                path, _ = train_or_retrain(
+                    train_generator,
                     method,
                     members,
                     x.train,
@@ -378,6 +383,7 @@ def _baselines(
                     target,
                     _generator_config(plan, method),
                     plan.folder(run_dir, kind, method, name, target),
+                    log=log,
                 )
                 attack = make_attack(method, generator=path, batch_size=s.batch_size)
                 adv = np.asarray(attack(model, x.test)[0])

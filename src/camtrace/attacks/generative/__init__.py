@@ -27,9 +27,14 @@ from camtrace.attacks.generative.mislgan import Discriminator, MISLGANGenerator,
 from camtrace.attacks.generative.spoc import Embedder, SpoCDiscriminator, SpoCGenerator
 from camtrace.attacks.generative.spoc_embedder import EmbedderConfig, load_embedder, train_embedder
 from camtrace.attacks.generative.spoc_training import SpoCConfig, train_spoc
-from camtrace.attacks.generative.training import GeneratorConfig, train_generator
+from camtrace.attacks.generative.training import (
+    GeneratorConfig,
+    StaleGeneratorRun,
+    train_generator,
+)
 
 __all__ = [
+    "StaleGeneratorRun",
     "METHODS",
     "AdvCamIdAttack",
     "Discriminator",

@@ -393,12 +393,18 @@ def as_patches(array: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).contiguous()
 
 
+class StaleGeneratorRun(CamtraceError):
+    """A generator folder holding a training of other settings, data or detectors than the
+    ones asked for now."""
+
+
 def same_run(saved: dict[str, Any], wanted: dict[str, Any], out: Path) -> None:
-    """One-line error when ``out`` holds a training of something else."""
+    """One-line error (:class:`StaleGeneratorRun`) when ``out`` holds a training of
+    something else."""
     keys = ("method", "target", "classes", "patch_size", "detectors", "embedder", "data", "config")
     differ = [k for k in keys if saved.get(k) != wanted.get(k)]
     if differ:
-        raise CamtraceError(
+        raise StaleGeneratorRun(
             f"{out}: holds a {saved.get('method')} generator training with another "
             f"{', '.join(differ)}; use another out_dir or resume=False"
         )
