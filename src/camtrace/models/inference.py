@@ -7,6 +7,7 @@ can also be labelled, which draws the attribution map that exposes splicing (Bon
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ def batched(
 ) -> np.ndarray:
     """``fn`` of uint8 patches (N, H, W, 3), batch by batch, as float pixels (N, 3, H, W) on
     the detector's device and dtype, in eval mode: the one batched scorer every caller uses."""
-    param = next(iter([*detector.parameters(), *detector.buffers()]))  # marra2017: no parameters
+    param = next(itertools.chain(detector.parameters(), detector.buffers()))  # marra2017: none
     data = patches if torch.is_tensor(patches) else torch.from_numpy(np.ascontiguousarray(patches))
     out = []
     with eval_mode(detector):

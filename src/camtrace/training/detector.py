@@ -137,13 +137,17 @@ def fit_handcrafted(
     detector.fit_preprocessing(train_set.patches)
     svm_info = attach_svm(detector, store, Cs=Cs, seed=config.seed)
     seconds = time.perf_counter() - start
-    training = {"fitted": "SVMs only (hand-crafted features)", "precision": "fp32"}
+    training = {
+        "fitted": "SVMs only (hand-crafted features)",
+        "precision": "fp32",
+        "seed": config.seed,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_detector(
         detector,
         out_dir / DETECTOR_FILE,
         **card,
-        training={**training, "seed": config.seed},
+        training=training,
         svm_only=True,
         svm_fit=svm_info,
     )

@@ -351,8 +351,7 @@ def run_experiment(
 
     Writes ``runs/<name>/{metrics.json, report.html, config.yaml}`` and the checkpoints
     (``detector.safetensors`` for the first detector, ``<name>.safetensors`` for the others
-    of a zoo). With
-    ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
+    of a zoo). With ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
     the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
     spread; the attacks and the per-detector details are those of the first split, and so
     are the generators of a ``generators`` section (``runs/<name>/generators/``, measured in

@@ -34,7 +34,6 @@ from camtrace.attacks.generative.training import (
 )
 
 __all__ = [
-    "StaleGeneratorRun",
     "METHODS",
     "AdvCamIdAttack",
     "Discriminator",
@@ -50,6 +49,7 @@ __all__ = [
     "SpoCConfig",
     "SpoCDiscriminator",
     "SpoCGenerator",
+    "StaleGeneratorRun",
     "SyntheticCFA",
     "load_embedder",
     "load_generator",
