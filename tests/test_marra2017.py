@@ -11,6 +11,7 @@ import torch
 from scipy.ndimage import uniform_filter
 
 from camtrace.attacks import PGD, Square
+from camtrace.attacks.generative import train_generator
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.traces import residual_cooccurrence
 from camtrace.models import build, load_detector, save_detector
@@ -84,6 +85,8 @@ def test_checkpoint_round_trip_and_attacks(tmp_path: Path) -> None:
     images = x.to(torch.uint8)
     with pytest.raises(CamtraceError, match="no gradient; attack it with square"):
         PGD(eps=4, alpha=1, steps=2)(back, images, target=0)
+    with pytest.raises(CamtraceError, match="mislgan training: .*no gradient"):
+        train_generator("mislgan", back, shoot(4, 6, False), shoot(2, 7, False), 0, None, tmp_path)
     adv, info = Square(eps=8, queries=20, seed=0)(back, images, target=0)
     assert adv.dtype == torch.uint8 and (adv.int() - images.int()).abs().max() <= 8
     assert info.success.shape == (8,)

@@ -177,7 +177,7 @@ class Attack:
         """
         x, back = _as_nchw(images, self.name)
         if self.needs_gradient:
-            _require_gradient(detector, self.name)
+            require_gradient(detector, self.name)
         device, dtype = _device_of(detector), _dtype_of(detector)
         n = len(x)
         require(n > 0, f"{self.name}: got an empty batch of images")
@@ -573,7 +573,7 @@ def _check_classes(value: torch.Tensor | None, num_classes: int, what: str) -> N
         )
 
 
-def _require_gradient(detector: nn.Module, name: str) -> None:
+def require_gradient(detector: nn.Module, name: str) -> None:
     """Refuse a detector (or an ensemble or wrapper holding one) whose features have no
     gradient (``ModelSpec.handcrafted``: Marra 2017's SPAM histograms)."""
     for m in detector.modules():

@@ -11,8 +11,8 @@ parameter or a bad value fails before any training. The runner
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from camtrace.attacks import Attack, Jpeg, as_pixel_eps, make_attack
@@ -137,7 +137,13 @@ def _jpeg_item(item: Any, path: str) -> JpegChoice:
     return JpegChoice.of(item)
 
 
-def _run(raw: AttackRunConfig, sizes: Mapping[str, int], path: str, transfer: bool) -> RunSpec:
+def _run(
+    raw: AttackRunConfig,
+    sizes: Mapping[str, int],
+    path: str,
+    transfer: bool,
+    gradient_free: Collection[str] = (),
+) -> RunSpec:
     if raw.method == "llcm" and raw.targets is not None:
         _fail(
             f"{path}.targets", "llcm picks the least-likely class itself; drop targets or use fgsm"
@@ -163,9 +169,32 @@ def _run(raw: AttackRunConfig, sizes: Mapping[str, int], path: str, transfer: bo
     spec = RunSpec(raw.method, eps, raw.targets, dict(raw.params), jpeg, raw.patches, raw.detectors)
     for e in spec.eps or (None,):
         try:  # unknown parameters or bad values fail before training
-            spec.build(e, None, stand_in_camera, 1)
+            attack = spec.build(e, None, stand_in_camera, 1)
         except CamtraceError as err:
             _fail(path, str(err))
+    return _without_gradient_free(spec, attack.needs_gradient, sizes, gradient_free, path)
+
+
+def _without_gradient_free(
+    spec: RunSpec,
+    needs_gradient: bool,
+    sizes: Mapping[str, int],
+    gradient_free: Collection[str],
+    path: str,
+) -> RunSpec:
+    """A gradient attack skips the hand-crafted detectors (Marra 2017) when no ``detectors``
+    are listed, and refuses them when they are."""
+    if not needs_gradient or not set(gradient_free) & set(sizes):
+        return spec
+    if spec.detectors is None:
+        return replace(spec, detectors=tuple(d for d in sizes if d not in gradient_free))
+    listed = sorted(set(spec.detectors) & set(gradient_free))
+    if listed:
+        _fail(
+            f"{path}.detectors",
+            f"{listed} have hand-crafted features without a gradient; {spec.method} needs one: "
+            "drop them, or attack them with square",
+        )
     return spec
 
 
@@ -183,18 +212,22 @@ def _check_transfer(spec: RunSpec, sizes: Mapping[str, int], path: str) -> None:
         )
 
 
-def plan_attacks(section: AttacksConfig, sizes: Mapping[str, int]) -> AttackPlan:
-    """Check ``section`` against the trained detectors (``sizes``: arch -> patch size) and
-    resolve every epsilon and JPEG setting once."""
+def plan_attacks(
+    section: AttacksConfig, sizes: Mapping[str, int], gradient_free: Collection[str] = ()
+) -> AttackPlan:
+    """Check ``section`` against the trained detectors (``sizes``: arch -> patch size;
+    ``gradient_free``: those of them with hand-crafted features, which gradient attacks skip)
+    and resolve every epsilon and JPEG setting once."""
     runs = tuple(
-        _run(r, sizes, f"attacks.runs[{i}]", transfer=False) for i, r in enumerate(section.runs)
+        _run(r, sizes, f"attacks.runs[{i}]", False, gradient_free)
+        for i, r in enumerate(section.runs)
     )
     listed = isinstance(section.transfer, tuple)
     given = section.transfer if listed else (section.transfer,) if section.transfer else ()
     transfers = []
     for i, raw in enumerate(given):
         path = f"attacks.transfer[{i}]" if listed else "attacks.transfer"
-        spec = _run(raw, sizes, path, transfer=True)
+        spec = _run(raw, sizes, path, True, gradient_free)
         _check_transfer(spec, sizes, path)
         transfers.append(spec)
     if not runs and not transfers:

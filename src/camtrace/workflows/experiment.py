@@ -351,14 +351,15 @@ def run_experiment(
 
     Writes ``runs/<name>/{metrics.json, report.html, config.yaml}`` and the checkpoints
     (``detector.safetensors`` for the first detector, ``<name>.safetensors`` for the others
-    of a zoo). With ``split.splits: N`` the identification is repeated on N splits (seeds seed .. seed+N-1,
-    the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds their mean and
-    spread; the attacks and the per-detector details are those of the first split, and so
-    are the generators of a ``generators`` section (``runs/<name>/generators/``, measured in
-    ``metrics["generators"]``), and the robustness matrix of a ``robustness`` section
-    (``metrics["robustness"]``). Under ``torchrun`` (a robustness section needed) rank 0
-    runs the experiment and the other ranks wait for its detectors, share the matrix's cells
-    with it and return ``{}``; rank 0 writes the run folder.
+    of a zoo). With ``split.splits: N`` the identification is repeated on N splits (seeds
+    seed .. seed+N-1, the later ones under ``split-<k>/``) and ``metrics["splits"]`` holds
+    their mean and spread; the attacks and the per-detector details are those of the first
+    split, and so are the generators of a ``generators`` section
+    (``runs/<name>/generators/``, measured in ``metrics["generators"]``), and the robustness
+    matrix of a ``robustness`` section (``metrics["robustness"]``). Under ``torchrun`` (a
+    robustness section needed) rank 0 runs the experiment and the other ranks wait for its
+    detectors, share the matrix's cells with it and return ``{}``; rank 0 writes the run
+    folder.
     ``config.yaml`` is the config as given.
     """
     given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
@@ -368,7 +369,10 @@ def run_experiment(
     clock = _Clock(log)
     specs = detector_specs(config)
     sizes = {s.name: s.protocol.size for s in specs}
-    attack_plan = None if config.attacks is None else plan_attacks(config.attacks, sizes)
+    gradient_free = [s.name for s in specs if model_spec(s.arch).handcrafted]
+    attack_plan = (
+        None if config.attacks is None else plan_attacks(config.attacks, sizes, gradient_free)
+    )
     check_robustness(config.robustness, list(sizes))
     if launched_rank() > 0:  # torchrun's other ranks: their share of the matrix's cells
         run_robustness(config.robustness, **share_from_rank_zero(None), seed=seed, log=log)

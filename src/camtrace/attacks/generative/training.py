@@ -33,6 +33,7 @@ from rich.progress import Progress
 from torch import nn
 
 from camtrace._version import __version__
+from camtrace.attacks.base import require_gradient
 from camtrace.attacks.generative.checkpoint import (
     array_digest,
     load_state,
@@ -114,6 +115,8 @@ def train_generator(
             "use camtrace.attacks.generative.train_spoc"
         )
     classifiers = list(detectors) if isinstance(detectors, Sequence) else [detectors]
+    for c in classifiers:  # the classification loss needs the detector's gradient
+        require_gradient(c, f"{m.name} training")
     classes = _shared_classes(classifiers)
     target_index = _target_index(target, classes)
     train, val = as_patches(train_uint8, "train"), as_patches(val_uint8, "val")
