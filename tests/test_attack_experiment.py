@@ -234,3 +234,17 @@ def test_error_vs_eps_curves_have_uint8_jpeg_and_float_lines_in_one_colour_per_r
         styles["fgsm (after q90)"]["linestyle"] == "--"
         and styles["fgsm (uint8)"]["linestyle"] == "-"
     )
+
+
+def test_gradient_attacks_skip_hand_crafted_detectors_and_refuse_them_when_listed() -> None:
+    """Marra 2017's SPAM histograms have no gradient: FGSM leaves it out unless it is listed
+    (then the plan fails in one line); Square, which takes none, attacks it."""
+    sizes = {"bondi2017": 64, "marra2017": 64}
+    section = {"runs": [{"method": "fgsm", "eps": [2]}, {"method": "square", "eps": [4]}]}
+    plan = plan_attacks(parse_section(AttacksConfig, section, "attacks"), sizes, ["marra2017"])
+    fgsm, square = plan.runs
+    assert fgsm.attacks("bondi2017") and not fgsm.attacks("marra2017")
+    assert square.attacks("marra2017")
+    listed = {"runs": [{"method": "pgd", "eps": [2], "detectors": ["marra2017"]}]}
+    with pytest.raises(CamtraceError, match=r"runs\[0\]\.detectors: .*square"):
+        plan_attacks(parse_section(AttacksConfig, listed, "attacks"), sizes, ["marra2017"])
