@@ -58,7 +58,7 @@ def spam_features(pixels: np.ndarray) -> np.ndarray:
         )
     if len(pixels) == 0:
         return np.zeros((0, SPAM_DIM))
-    x = pixels.astype(np.float64)
+    x = np.asarray(pixels, dtype=np.float64)  # no copy of the float64 batch `features` passes
     planes = [x[..., 0], x[..., 1], x[..., 2], x[..., 1] - x[..., 0], x[..., 1] - x[..., 2]]
     features = []
     for axis in (1, 2):
