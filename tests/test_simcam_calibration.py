@@ -12,12 +12,12 @@ import pytest
 
 from camtrace.data.codec import Jpeg, ijg_tables, stored
 from camtrace.data.simcam import load_preset, simulate
-from camtrace.data.simcam.optics import olpf, radial_warp
-from camtrace.data.simcam.pipeline import shoot
+from camtrace.data.simcam.optics import _radial_maps, olpf, radial_warp, sensor_border
+from camtrace.data.simcam.pipeline import scene_margin, shoot
 from camtrace.data.simcam.scenes import plan_scenes, render_scene
 from camtrace.data.simcam.sensor import shot_iso
 from camtrace.errors import CamtraceError
-from camtrace.evaluation.traces import cfa_trace_ratio, noise_sigma
+from camtrace.evaluation.traces import border_seam_ratio, cfa_trace_ratio, noise_sigma
 from camtrace.workflows.audit import audit
 
 SIZE = (384, 512)  # the quickstart's frame: distortion correction resamples in pixels
@@ -36,7 +36,7 @@ def test_default_preset_cfa_trace_within_real_camera_range() -> None:
     """Issue 11: median CFA trace ratio <= 1.1 for most models, none above 1.3 (real
     camera originals: 1.006-1.019)."""
     preset = load_preset("default")
-    m = preset.scenes.margin
+    m = scene_margin(preset, SIZE)
     shape = (SIZE[0] + 2 * m, SIZE[1] + 2 * m)
     scenes = [
         render_scene(s, shape, 0, preset.scenes) for s in plan_scenes(SHOTS, 0, preset.scenes)
@@ -52,7 +52,7 @@ def test_default_preset_cfa_trace_within_real_camera_range() -> None:
 def test_default_preset_base_iso_noise_on_smooth_content() -> None:
     """Issue 11: at base ISO, Immerkaer's noise sigma on smooth content <= 2.5 grey levels
     (real originals: 0-1.7)."""
-    m = load_preset("default").scenes.margin
+    m = scene_margin(load_preset("default"), SIZE)
     yy, xx = np.mgrid[0 : SIZE[0] + 2 * m, 0 : SIZE[1] + 2 * m] / max(SIZE)
     smooth = np.stack([0.1 + 0.3 * xx, 0.12 + 0.25 * yy, 0.08 + 0.1 * xx * yy], -1)
     for camera in load_preset("default").models:
@@ -89,6 +89,41 @@ def test_olpf_and_distortion_correction() -> None:
     round_trip = radial_warp(radial_warp(smooth, -0.03), 0.03)
     assert np.abs(round_trip - smooth)[5:-5, 5:-5].max() < 0.01
     assert np.abs(radial_warp(smooth, 0.03) - smooth).max() > 0.01
+
+
+@pytest.mark.parametrize("size", [(384, 512), (768, 1024)])
+def test_distortion_correction_reads_only_sensor_pixels(size: tuple[int, int]) -> None:
+    """Issue 22: the correction of every default model, on a sensor larger than the frame by
+    its border, samples the output's pixels from inside the sensor (kernel reach included),
+    so no mirrored edge reaches the photo."""
+    radius = np.hypot((size[0] - 1) / 2, (size[1] - 1) / 2)
+    for camera in load_preset("default").models:
+        k1 = camera.optics.distortion
+        b = sensor_border(k1, size)
+        assert b % 2 == 0  # the crop keeps the CFA phase
+        map_x, map_y = _radial_maps((size[0] + 2 * b, size[1] + 2 * b), k1, radius)
+        out_x, out_y = (
+            map_x[b : b + size[0], b : b + size[1]],
+            map_y[b : b + size[0], b : b + size[1]],
+        )
+        reach = 4  # Lanczos-4
+        assert out_x.min() >= reach - 1 and out_x.max() <= size[1] + 2 * b - reach, camera.label
+        assert out_y.min() >= reach - 1 and out_y.max() <= size[0] + 2 * b - reach, camera.label
+
+
+def test_border_seam_ratio_sees_a_mirrored_edge() -> None:
+    """A ramp with noise has no seam; the same ramp mirrored in its last 10 rows (what
+    BORDER_REFLECT does beyond the frame) folds there: a second difference of one slope.
+    rng = np.random.default_rng(0)
+    rows = np.linspace(40, 200, 256)[:, None] + rng.normal(0, 0.5, (256, 256))
+    folded = rows.copy()
+    folded[-10:] = rows[-11:-21:-1]
+
+    def as_rgb(a: np.ndarray) -> np.ndarray:
+        return np.repeat(np.clip(a, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+    assert border_seam_ratio(as_rgb(rows)) < 6
+    assert border_seam_ratio(as_rgb(folded)) > 8
 
 
 def test_hard_preset_shares_jpeg_settings_and_keeps_the_cameras() -> None:

@@ -5,6 +5,9 @@
   predictable from their neighbours, so the 4-neighbour Laplacian residual is weaker on the
   interpolated green quincunx lattice than on the sampled one.
 - :func:`noise_sigma`: Immerkaer 1996, "Fast noise variance estimation", on 8-bit luma.
+- :func:`border_seam_ratio`: how far the frame's outer lines break the image's line-to-line
+  smoothness (a mirrored edge, as a distortion correction that samples beyond the frame
+  leaves), against the interior.
 - :func:`jpeg_quality_estimate`: the IJG quality whose scaled Annex K luma table is closest.
 - :func:`residual_cooccurrence`: SPAM-style features (Pevny, Bas & Fridrich 2010; those of
   :mod:`camtrace.models.marra2017`), the statistics of the high-pass residual a camera's
@@ -77,6 +80,28 @@ def noise_sigma(rgb: np.ndarray) -> float:
     h, w = luma.shape
     total = np.abs(_interior(luma, IMMERKAER)).sum()
     return float(math.sqrt(math.pi / 2) * total / (6 * (w - 2) * (h - 2)))
+
+
+BORDER_BAND = 16  # outer lines searched for a seam: a distortion correction's reach at 1 MP
+
+
+def border_seam_ratio(rgb: np.ndarray, band: int = BORDER_BAND) -> float:
+    """The largest, over the four edges, |second difference| of the luma line means (row
+    means at top and bottom, column means at left and right) within ``band`` lines of the
+    edge, over the median |second difference| of the interior lines (1 = no seam)."""
+    _check_rgb(rgb, "border_seam_ratio")
+    luma = rgb.astype(np.float64) @ BT601
+    if min(luma.shape) < 4 * band:
+        raise CamtraceError(
+            f"border_seam_ratio: need at least {4 * band} px a side, got {luma.shape}"
+        )
+    worst = 0.0
+    for means in (luma.mean(axis=1), luma.mean(axis=0)):
+        d2 = np.abs(np.diff(means, 2))  # d2[i] is centred on line i + 1
+        interior = float(np.median(d2[band:-band]))
+        edges = max(d2[: band - 1].max(), d2[-(band - 1) :].max())
+        worst = max(worst, float(edges) / max(interior, 1e-9))
+    return worst
 
 
 def jpeg_quality_estimate(luma_table: tuple[int, ...] | list[int]) -> int:

@@ -1,8 +1,8 @@
 """``camtrace audit``: the shortcut check a forensic researcher runs before trusting a dataset.
 
 Per camera model: image sizes and orientations, EXIF presence, JPEG quality estimate,
-subsampling and quantisation tables, median noise sigma and CFA trace ratio
-(:mod:`camtrace.evaluation.traces`). Across models: which metadata field alone identifies a
+subsampling and quantisation tables, median noise sigma, CFA trace ratio and frame-border
+seam (:mod:`camtrace.evaluation.traces`). Across models: which metadata field alone identifies a
 model, the scenes every model shot, and the scene-disjoint accuracy of two classifiers that
 see no camera trace at all (colour statistics; the JPEG table). Each is flagged when it makes
 the task trivial (issue 11). Writes ``audit.json`` and ``report.html`` atomically.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -28,6 +28,8 @@ from camtrace.data.layouts import index_dataset
 from camtrace.data.manifest import Manifest, Record
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.traces import (
+    BORDER_BAND,
+    border_seam_ratio,
     cfa_trace_ratio,
     jpeg_quality_estimate,
     noise_sigma,
@@ -38,6 +40,9 @@ from camtrace.workflows.report import Report, percent, write_run
 MIN_SIDE = 32  # smaller images are skipped: too few pixels for the trace statistics
 TRIVIAL_ACCURACY = 0.9  # a classifier that sees no camera trace should stay far below this
 FOLDS = 5
+# A model whose median border seam exceeds this is flagged: four real camera originals gave
+# 2.2-5x, SimCam's models 3-7x once the sensor is larger than the frame (issue 22).
+BORDER_SEAM_LIMIT = 8.0
 NO_JPEG = "none"
 # Metadata fields checked for "this field alone identifies a model".
 FIELDS = {"size": "image size", "orientation": "orientation", "exif": "EXIF presence"}
@@ -57,6 +62,7 @@ class ImageFacts:
     noise_sigma: float
     cfa_ratio: float
     cfa_lattice: str
+    border_seam: float | None
     colour: tuple[float, ...]
     residual: np.ndarray
 
@@ -127,6 +133,7 @@ def measure(path: Path, record: Record) -> ImageFacts:
         noise_sigma(rgb),
         trace.ratio,
         trace.lattice,
+        border_seam_ratio(rgb) if min(h, w) >= 4 * BORDER_BAND else None,
         colour_statistics(rgb),
         residual_cooccurrence(rgb),
     )
@@ -149,9 +156,15 @@ def _per_model(facts: list[ImageFacts]) -> dict[str, dict]:
             "noise_sigma": median(f.noise_sigma for f in fs),
             "cfa_trace_ratio": median(f.cfa_ratio for f in fs),
             "cfa_lattice": Counter(f.cfa_lattice for f in fs).most_common(1)[0][0],
+            "border_seam": _median_or_none(f.border_seam for f in fs),
         }
         for model, fs in sorted(by_model.items())
     }
+
+
+def _median_or_none(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return median(known) if known else None
 
 
 def identified_by(facts: list[ImageFacts], field: str) -> list[str]:
@@ -244,9 +257,19 @@ def trace_accuracy(facts: list[ImageFacts], groups: list[str]) -> float | None:
     return disjoint_accuracy(_logistic, np.array([f.residual for f in facts]), y, groups)
 
 
-def _flags(facts: list[ImageFacts], n_models: int, split: str, accuracy: dict) -> list[str]:
+def _flags(
+    facts: list[ImageFacts], models: dict[str, dict], split: str, accuracy: dict
+) -> list[str]:
     """One sentence per shortcut that makes the task trivial."""
+    n_models = len(models)
     flags = []
+    seams = {m: s["border_seam"] for m, s in models.items()}
+    seamed = [f"{m} {v:.1f}x" for m, v in seams.items() if v is not None and v > BORDER_SEAM_LIMIT]
+    if seamed:
+        flags.append(
+            f"frame-border seam (median, real camera originals 2-5x): {', '.join(seamed)}; "
+            "patches at the frame's edge identify these models"
+        )
     for field, name in {**FIELDS, "tables": "JPEG table"}.items():
         models = identified_by(facts, field)
         if models:
@@ -283,11 +306,13 @@ def _report(result: dict) -> Report:
                 "noise sigma": s["noise_sigma"],
                 "CFA trace ratio": s["cfa_trace_ratio"],
                 "CFA lattice": s["cfa_lattice"],
+                "border seam": "-" if s["border_seam"] is None else f"{s['border_seam']:.1f}x",
             }
             for m, s in result["models"].items()
         ],
         caption="Medians over each model's images (noise sigma: Immerkaer 1996, grey levels; "
-        "CFA trace ratio: 1.0 = no trace)",
+        "CFA trace ratio: 1.0 = no trace; border seam: the outer 16 lines' largest second "
+        "difference of line means over the interior median, real camera originals 2-5x)",
     )
     report.heading("Across models")
     shared = result["shared_scenes"]
@@ -371,7 +396,7 @@ def audit(
         "split": split,
         "accuracy": accuracy,
         "trace_accuracy": trace_accuracy(facts, groups),
-        "flags": _flags(facts, len(models), split, accuracy),
+        "flags": _flags(facts, models, split, accuracy),
         "skipped": skipped,
     }
     write_run(out_dir, result, _report(result), metrics_name="audit.json")

@@ -4,6 +4,7 @@ vignetting, and the optical low-pass (anti-aliasing) filter in front of the sens
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -13,13 +14,32 @@ from camtrace.data.simcam.preset import Optics
 DISK_SUPERSAMPLE = 8  # sub-pixel grid for the anti-aliased disk kernel
 
 
-def apply_optics(radiance: np.ndarray, optics: Optics) -> np.ndarray:
-    """Radiance (H, W, 3) float32 -> the image on the sensor: CA, PSF, vignetting, OLPF."""
-    image = radial_warp(radiance, -optics.distortion)
+INTERPOLATION_SUPPORT = 4  # px: the widest correction kernel (Lanczos-4) reaches this far
+
+
+def apply_optics(radiance: np.ndarray, optics: Optics, radius: float | None = None) -> np.ndarray:
+    """Radiance (H, W, 3) float32 -> the image on the sensor: CA, PSF, vignetting, OLPF.
+
+    ``radius``: the half-diagonal, in px, that distortion and vignetting are normalised by
+    (default: the frame's own; the output frame's when the sensor is larger than it)."""
+    image = radial_warp(radiance, -optics.distortion, radius=radius)
     image = lateral_ca(image, optics.ca_red, optics.ca_blue)
     image = psf_blur(image, optics.psf, optics.blur)
-    image = image * vignetting(image.shape[:2], optics.vignetting)[..., None]
+    image = image * vignetting(image.shape[:2], optics.vignetting, radius)[..., None]
     return olpf(image, optics.olpf)
+
+
+def sensor_border(distortion: float, size: tuple[int, int]) -> int:
+    """Pixels the sensor extends beyond the output frame on each side, so the in-camera
+    distortion correction of a ``size`` output samples real pixels, never a mirrored edge.
+
+    The correction reads the output pixel at normalised radius r from ``r (1 + k1 r^2)``:
+    at the frame's edge ``k1`` times the half-width beyond it, plus the kernel's reach.
+    Even, so cropping keeps the CFA's phase. 0 without distortion (nothing is resampled)."""
+    if distortion == 0:
+        return 0
+    reach = math.ceil(distortion * max(size) / 2) + INTERPOLATION_SUPPORT
+    return reach + reach % 2
 
 
 def lateral_ca(image: np.ndarray, ca_red: float, ca_blue: float) -> np.ndarray:
@@ -38,23 +58,35 @@ def _magnify(plane: np.ndarray, scale: float) -> np.ndarray:
     return cv2.warpAffine(plane, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def radial_warp(image: np.ndarray, k1: float, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Resample ``image`` so the pixel at normalised radius r (1 = half-diagonal) shows the
-    input at ``r (1 + k1 r^2)``: with k1 = -distortion the lens's barrel distortion, with
-    k1 = +distortion the ISP's correction of it (to first order its inverse)."""
+def radial_warp(
+    image: np.ndarray,
+    k1: float,
+    interpolation: int = cv2.INTER_LINEAR,
+    radius: float | None = None,
+) -> np.ndarray:
+    """Resample ``image`` so the pixel at normalised radius r (1 = ``radius``, default the
+    half-diagonal) shows the input at ``r (1 + k1 r^2)``: with k1 = -distortion the lens's
+    barrel distortion, with k1 = +distortion the ISP's correction of it (to first order its
+    inverse). Samples beyond the frame mirror it: give the frame a :func:`sensor_border`."""
     if k1 == 0:
         return image
-    map_x, map_y = _radial_maps(image.shape[:2], k1)
+    map_x, map_y = _radial_maps(image.shape[:2], k1, radius)
     return cv2.remap(image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT)
 
 
+def _half_diagonal(shape: tuple[int, int]) -> float:
+    return math.hypot((shape[0] - 1) / 2, (shape[1] - 1) / 2)
+
+
 @functools.lru_cache(maxsize=16)
-def _radial_maps(shape: tuple[int, int], k1: float) -> tuple[np.ndarray, np.ndarray]:
+def _radial_maps(
+    shape: tuple[int, int], k1: float, radius: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = shape
     cx, cy = (w - 1) / 2, (h - 1) / 2
     y, x = np.indices(shape, dtype=np.float32)
     dx, dy = x - cx, y - cy
-    scale = 1 + k1 * (dx**2 + dy**2) / (cx**2 + cy**2)
+    scale = 1 + k1 * (dx**2 + dy**2) / (radius or _half_diagonal(shape)) ** 2
     return (cx + dx * scale).astype(np.float32), (cy + dy * scale).astype(np.float32)
 
 
@@ -82,13 +114,14 @@ def disk_kernel(radius: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def vignetting(shape: tuple[int, int], strength: float) -> np.ndarray:
-    """Relative illumination ``1 - strength * r^2``, r = distance from centre / half-diagonal."""
+def vignetting(shape: tuple[int, int], strength: float, radius: float | None = None) -> np.ndarray:
+    """Relative illumination ``max(1 - strength * r^2, 0)``, r = distance from centre /
+    ``radius`` (default: the half-diagonal)."""
     h, w = shape
     y = (np.arange(h, dtype=np.float32) - (h - 1) / 2)[:, None]
     x = (np.arange(w, dtype=np.float32) - (w - 1) / 2)[None, :]
-    r2 = (x**2 + y**2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
-    return 1.0 - strength * r2
+    r2 = (x**2 + y**2) / (radius or _half_diagonal(shape)) ** 2
+    return np.maximum(1.0 - strength * r2, 0.0)
 
 
 def olpf(image: np.ndarray, split: float) -> np.ndarray:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import multiprocessing
 import zlib
 from collections.abc import Callable, Iterator
@@ -42,8 +43,8 @@ from camtrace.data.simcam.isp import (
     tone_lut,
     white_balance_gains,
 )
-from camtrace.data.simcam.optics import apply_optics, radial_warp
-from camtrace.data.simcam.preset import CameraModel, Exposure, Preset, SceneSpec, load_preset
+from camtrace.data.simcam.optics import apply_optics, radial_warp, sensor_border
+from camtrace.data.simcam.preset import CameraModel, Exposure, Preset, load_preset
 from camtrace.data.simcam.scenes import Scene, plan_scenes, render_scene
 from camtrace.data.simcam.sensor import (
     cfa_gain_map,
@@ -58,7 +59,7 @@ from camtrace.data.simcam.sensor import (
 from camtrace.errors import CamtraceError
 from camtrace.io import write_json
 
-SIMCAM_VERSION = 2  # bump when the pipeline changes what it renders: invalidates old outputs
+SIMCAM_VERSION = 3  # bump when the pipeline changes what it renders: invalidates old outputs
 CONFIG_NAME = "simcam.json"
 IMAGES_DIR = "images"
 IMAGE_STREAM = 5  # SeedSequence stream tag
@@ -77,33 +78,50 @@ def shoot(
     size: tuple[int, int],
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """One photo (H, W, 3) uint8 of ``scene`` (linear radiance with a framing margin)."""
+    """One photo (H, W, 3) uint8 of ``scene`` (linear radiance with a framing margin of at
+    least :func:`scene_margin`).
+
+    The sensor is larger than the photo by the camera's :func:`sensor_border` on each side,
+    as a real camera's: the ISP corrects the lens distortion from real pixels and crops the
+    output after, so no mirrored seam lines the frame's edge."""
     device = device_name(camera, instance)
     sensor, isp = camera.sensor, camera.isp
-    radiance = auto_expose(frame(scene, size, rng), camera.exposure, rng)
-    optical = apply_optics(radiance, camera.optics)
+    b = sensor_border(camera.optics.distortion, size)
+    full = (size[0] + 2 * b, size[1] + 2 * b)
+    radius = math.hypot((size[0] - 1) / 2, (size[1] - 1) / 2)  # the lens is the output's
+    radiance = auto_expose(frame(scene, full, rng), camera.exposure, rng)
+    optical = apply_optics(radiance, camera.optics, radius)
     raw = mosaic(
         apply_matrix(optical, sensor_response(sensor.sensitivity, sensor.crosstalk)), camera.cfa
     )
     gain = shot_iso(sensor.iso, sensor.iso_stops, rng) / 100
     gain *= device_noise_gain(device, sensor.device_variation)
     raw = expose_raw(
-        raw, rng, prnu_pattern(device, size, sensor.prnu), gain, sensor.full_well, sensor.read_noise
+        raw, rng, prnu_pattern(device, full, sensor.prnu), gain, sensor.full_well, sensor.read_noise
     )
     expected = noise_std(MID_GREY, gain, sensor.full_well, sensor.read_noise)
     raw = raw_denoise(raw, isp.raw_denoise * expected)
     wb = white_balance_gains(sensor.sensitivity, isp.wb_jitter, rng)
-    raw = np.clip(raw * cfa_gain_map(size, camera.cfa, wb), 0, 1)
+    raw = np.clip(raw * cfa_gain_map(full, camera.cfa, wb), 0, 1)
     rgb = apply_matrix(
         demosaic(raw, camera.cfa, camera.demosaic), colour_matrix(sensor.crosstalk, isp.saturation)
     )
-    rgb = radial_warp(rgb, camera.optics.distortion, RESAMPLING[isp.resampling])  # correction
+    correction = RESAMPLING[isp.resampling]
+    rgb = radial_warp(rgb, camera.optics.distortion, correction, radius)
     encoded = apply_tone(rgb, tone_lut(isp.tone_gamma, isp.contrast))
-    return to_uint8(finish(encoded, isp))
+    return to_uint8(finish(encoded, isp)[b : b + size[0], b : b + size[1]])
+
+
+def scene_margin(preset: Preset, size: tuple[int, int]) -> int:
+    """The margin a scene is rendered with: the preset's framing margin plus the largest
+    sensor border of its models."""
+    borders = (sensor_border(c.optics.distortion, size) for c in preset.models)
+    return preset.scenes.margin + max(borders, default=0)
 
 
 def frame(scene: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """The device's framing: a crop of ``size`` at a random offset inside the scene margin."""
+    """The device's framing: a crop of ``size`` (the sensor's) at a random offset inside the
+    scene margin."""
     h, w = size
     dy = int(rng.integers(0, scene.shape[0] - h + 1))
     dx = int(rng.integers(0, scene.shape[1] - w + 1))
@@ -191,7 +209,7 @@ class _Job:
         camera = self.preset.models[model]
         key = [self.seed, IMAGE_STREAM, zlib.crc32(device_name(camera, instance).encode()), shot]
         rng = np.random.default_rng(np.random.SeedSequence(key))
-        scene = _scene_radiance(self.scenes[shot], self.size, self.seed, self.preset.scenes)
+        scene = _scene_radiance(self.scenes[shot], self.size, self.seed, self.preset)
         rgb = shoot(camera, instance, scene, self.size, rng)
         exif = camera_exif(camera.make, camera.model)
         jpeg = camera.jpeg.for_shot(rng)
@@ -199,10 +217,10 @@ class _Job:
 
 
 @functools.lru_cache(maxsize=2)
-def _scene_radiance(scene: Scene, size: tuple[int, int], seed: int, spec: SceneSpec) -> np.ndarray:
-    """The scene with its framing margin, cached: tasks come scene by scene."""
-    m = spec.margin
-    radiance = render_scene(scene, (size[0] + 2 * m, size[1] + 2 * m), seed, spec)
+def _scene_radiance(scene: Scene, size: tuple[int, int], seed: int, preset: Preset) -> np.ndarray:
+    """The scene with its :func:`scene_margin`, cached: tasks come scene by scene."""
+    m = scene_margin(preset, size)
+    radiance = render_scene(scene, (size[0] + 2 * m, size[1] + 2 * m), seed, preset.scenes)
     radiance.setflags(write=False)
     return radiance
 
