@@ -24,6 +24,12 @@ console = Console()
 err = Console(stderr=True)
 
 Progress = Annotated[bool, typer.Option("--progress/--quiet", help="Show progress bars.")]
+Detector = Annotated[
+    str,
+    typer.Option(
+        help="A detector checkpoint (.safetensors) or a pretrained name (camtrace models)."
+    ),
+]
 
 
 @app.command()
@@ -417,7 +423,7 @@ def train(
 @app.command()
 def identify(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
-    detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors).")],
+    detector: Detector,
     k: Annotated[int | None, typer.Option(help="Voting patches (default: the detector's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     map_out: Annotated[
@@ -475,7 +481,8 @@ def _write_map(det, rgb, target: Path, title: str) -> None:
 @app.command()
 def evaluate(
     detector: Annotated[
-        list[Path], typer.Option(help="Detector checkpoint(s); repeat to compare.")
+        list[str],
+        typer.Option(help="Detector checkpoint(s) or pretrained name(s); repeat to compare."),
     ],
     store: Annotated[Path, typer.Option(help="Patch store with an evaluation split.")],
     split_name: Annotated[str, typer.Option("--split", help="Split to evaluate on.")] = "eval",
@@ -499,7 +506,7 @@ def evaluate(
 @app.command()
 def attack(
     image: Annotated[Path, typer.Argument(help="Image to spoof.")],
-    detector: Annotated[Path, typer.Option(help="Detector checkpoint (.safetensors) to fool.")],
+    detector: Detector,
     out: Annotated[Path, typer.Option(help="Output image: .png (lossless) or .jpg.")],
     method: Annotated[
         str,
@@ -647,11 +654,92 @@ def models(
             f"{row.gflops_per_patch:.3f}",
         )
     console.print(table)
+    _pretrained_table()
+
+
+def _pretrained_table() -> None:
+    from camtrace.models.zoo import zoo
+
+    table = Table(
+        "name",
+        "arch",
+        "patch",
+        "defence",
+        "single patch",
+        "image",
+        "MB",
+        "trained",
+        "where",
+        title="Pretrained on SimCam-Bench (eval split; --detector NAME)",
+    )
+    for w in zoo().values():
+        t = w.training
+        table.add_row(
+            w.name,
+            w.arch,
+            str(w.patch_size),
+            w.defense,
+            f"{w.accuracy['patch']:.1%}",
+            f"{w.accuracy['image']:.1%}",
+            f"{w.bytes / 2**20:.1f}",
+            f"{t['seconds'] / 60:.0f} min, {t['precision']}, {t['processor']}",
+            "shipped" if w.shipped else "cache: camtrace pretrain " + w.name,
+        )
+    console.print(table)
+
+
+@app.command()
+def pretrain(
+    name: Annotated[str, typer.Argument(help="Pretrained detector (camtrace models).")],
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    ship: Annotated[
+        bool,
+        typer.Option(help="Maintainers: write the weights and their entry into the package."),
+    ] = False,
+    progress: Progress = True,
+) -> None:
+    """Train a zoo detector on SimCam-Bench with its built-in config (pretrain-NAME;
+    resumes an interrupted training) and publish it to the cache (or, --ship, the package)."""
+    from camtrace.workflows.pretrain import pretrain as _pretrain
+
+    w = _pretrain(name, runs_dir, ship=ship, progress=progress, log=console.print)
+    console.print(
+        f"{w.name}: {w.accuracy['patch']:.1%} single patch, {w.accuracy['image']:.1%} by "
+        f"image on {w.bench} -> {w.path}"
+    )
+
+
+@app.command()
+def bench(
+    workdir: Annotated[Path, typer.Option(help="Cache of simulated data and patch stores.")] = Path(
+        "data"
+    ),
+    record: Annotated[
+        bool, typer.Option(help="Maintainers: freeze the bench, recording its digests.")
+    ] = False,
+    progress: Progress = True,
+) -> None:
+    """Regenerate SimCam-Bench (cached under --workdir) and check its manifest, image and
+    patch digests against the recorded ones."""
+    from camtrace.data.bench import prepare_bench, record_digests, verify_bench
+
+    data = prepare_bench(workdir, progress=progress)
+    if record:
+        console.print(f"{data.bench.name}: digests recorded -> {record_digests(data)}")
+        return
+    digests = verify_bench(data)
+    console.print(
+        f"{data.bench.name}: {len(data.manifest)} images, manifest {digests['manifest'][:12]}, "
+        + ", ".join(f"{k} px patches {len(data.stores[int(k)])}" for k in digests["patches"])
+        + ": [green]matches the recorded digests[/]"
+    )
 
 
 @app.command()
 def info(
-    checkpoint: Annotated[Path, typer.Argument(help="Detector or generator checkpoint.")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="Detector or generator checkpoint, or a pretrained name.")
+    ],
 ) -> None:
     """Print a checkpoint's card: a detector's (architecture, classes, preprocessing,
     training, data) or a generator's (method, target, the detectors it was trained against,

@@ -169,6 +169,11 @@ def _open_shard(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
+def store_name(manifest: Manifest, protocol: PatchProtocol) -> str:
+    """The folder name a workdir keeps ``protocol``'s patches of ``manifest`` under."""
+    return f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
+
+
 def build_patch_store(
     manifest: Manifest,
     out: str | Path,

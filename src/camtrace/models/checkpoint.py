@@ -21,6 +21,7 @@ from camtrace.io import atomic_path
 from camtrace.models.base import Detector
 from camtrace.models.registry import build
 from camtrace.models.svm import OvOLinearSVM
+from camtrace.models.zoo import resolve_checkpoint
 
 CARD_KEY = "camtrace_card"
 FORMAT_VERSION = 1
@@ -58,10 +59,11 @@ def save_detector(detector: Detector, path: str | Path, **card_extra: Any) -> Pa
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
-    """The card of a checkpoint, without loading its weights."""
+    """The card of a checkpoint (a file, or a pretrained detector's name), without loading
+    its weights."""
     from safetensors import safe_open
 
-    path = _existing(path)
+    path = resolve_checkpoint(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -82,10 +84,12 @@ def load_detector(
 ) -> Detector:
     """Rebuild a detector from a checkpoint, refusing one that does not match.
 
-    ``arch`` and ``classes``, when given, must equal the card's; otherwise a one-line
-    :class:`CamtraceError` says what the file holds and what was asked.
+    ``path``: a checkpoint file, or the name of a pretrained detector (``bondi2017``; see
+    :mod:`camtrace.models.zoo`), whose sha256 is checked first. ``arch`` and ``classes``,
+    when given, must equal the card's; otherwise a one-line :class:`CamtraceError` says what
+    the file holds and what was asked.
     """
-    path = _existing(path)
+    path = resolve_checkpoint(path)
     card = read_card(path)
     if card.get("kind") == GENERATOR_KIND:
         raise CamtraceError(
@@ -115,10 +119,3 @@ def load_detector(
         ) from None
     det.card = card
     return det.to(device).eval()
-
-
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise CamtraceError(f"{path}: checkpoint not found; train one with 'camtrace train'")
-    return path

@@ -262,6 +262,7 @@ def train(
             # equal shards, so every rank runs the same number of steps (DDP needs it)
             order = order[: len(order) - len(order) % n_ranks][rank::n_ranks]
             task = bar.add_task("", total=steps, epoch=epoch + 1, loss=float("nan"))
+            started = time.perf_counter()
             model.train()
             running = 0.0
             for i, start in enumerate(range(0, len(order), config.batch_size)):
@@ -289,6 +290,7 @@ def train(
                 "train_loss": running,
                 "val_loss": val_loss,
                 "val_acc": val_acc,
+                "seconds": round(time.perf_counter() - started, 1),  # summed over sittings
             }
             info["history"].append(record)
             info["epoch"] = epoch + 1

@@ -80,6 +80,12 @@ def _architectures() -> Sequence[str]:
     return architectures()
 
 
+def _pretrained() -> Sequence[str]:
+    from camtrace.models.zoo import zoo
+
+    return tuple(zoo())
+
+
 def _attacks() -> Sequence[str]:
     from camtrace.attacks import ATTACKS
 
@@ -236,8 +242,16 @@ class DetectorConfig:
     SHORTHAND: ClassVar[str] = "arch"
 
     arch: str = option("bondi2017", "architecture", choices=_architectures)
+    pretrained: str | None = option(
+        None,
+        "a pretrained detector of the zoo (camtrace models), used as shipped: not trained, "
+        "its arch and patches its own",
+        choices=_pretrained,
+    )
     name: str | None = option(
-        None, "its name in the run (default: arch, or arch-kind when defended); must be unique"
+        None,
+        "its name in the run (default: arch, or arch-kind when defended, or the pretrained "
+        "name); must be unique",
     )
     patches: PatchesConfig | None = option(None, "its patches (default: the top-level ones)")
     train: dict[str, Any] = option(
@@ -250,10 +264,20 @@ class DetectorConfig:
         None, "training-time defence of Zhao (a kind, or a mapping; default: none)"
     )
 
+    def check(self, path: str) -> None:
+        if self.pretrained is None:
+            return
+        for key in ("patches", "train", "svm", "defense"):
+            if getattr(self, key):
+                _fail(f"{path}.{key}", "a pretrained detector is used as shipped: drop this key")
+
     def label(self) -> str:
-        """The detector's name in the run: ``name``, else arch (+ ``-kind`` when defended)."""
+        """The detector's name in the run: ``name``, else the pretrained name, else arch
+        (+ ``-kind`` when defended)."""
         if self.name:
             return self.name
+        if self.pretrained:
+            return self.pretrained
         kind = self.defense.kind if self.defense else "none"
         return self.arch.lower() if kind == "none" else f"{self.arch.lower()}-{kind}"
 

@@ -19,14 +19,16 @@ from typing import Any
 import numpy as np
 import yaml
 
+from camtrace.data.bench import get_bench
 from camtrace.data.manifest import Manifest
-from camtrace.data.patch_store import PatchStore, build_patch_store
+from camtrace.data.patch_store import PatchStore, build_patch_store, store_name
 from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.splits import split_manifest, split_summary
 from camtrace.defenses import DefenseConfig, make_objective
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.models.registry import model_spec
+from camtrace.models.zoo import pretrained
 from camtrace.training.engine import TrainConfig, pick_device
 from camtrace.training.precision import environment
 from camtrace.training.state import StaleTrainingState
@@ -34,7 +36,13 @@ from camtrace.workflows.attack_plan import plan_attacks
 from camtrace.workflows.attack_report import add_attack_report
 from camtrace.workflows.attack_run import run_attacks
 from camtrace.workflows.audit import add_audit_section, audit, audit_summary
-from camtrace.workflows.config import ExperimentConfig, SplitConfig, SvmConfig, parse_config
+from camtrace.workflows.config import (
+    EvaluateConfig,
+    ExperimentConfig,
+    SplitConfig,
+    SvmConfig,
+    parse_config,
+)
 from camtrace.workflows.defense_report import add_defense_report
 from camtrace.workflows.evaluate import add_identification_report
 from camtrace.workflows.generator_report import add_generator_report
@@ -105,13 +113,11 @@ def prepare_manifest(config: ExperimentConfig, seed: int, progress: bool) -> Man
     """The data section: simulate SimCam, index a real dataset, or read a manifest."""
     data = config.data
     if data.source == "simulate":
-        from camtrace.data.simcam import simulate
+        from camtrace.data.simcam import dataset_name, simulate
 
-        h, w = data.size
-        name = f"simcam-{Path(data.preset).stem}-{data.shots}x{h}x{w}-s{seed}"
         return simulate(
             data.preset,
-            Path(config.workdir) / name,
+            Path(config.workdir) / dataset_name(data.preset, data.shots, data.size, seed),
             shots=data.shots,
             seed=seed,
             size=data.size,
@@ -178,6 +184,7 @@ class DetectorSpec:
     svm: SvmConfig
     name: str
     defense: DefenseConfig | None = None
+    pretrained: str | None = None  # a zoo detector, used as shipped
 
 
 def detector_specs(config: ExperimentConfig) -> list[DetectorSpec]:
@@ -185,10 +192,15 @@ def detector_specs(config: ExperimentConfig) -> list[DetectorSpec]:
     the top-level ones, else its architecture's native protocol."""
     out: list[DetectorSpec] = []
     for i, d in enumerate(config.zoo()):
-        arch = d.arch.lower()
-        p = d.patches or config.patches
-        name = p.protocol if p and p.protocol else model_spec(arch).protocol
-        protocol = get_protocol(name, size=p and p.size, count=p and p.count)
+        if d.pretrained:
+            weights = pretrained(d.pretrained)
+            arch = weights.arch
+            protocol = get_bench().protocol(weights.patch_size)
+        else:
+            arch = d.arch.lower()
+            p = d.patches or config.patches
+            name = p.protocol if p and p.protocol else model_spec(arch).protocol
+            protocol = get_protocol(name, size=p and p.size, count=p and p.count)
         if d.label() in [s.name for s in out]:
             raise CamtraceError(
                 f"detectors[{i}]: the name {d.label()!r} is taken; give each detector a name:"
@@ -201,6 +213,7 @@ def detector_specs(config: ExperimentConfig) -> list[DetectorSpec]:
                 config.svm_config(d),
                 d.label(),
                 d.defense,
+                d.pretrained,
             )
         )
     return out
@@ -251,7 +264,7 @@ def identify_on_split(
     histories: dict[str, list[dict]] = {}
     for spec in specs:
         arch, name, protocol = spec.arch, spec.name, spec.protocol
-        key = f"patches-{protocol.name}{protocol.size}-{protocol.count}-{manifest.digest()[:12]}"
+        key = store_name(manifest, protocol)
         if key not in stores:
             stores[key] = build_patch_store(
                 Manifest.load(split_path),
@@ -262,6 +275,10 @@ def identify_on_split(
             )
             clock.lap(f"{stage}patches {protocol.name} {protocol.size}px")
         store = stores[key]
+        if spec.pretrained:
+            detectors[name] = use_pretrained(spec, store, manifest, config.evaluate)
+            clock.lap(f"{stage}evaluate {name}")
+            continue
         train_args = dict(
             store=store,
             arch=arch,
@@ -301,6 +318,40 @@ def identify_on_split(
             "identification": result,
         }
     return SplitRun(seed, manifest, split_path, detectors, histories)
+
+
+def use_pretrained(
+    spec: DetectorSpec, store: PatchStore, manifest: Manifest, evaluate: EvaluateConfig
+) -> dict[str, Any]:
+    """A zoo detector in a run: checked against the run's camera models, evaluated on its
+    patches, never trained; the run's entry points to the verified shipped weights."""
+    from camtrace.models.checkpoint import load_detector
+
+    detector = load_detector(spec.pretrained)
+    if list(detector.classes) != list(manifest.models):
+        raise CamtraceError(
+            f"detectors: {spec.pretrained} identifies {get_bench().name}'s camera models "
+            f"({', '.join(detector.classes)}), not this data's ({', '.join(manifest.models)}); "
+            "use the bench's data (camtrace bench) or train a detector on yours"
+        )
+    result = evaluate_identifier(detector, store, split=evaluate.split, ks=evaluate.voting_ks)
+    card = detector.card
+    return {
+        "arch": detector.arch,
+        "pretrained": spec.pretrained,
+        "defense": card.get("defense", {"kind": "none"}),
+        "checkpoint": str(pretrained(spec.pretrained).verified_path()),
+        "classes": detector.classes,
+        "patch_size": store.patch_size,
+        "patch_store": str(store.path),
+        "patches": len(store),
+        "best_epoch": card.get("best_epoch"),
+        "precision": card["training"]["precision"],
+        "svm": None,
+        "train_patches_per_second": None,
+        "skipped_images": store.summary.get("skipped", []),
+        "identification": result,
+    }
 
 
 def head_accuracy(identification: dict[str, Any]) -> tuple[float, float]:

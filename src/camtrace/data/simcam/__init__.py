@@ -4,7 +4,7 @@ Camera models are data (YAML presets); ``simulate`` shoots every scene with ever
 and writes Dresden-style JPEGs plus a manifest.
 """
 
-from camtrace.data.simcam.pipeline import simulate
+from camtrace.data.simcam.pipeline import dataset_name, render, simulate
 from camtrace.data.simcam.preset import Preset, available_presets, load_preset
 
-__all__ = ["Preset", "available_presets", "load_preset", "simulate"]
+__all__ = ["Preset", "available_presets", "dataset_name", "load_preset", "render", "simulate"]

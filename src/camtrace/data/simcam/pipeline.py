@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from rich.progress import Progress
 
-from camtrace.data.codec import camera_exif, save_image
+from camtrace.data.codec import Jpeg, camera_exif, save_image, stored
 from camtrace.data.manifest import MANIFEST_NAME, Manifest, Record
 from camtrace.data.simcam.isp import (
     LUMA,
@@ -135,6 +135,12 @@ def auto_expose(radiance: np.ndarray, exposure: Exposure, rng: np.random.Generat
     return radiance * np.float32(target / max(mean, 1e-4))
 
 
+def dataset_name(preset: str | Path, shots: int, size: tuple[int, int], seed: int) -> str:
+    """The folder name a workdir keeps ``simulate(preset, shots=shots, seed=seed, size=size)``
+    under."""
+    return f"simcam-{Path(preset).stem}-{shots}x{size[0]}x{size[1]}-s{seed}"
+
+
 def simulate(
     preset: str | Path = "default",
     out: str | Path = "data/simcam",
@@ -178,6 +184,30 @@ def simulate(
     return Manifest.load(out / MANIFEST_NAME)
 
 
+def render(
+    preset: str | Path,
+    shots: int,
+    seed: int,
+    size: tuple[int, int],
+    record: Record,
+    scenes_dir: str | Path | None = None,
+) -> np.ndarray:
+    """The decoded pixels (H, W, 3) uint8 of one image of ``simulate(preset, shots=shots,
+    seed=seed, size=size)``, named by its manifest ``record``, made in memory: the same
+    pixels as the file, without shooting the rest of the dataset."""
+    spec = load_preset(preset)
+    size = (int(size[0]), int(size[1]))
+    scenes = plan_scenes(shots, seed, spec.scenes, scenes_dir)
+    job = _Job(spec, tuple(scenes), size, seed, Path(IMAGES_DIR), _shot_width(shots))
+    labels = [c.label for c in spec.models]
+    if record.model not in labels or not 0 <= int(record.shot) < shots:
+        raise CamtraceError(
+            f"{record.path}: not an image of the {spec.name} preset with {shots} shots"
+        )
+    rgb, jpeg = job.photo(labels.index(record.model), int(record.instance), int(record.shot))
+    return stored(rgb, jpeg)
+
+
 @dataclass(frozen=True)
 class _Job:
     """What every worker needs to make any image of the run."""
@@ -205,14 +235,19 @@ class _Job:
             f"{shot:0{self.shot_width}d}",
         )
 
-    def make_image(self, model: int, instance: int, shot: int) -> None:
+    def photo(self, model: int, instance: int, shot: int) -> tuple[np.ndarray, Jpeg]:
+        """The image's pixels before its JPEG, and the JPEG setting it is saved with."""
         camera = self.preset.models[model]
         key = [self.seed, IMAGE_STREAM, zlib.crc32(device_name(camera, instance).encode()), shot]
         rng = np.random.default_rng(np.random.SeedSequence(key))
         scene = _scene_radiance(self.scenes[shot], self.size, self.seed, self.preset)
         rgb = shoot(camera, instance, scene, self.size, rng)
+        return rgb, camera.jpeg.for_shot(rng)
+
+    def make_image(self, model: int, instance: int, shot: int) -> None:
+        camera = self.preset.models[model]
+        rgb, jpeg = self.photo(model, instance, shot)
         exif = camera_exif(camera.make, camera.model)
-        jpeg = camera.jpeg.for_shot(rng)
         save_image(self.path(model, instance, shot), rgb, jpeg, exif=exif)
 
 
