@@ -113,7 +113,7 @@ def test_distortion_correction_reads_only_sensor_pixels(size: tuple[int, int]) -
 
 def test_border_seam_ratio_sees_a_mirrored_edge() -> None:
     """A ramp with noise has no seam; the same ramp mirrored in its last 10 rows (what
-    BORDER_REFLECT does beyond the frame) folds there: a second difference of one slope.
+    BORDER_REFLECT does beyond the frame) folds there: a second difference of one slope."""
     rng = np.random.default_rng(0)
     rows = np.linspace(40, 200, 256)[:, None] + rng.normal(0, 0.5, (256, 256))
     folded = rows.copy()

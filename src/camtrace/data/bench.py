@@ -234,7 +234,11 @@ def eval_slice(manifest: Manifest, per_model: int) -> list[Record]:
 def render_slice(records: list[Record], bench: Bench | None = None) -> list[np.ndarray]:
     """The decoded pixels of ``records`` of the bench, rendered in memory (no dataset)."""
     bench = bench or get_bench()
-    return [render(bench.preset, bench.shots, bench.seed, bench.size, r) for r in records]
+    by_shot = sorted(range(len(records)), key=lambda i: records[i].shot)  # one scene at a time
+    images: list[np.ndarray] = [np.empty(0, np.uint8)] * len(records)
+    for i in by_shot:
+        images[i] = render(bench.preset, bench.shots, bench.seed, bench.size, records[i])
+    return images
 
 
 def bench_manifest(bench: Bench | None = None) -> Manifest:

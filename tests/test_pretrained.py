@@ -1,0 +1,145 @@
+"""The pretrained zoo and SimCam-Bench (issue 22): the shipped weights are what their cards
+say, on pixels re-simulated here; a tampered file is refused; configs and data that are not
+the bench's are refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+
+from camtrace.data.bench import bench_manifest, eval_slice, get_bench, recorded_digests
+from camtrace.errors import CamtraceError
+from camtrace.models import load_detector, read_card
+from camtrace.models import zoo as zoo_module
+from camtrace.models.inference import identify
+from camtrace.models.zoo import Weights, resolve_checkpoint, sha256_of, zoo
+from camtrace.workflows.pretrain import check_bench_config
+
+SHIPPED = sorted(name for name, w in zoo().items() if w.shipped)
+PER_MODEL = 3  # eval images per camera model re-simulated: 30 images
+SIGMAS = 4.0
+
+
+@cache
+def bench_slice() -> tuple[list[str], list[np.ndarray]]:
+    """The first eval images of each model, rendered in memory, and their models."""
+    from camtrace.data.bench import render_slice
+
+    records = eval_slice(bench_manifest(), PER_MODEL)
+    return [r.model for r in records], render_slice(records)
+
+
+def test_bench_v1_is_the_paper_size_bondi_protocol() -> None:
+    bench = get_bench(1)
+    assert (bench.shots, bench.size, bench.seed) == (83, (768, 1024), 0)
+    assert bench.protocol(64).name == "bondi" and bench.protocol(64).count == 32
+    assert bench.protocol(32).name == "guera"
+    with pytest.raises(CamtraceError, match="no 48 px patches"):
+        bench.protocol(48)
+    with pytest.raises(CamtraceError, match="no SimCam-Bench version 9"):
+        get_bench(9)
+
+
+def test_shipped_manifest_is_the_recorded_one() -> None:
+    """The shipped split manifest has the digest recorded when the bench was frozen, and
+    Bondi's protocol: 11 eval scenes on one device per model, 10 val scenes."""
+    manifest = bench_manifest()
+    assert manifest.digest() == recorded_digests()["manifest"]
+    rows = list(manifest)
+    assert len(rows) == 10 * 3 * 83
+    evals = [r for r in rows if r.split == "eval"]
+    assert len({r.scene for r in evals}) == 11
+    assert all(len({r.instance for r in evals if r.model == m}) == 1 for m in manifest.models)
+    assert len({r.scene for r in rows if r.split == "val"}) == 10
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_detector_matches_its_card_on_resimulated_bench_images(name: str) -> None:
+    """Accuracy on a re-simulated slice of the eval split within SIGMAS binomial standard
+    deviations of the card's, images counted as the independent trials (the patches of one
+    image share its scene and device)."""
+    weights = zoo()[name]
+    detector = load_detector(name)
+    models, images = bench_slice()
+    results = [identify(detector, image) for image in images]
+    patch = np.mean([np.mean([p == m for p in r.patch_labels]) for m, r in zip(models, results)])
+    image = np.mean([r.model == m for m, r in zip(models, results)])
+    n = len(images)
+    for measured, card in ((patch, weights.accuracy["patch"]), (image, weights.accuracy["image"])):
+        bound = SIGMAS * math.sqrt(card * (1 - card) / n) + 1 / n
+        assert abs(measured - card) <= bound, (name, measured, card, bound)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_registry_is_the_file_and_its_card(name: str) -> None:
+    w = zoo()[name]
+    assert sha256_of(w.path) == w.sha256 and w.path.stat().st_size == w.bytes
+    card = read_card(name)
+    assert card["arch"] == w.arch and card["classes"] == list(w.classes)
+    assert card["pretrained"]["accuracy"] == w.accuracy
+    assert card["pretrained"]["data_digest"] == recorded_digests()["manifest"] == w.data_digest
+    assert w.bytes <= zoo_module.MAX_SHIPPED_MB * 2**20
+
+
+def test_a_tampered_weight_file_is_refused(tmp_path, monkeypatch) -> None:
+    name = SHIPPED[0]
+    original = zoo()[name]
+    data = bytearray(original.path.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    (tmp_path / original.file).write_bytes(bytes(data))
+    (tmp_path / f"{name}.sha256").write_text(f"{original.sha256}  {original.file}\n")
+    monkeypatch.setenv(zoo_module.CACHE_ENV, str(tmp_path))
+    cached = dataclasses.replace(original, shipped=False)
+    monkeypatch.setattr(zoo_module, "zoo", lambda: {name: cached})
+    with pytest.raises(CamtraceError, match="sha256 differs") as e:
+        load_detector(name)
+    assert "\n" not in str(e.value)
+    swapped = dataclasses.replace(original, sha256="0" * 64)
+    monkeypatch.setattr(zoo_module, "zoo", lambda: {name: swapped})
+    with pytest.raises(CamtraceError, match="sha256 differs"):
+        load_detector(name)
+
+
+def test_unknown_names_and_missing_files_are_one_line_errors() -> None:
+    with pytest.raises(CamtraceError, match="no pretrained detector of that name; pretrained:"):
+        resolve_checkpoint("bondi2071")
+    with pytest.raises(CamtraceError, match="checkpoint not found"):
+        resolve_checkpoint("runs/none/detector.safetensors")
+
+
+def test_pretrain_configs_train_on_the_bench_only() -> None:
+    from camtrace.workflows.experiment import builtin_configs, load_config
+
+    names = [c for c in builtin_configs() if c.startswith("pretrain-")]
+    assert {f"pretrain-{n}" for n in SHIPPED} <= set(names)
+    for name in names:
+        check_bench_config(load_config(name), name)
+    other = {**load_config("pretrain-bondi2017"), "data": {"source": "simulate", "shots": 20}}
+    with pytest.raises(CamtraceError, match="data section is not simcam-bench-v1's"):
+        check_bench_config(other, "mine.yaml")
+
+
+def test_a_pretrained_detector_on_other_camera_models_is_refused(tmp_path) -> None:
+    from camtrace.workflows.experiment import run_experiment
+
+    config = {
+        "name": "other",
+        "workdir": str(tmp_path / "data"),
+        "data": {"source": "simulate", "preset": "tiny", "shots": 4, "size": [128, 128]},
+        "split": {"protocol": "random"},
+        "detectors": [{"pretrained": SHIPPED[0]}],
+    }
+    with pytest.raises(CamtraceError, match="identifies simcam-bench-v1's camera models"):
+        run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+
+
+def test_weights_metadata_round_trips_through_the_registry() -> None:
+    raw = json.loads(zoo_module.registry_path().read_text())["weights"]
+    for name, w in zoo().items():
+        assert isinstance(w, Weights) and w.name == name
+        assert set(raw[name]) == {f.name for f in dataclasses.fields(Weights)} - {"name"}
