@@ -721,11 +721,11 @@ def bench(
 ) -> None:
     """Regenerate SimCam-Bench (cached under --workdir) and check its manifest, image and
     patch digests against the recorded ones."""
-    from camtrace.data.bench import prepare_bench, record_digests, verify_bench
+    from camtrace.data.bench import freeze_bench, prepare_bench, verify_bench
 
     data = prepare_bench(workdir, progress=progress)
     if record:
-        console.print(f"{data.bench.name}: digests recorded -> {record_digests(data)}")
+        console.print(f"{data.bench.name}: frozen -> {freeze_bench(data)}")
         return
     digests = verify_bench(data)
     console.print(

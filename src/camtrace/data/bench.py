@@ -30,7 +30,7 @@ from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.simcam.pipeline import SIMCAM_VERSION, dataset_name, render, simulate
 from camtrace.data.splits import split_manifest
 from camtrace.errors import CamtraceError
-from camtrace.io import write_json
+from camtrace.io import write_json, write_text
 
 DIGEST_CHUNK = 4096  # patches hashed per read
 
@@ -113,7 +113,8 @@ def get_bench(version: int = LATEST) -> Bench:
 
 @dataclass(frozen=True)
 class BenchData:
-    """The bench on disk: its split manifest and the patch store of each patch size."""
+    """The bench on disk: its split manifest (paths relative to the images' folder, so its
+    digest is the same on every machine) and the patch store of each patch size."""
 
     bench: Bench
     manifest: Manifest
@@ -141,12 +142,14 @@ def prepare_bench(
         progress=progress,
     )
     manifest = split_manifest(photos, bench.split(), bench.seed)
+    # cut from the saved table, as a run does, so runs and the bench share the stores
+    saved = Manifest.load(manifest.save(workdir / f"{bench.name}-manifest.csv"))
     sizes = patch_sizes or tuple(s for s, _, _ in bench.protocols)
     stores = {}
     for size in sizes:
         protocol = bench.protocol(size)
         stores[size] = build_patch_store(
-            manifest,
+            saved,
             workdir / store_name(manifest, protocol),
             protocol=protocol,
             seed=bench.seed,
@@ -164,12 +167,13 @@ def _images_digest(manifest: Manifest) -> str:
 
 
 def patches_digest(store: PatchStore) -> str:
-    """SHA-256 of a store's patches (in store order) and of each patch's source image."""
+    """SHA-256 of a store's patches (in store order) and of each patch's source image (its
+    row in the manifest)."""
     h = hashlib.sha256()
     for start in range(0, len(store), DIGEST_CHUNK):
         idx = np.arange(start, min(start + DIGEST_CHUNK, len(store)))
         h.update(np.ascontiguousarray(store.patches(idx)).tobytes())
-    h.update("\n".join(map(str, store.meta.patches["image"])).encode())
+    h.update(np.ascontiguousarray(store.meta["image"], dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
@@ -193,9 +197,13 @@ def recorded_digests(bench: Bench | None = None) -> dict[str, Any]:
     return json.loads(_digest_file(bench).read_text())
 
 
-def record_digests(data: BenchData) -> Path:
-    """Freeze the bench: write its digests into the package (a maintainer's step, once)."""
-    return write_json(_digest_file(data.bench), bench_digests(data))
+def freeze_bench(data: BenchData) -> Path:
+    """Freeze the bench (a maintainer's step, once): write its digests and its split
+    manifest into the package (``bench_v<version>.json``, ``.csv``)."""
+    path = _digest_file(data.bench)
+    write_text(path.with_suffix(".csv"), data.manifest.to_csv_text())  # paths as simulated
+    write_json(path, bench_digests(data))
+    return path
 
 
 def verify_bench(data: BenchData) -> dict[str, Any]:
@@ -244,13 +252,4 @@ def render_slice(records: list[Record], bench: Bench | None = None) -> list[np.n
 def bench_manifest(bench: Bench | None = None) -> Manifest:
     """The bench's split manifest without shooting it: the records ``simulate`` would list
     (shipped as ``bench_v<version>.csv``)."""
-    bench = bench or get_bench()
-    path = Path(str(resources.files("camtrace.data") / f"bench_v{bench.version}.csv"))
-    return Manifest.load(path)
-
-
-def write_bench_manifest(data: BenchData) -> Path:
-    """Ship the bench's split manifest beside its digests (a maintainer's step, once)."""
-    bench = data.bench
-    path = Path(str(resources.files("camtrace.data") / f"bench_v{bench.version}.csv"))
-    return data.manifest.save(path)
+    return Manifest.load(_digest_file(bench or get_bench()).with_suffix(".csv"))

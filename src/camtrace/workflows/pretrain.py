@@ -75,11 +75,11 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
             f"{bench.name}'s; retrain it with 'camtrace pretrain {name}'"
         )
     det_name, d = next(iter(metrics["detectors"].items()))
-    detector = load_detector(d["checkpoint"])
+    detector = load_detector(run_dir / Path(d["checkpoint"]).name)  # the run's own copy
     history_file = run_dir / "train" / det_name / "history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     patch, image = head_accuracy(d["identification"])
-    env = detector.card["environment"]
+    env = metrics["environment"]  # the processor of the run that trained it
     training = {
         "seconds": round(
             sum(h.get("seconds", 0.0) for h in history)
