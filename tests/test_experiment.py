@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from camtrace.errors import CamtraceError
@@ -135,3 +136,28 @@ def test_an_edited_config_retrains_its_cached_detector(tmp_path, one_thread) -> 
     metrics = run_experiment(edited, runs_dir=tmp_path / "runs", progress=False, log=lines.append)
     assert any("epochs (2 done, 1 asked)" in line and "afresh" in line for line in lines)
     assert metrics["detectors"]["bondi2017"]["best_epoch"] == 1
+
+
+def test_spoof_section_writes_the_photo_and_reads_it_back(tmp_path, one_thread) -> None:
+    """The spoof: section attacks a whole eval photo, writes a PNG a reader identifies as the
+    metrics say (identified again here, independently of the run), and reports it."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from camtrace.data.images import load_rgb
+    from camtrace.models import load_detector
+    from camtrace.models.inference import identify
+
+    config = tiny_experiment(
+        tmp_path, "spoofed", spoof={"method": "pgd", "eps": 8, "params": {"steps": 10}}
+    )
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=print)
+    (photo,) = metrics["spoof"]["photos"]
+    classes = metrics["detectors"]["bondi2017"]["classes"]
+    before = photo["before"]["model"]
+    assert photo["target"] == classes[(classes.index(before) + 1) % len(classes)]
+    detector = load_detector(metrics["detectors"]["bondi2017"]["checkpoint"])
+    assert identify(detector, photo["saved"]).model == photo["after"]["model"]
+    clean, spoofed = load_rgb(photo["source"]), load_rgb(photo["saved"])
+    assert np.abs(spoofed.astype(int) - clean).max() <= 8
+    assert photo["psnr"] == pytest.approx(peak_signal_noise_ratio(clean, spoofed), abs=0.01)
+    assert "Whole photos spoofed" in (tmp_path / "runs" / "spoofed" / "report.html").read_text()

@@ -340,6 +340,21 @@ class AttacksConfig:
 
 
 @dataclass(frozen=True)
+class SpoofConfig:
+    """Whole photos of the evaluation split spoofed toward another camera model (Chen Sec.
+    3.4: patch by patch, stitched), written as real files and identified again."""
+
+    detector: str | None = option(None, "the run's detector attacked (default: the first)")
+    method: str = option("pgd", "a gradient attack", choices=_attacks)
+    eps: float = option(4.0, "budget, 0-255 pixel units", minimum=0)
+    params: dict[str, Any] = option({}, "the attack's other keyword arguments, 0-255 units")
+    photos: int = option(1, "photos spoofed: the first eval photo of the first models", minimum=1)
+    target: str | None = option(
+        None, "camera model to spoof (default: the next in class order after the photo's reading)"
+    )
+
+
+@dataclass(frozen=True)
 class UnseenConfig:
     """Camera models no part of training used (Chen Sec. 4.3), simulated with the data
     section's scenes, size and seed."""
@@ -609,6 +624,7 @@ class ExperimentConfig:
     generators: GeneratorsConfig | None = option(None, "the generators section")
     robustness: RobustnessConfig | None = option(None, "the robustness matrix section")
     spoc: SpocSectionConfig | None = option(None, "SpoC's Tables 1-6 section")
+    spoof: SpoofConfig | None = option(None, "whole photos spoofed, before and after")
     audit: bool = option(
         False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
     )

@@ -70,6 +70,7 @@ from camtrace.workflows.spoc_run import (
     pretrain_embedder,
     train_spoc_all,
 )
+from camtrace.workflows.spoof_section import add_spoof_report, run_spoof
 
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
 
@@ -465,6 +466,13 @@ def run_experiment(
         else None
     )
     spoc = run_spoc(spoc_plan, config, first, run_dir, clock, progress, log) if spoc_plan else None
+    spoofed = (
+        run_spoof(config.spoof, detectors, first.manifest, run_dir, progress, log)
+        if config.spoof
+        else None
+    )
+    if spoofed:
+        clock.lap("spoof")
     robustness = None
     if config.robustness:
         trained = {"detectors": detectors, "generators": generator_paths(generators)}
@@ -493,6 +501,7 @@ def run_experiment(
         **({"generators": generators.metrics} if generators else {}),
         **({"robustness": robustness} if robustness else {}),
         **({"spoc": spoc.metrics} if spoc else {}),
+        **({"spoof": spoofed} if spoofed else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
     report = build_report(given, metrics, first.histories)
@@ -505,6 +514,8 @@ def run_experiment(
         add_robustness_report(report, robustness)
     if spoc:
         add_spoc_report(report, spoc)
+    if spoofed:
+        add_spoof_report(report, spoofed)
     if audited is not None:
         add_audit_section(report, audited, AUDIT_REPORT)
     write_run(run_dir, metrics, report, given)
