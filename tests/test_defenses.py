@@ -86,6 +86,20 @@ def test_mixed_batch_has_k_uint8_adversarial_patches_against_current_weights() -
     assert not torch.equal(mixed_batch(net, x, y, eps)[:3], mixed[:3])
 
 
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "bim"])
+def test_mixed_batch_attacks_all_k_patches_even_misclassified_ones(attack: str) -> None:
+    """Zhao eq. 7: the k adversarial patches are all crafted, also those the current weights
+    already get wrong (an early-stopping attack would leave them clean)."""
+    net = tiny()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(40, 216, (8, 3, 8, 8), generator=g).float()  # no clipping at 0 or 255
+    with torch.no_grad():
+        wrong = 1 - net(x).argmax(1)  # every patch misclassified under these labels
+    mixed = mixed_batch(net, x, wrong, torch.full((6,), 2.0), attack)
+    changed = (mixed != x).flatten(1).any(1)
+    assert changed[:6].all() and not changed[6:].any()
+
+
 def test_mixed_objective_weights_adversarial_losses_by_alpha() -> None:
     net = tiny()
     x = torch.randint(0, 256, (6, 3, 8, 8), generator=torch.Generator().manual_seed(3)).float()

@@ -359,7 +359,7 @@ class GradientAttack(Attack):
             if options.through_jpeg:
                 loss = loss + self.loss(model(options.jpeg.differentiable(xq)), goal, aim, idx)
             (grad,) = torch.autograd.grad(loss, xq)
-            if options.early_stop:
+            if options.early_stop and self.steps > 1:  # one step (FGSM): every sample takes it
                 done = self.reached(model, xq.detach(), logits.detach(), goal, idx)
                 if done.any():
                     keep = ~done

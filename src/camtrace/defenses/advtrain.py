@@ -31,6 +31,9 @@ from camtrace.defenses.gradnorm import widened
 LINF_ATTACKS = ("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm")
 """The camtrace attacks with an Linf radius ``eps``, the ones the mixed batch can use."""
 
+# Eq. 7 crafts all k, also those already misclassified: no early stop where an attack has one.
+ALL_K = {a: {"early_stop": False} for a in ("bim", "pgd", "mifgsm", "timifgsm")}
+
 SampleLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -54,7 +57,8 @@ def mixed_batch(
     attack: str = "fgsm",
 ) -> torch.Tensor:
     """``x`` with its first ``len(eps)`` patches replaced by ``attack`` examples of radius
-    ``eps[i]`` (true labels, current weights, uint8 values), the rest untouched."""
+    ``eps[i]`` (true labels, current weights, uint8 values), the rest untouched. Every one of
+    the k is attacked, also those the current weights already misclassify (no early stop)."""
     k = min(len(eps), len(x))
     mixed = x.detach().clone()
     radii = eps[:k].floor()
@@ -62,7 +66,7 @@ def mixed_batch(
         idx = (radii == r).nonzero().squeeze(1).to(x.device)
         if r < 1:  # no 8-bit perturbation fits in a ball of radius < 1
             continue
-        adv, _ = make_attack(attack, eps=r)(
+        adv, _ = make_attack(attack, eps=r, **ALL_K.get(attack, {}))(
             model, x[idx].round().to(torch.uint8), labels=labels[idx]
         )
         mixed[idx] = adv.to(mixed.dtype)
