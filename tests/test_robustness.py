@@ -236,7 +236,12 @@ def test_run_writes_the_matrix_plain_and_under_torchrun(tmp_path: Path) -> None:
     run_dir = runs / "tiny-robustness"
     rob = json.loads((run_dir / "metrics.json").read_text())["robustness"]
     assert rob["rows"] == ["bondi2017", "tuama2016"]
-    assert rob["columns"] == ["fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square"]
+    assert rob["columns"] == [
+        *("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square"),
+        *("noise", "noise-luma"),
+    ]
+    noise = rob["matrix"]["tuama2016"]["noise"]
+    assert sum(noise["predicted"].values()) == noise["n"] and noise["linf"] <= 4
     cell = rob["matrix"]["tuama2016"]["pgd"]
     assert cell["n"] == 4 and 0 <= cell["jpeg_error_rate"] <= 1 and cell["linf"] <= 4
     tuama = rob["adaptive"]["rows"]["tuama2016"]

@@ -17,6 +17,7 @@ from camtrace.attacks.base import Attack, AttackInfo, GradientAttack, as_pixel_e
 from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack, SpoCAttack
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
 from camtrace.attacks.jsma import JSMA
+from camtrace.attacks.noise import RandomSign, RandomSignLuma
 from camtrace.attacks.options import OPTIONS, AttackOptions
 from camtrace.attacks.square import Square
 from camtrace.data.codec import Jpeg, recompress
@@ -25,6 +26,7 @@ from camtrace.errors import CamtraceError
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
     for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA, Square)
+    + (RandomSign, RandomSignLuma)
     + (MISLGANAttack, AdvCamIdAttack, GAPAttack, SpoCAttack)
 }
 
@@ -65,6 +67,8 @@ __all__ = [
     "MISLGANAttack",
     "PGD",
     "PGDL2",
+    "RandomSign",
+    "RandomSignLuma",
     "SpoCAttack",
     "Square",
     "TIMIFGSM",

@@ -168,7 +168,9 @@ def summarise_distortion(d: dict[str, np.ndarray], mask: np.ndarray | None = Non
 def outcome_metrics(
     scores: np.ndarray, labels: Labels, classes: Sequence[str], target: Labels = None
 ) -> dict[str, Any]:
-    """:func:`outcome_from_scores` overall and per true class (by name)."""
+    """:func:`outcome_from_scores` overall and per true class (by name), and ``predicted``:
+    how many images are read as each class (where a detector's answers go under attack: a
+    sink class means noise sensitivity, not a steered attack)."""
     y = _label_array(labels, len(scores), "labels")
     t = _label_array(target, len(scores), "target")
     per_class = {}
@@ -176,7 +178,12 @@ def outcome_metrics(
         m = y == c
         if m.any():
             per_class[name] = outcome_from_scores(scores[m], y[m], None if t is None else t[m])
-    return {"overall": outcome_from_scores(scores, y, t), "per_class": per_class}
+    counts = np.bincount(np.asarray(scores).argmax(1), minlength=len(classes)) if len(y) else []
+    return {
+        "overall": outcome_from_scores(scores, y, t),
+        "per_class": per_class,
+        "predicted": {name: int(n) for name, n in zip(classes, counts)},
+    }
 
 
 def attack_metrics(

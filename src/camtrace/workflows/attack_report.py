@@ -93,6 +93,28 @@ def _zhao_rows(runs: list[dict[str, Any]], clean: dict[str, Any]) -> list[dict[s
     return rows
 
 
+def most_read_as(predicted: dict[str, int]) -> str:
+    """The class most images are read as, and its share: ``Nimbus_N300 61%``."""
+    total = sum(predicted.values())
+    if not total:
+        return "n/a"
+    name = max(predicted, key=predicted.get)
+    return f"{name} {percent(predicted[name] / total, 0)}"
+
+
+def _sink_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The class most patches are read as under each untargeted sweep, per eps."""
+    rows = []
+    for run in runs:
+        if run["targeted"] or not run["settings"] or run["settings"][0]["eps"] is None:
+            continue
+        row = {"method": run["method"]}
+        for s in run["settings"]:
+            row[f"ε = {s['eps_pixels']:g}"] = most_read_as(s["predicted"]) if s["n"] else "n/a"
+        rows.append(row)
+    return rows
+
+
 def examples_figure(ex: Example, title: str) -> Figure:
     """Clean patch, adversarial patch, amplified perturbation and sign of the gradient
     (Güera Fig. 4), one row per patch."""
@@ -214,7 +236,14 @@ def add_attack_report(
         if zhao:
             report.table(
                 zhao,
-                caption=f"{arch}: accuracy under attack, ε in 0-255 units (Zhao Table 2 layout)",
+                caption=f"{arch}: accuracy under attack, ε in 0-255 units (Zhao Table 2 layout); "
+                "noise and noise-luma are the controls: random signs of the same radius",
+            )
+            report.table(
+                _sink_rows(runs),
+                caption=f"{arch}: the camera model most patches are read as under each attack "
+                "and control, and its share (one model taking most answers under random noise "
+                "means noise sensitivity, not a steered attack)",
             )
         for xs, (series, styles) in eps_curves(runs).items():
             report.figure(

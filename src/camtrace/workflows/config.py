@@ -522,7 +522,10 @@ class SpocSectionConfig:
             _fail(f"{path}.synthetic.size", f"{side} is not 4 x a power of two (e.g. 64, 128)")
 
 
-MATRIX_ATTACKS = ("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square")
+MATRIX_ATTACKS = (
+    *("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square"),
+    *("noise", "noise-luma"),  # controls: random signs of the same radius
+)
 
 
 @dataclass(frozen=True)

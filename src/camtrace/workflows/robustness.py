@@ -273,6 +273,7 @@ def run_cell(
         "jpeg_accuracy": j["accuracy"],
         "psnr": o["psnr"],
         "linf": o["linf"],
+        "predicted": m["predicted"],
     }
 
 

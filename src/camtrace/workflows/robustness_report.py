@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from camtrace.workflows import plots
+from camtrace.workflows.attack_report import most_read_as
 from camtrace.workflows.report import Report, percent
 from camtrace.workflows.robustness import pgd_label
 
@@ -129,6 +130,21 @@ def add_robustness_report(report: Report, metrics: dict[str, Any]) -> None:
         ],
         caption=f"Error rate on uint8 / after JPEG q{jpeg}, and mean PSNR (clean accuracy: as "
         "written / after JPEG)",
+    )
+    report.table(
+        [
+            {
+                "detector": r,
+                **{
+                    c: most_read_as(metrics["matrix"][r][c].get("predicted", {}))
+                    for c in metrics["columns"]
+                },
+            }
+            for r in metrics["rows"]
+        ],
+        caption="The camera model most attacked patches are read as, and its share: noise and "
+        "noise-luma (random signs of the same eps) are the controls; where they send most "
+        "patches to one model as FGSM does, the detector is noise-sensitive, not attacked",
     )
     if "adaptive" in metrics:
         _add_adaptive(report, metrics["adaptive"], jpeg)
