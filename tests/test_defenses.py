@@ -239,3 +239,31 @@ def test_experiment_trains_defended_detectors_and_reports_zhaos_tables(tmp_path:
     assert xs == [1.0, 2.0] and len(curves) == 2  # 64 px: both defences on one figure; 32 px
     assert sorted(series)[:2] == ["advtrain, after q90", "advtrain, uint8"]
     assert [r["defence"] for r in table1_rows(dets)] == ["none", "advtrain"]
+
+
+def test_fine_tuning_starts_from_the_init_weights(pipeline: dict[str, Path]) -> None:  # noqa: F811
+    """train.init: a fine-tune at learning rate 0 ends on exactly the weights it started
+    from (the init checkpoint's, read back from the file); other classes are refused."""
+    from camtrace.data.patch_store import PatchStore
+    from camtrace.models import load_detector
+    from camtrace.training.detector import train_detector
+    from camtrace.training.engine import TrainConfig
+
+    init = str(pipeline["ckpt"])
+    config = TrainConfig(epochs=1, lr=0.0, weight_decay=0.0, precision="fp32", init=init)
+    store = PatchStore.open(pipeline["store"])
+    tuned = train_detector(store, "bondi2017", pipeline["root"] / "tuned", config, svm=False)
+    start = load_detector(init).state_dict()
+    for key, value in tuned.detector.state_dict().items():
+        assert torch.equal(value, start[key]), key
+    other = build_other(pipeline["root"] / "other.safetensors")
+    with pytest.raises(CamtraceError, match="train.init: .* is a bondi2017 of 2 classes"):
+        train_detector(
+            store, "bondi2017", pipeline["root"] / "bad", TrainConfig(epochs=1, init=str(other))
+        )
+
+
+def build_other(path: Path) -> Path:
+    from camtrace.models import build, save_detector
+
+    return save_detector(build("bondi2017", ["A_1", "B_2"], patch_size=64), path)

@@ -102,7 +102,10 @@ def train_detector(
         if svm is False:
             raise CamtraceError(f"{arch} classifies with its SVMs only; drop --no-svm / svm: false")
         return fit_handcrafted(detector, store, train_set, out_dir, config, card, Cs)
-    detector.fit_preprocessing(train_set.patches)
+    if config.init:
+        start_from(detector, config.init)
+    else:
+        detector.fit_preprocessing(train_set.patches)
     result = train(
         detector,
         train_set,
@@ -120,6 +123,20 @@ def train_detector(
         svm_info = attach_svm(detector, store, Cs=Cs, seed=config.seed)
     path = save_detector(detector, out_dir / DETECTOR_FILE, svm_fit=svm_info)
     return TrainedDetector(load_detector(path), path, result, svm_info)
+
+
+def start_from(detector: Detector, init: str) -> None:
+    """Fine-tuning: ``detector`` takes the network weights (and fitted preprocessing) of
+    ``init``, a checkpoint or a pretrained name of the same architecture and classes."""
+    start = load_detector(init)
+    if start.arch != detector.arch or list(start.classes) != list(detector.classes):
+        raise CamtraceError(
+            f"train.init: {init} is a {start.arch} of {len(start.classes)} classes "
+            f"({', '.join(start.classes)}); this training is a {detector.arch} of "
+            f"{', '.join(detector.classes)}"
+        )
+    weights = {k: v for k, v in start.state_dict().items() if not k.startswith("svm.")}
+    detector.load_state_dict(weights)
 
 
 def fit_handcrafted(

@@ -81,6 +81,7 @@ class TrainConfig:
     channels_last: bool = True
     device: str = "auto"
     eval_batch_size: int = 512
+    init: str | None = None  # start from these weights (checkpoint or pretrained name)
 
 
 @dataclass
@@ -177,6 +178,8 @@ def run_settings(
         "patches": (card or {}).get("patches"),
         "defense": getattr(objective, "card", None),
     }
+    if config.init:  # only when set: states saved before the key existed still resume
+        run["training"]["init"] = config.init
     return json.loads(json.dumps(run))  # as the state's JSON metadata will give it back
 
 

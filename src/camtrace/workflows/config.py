@@ -215,6 +215,7 @@ TRAIN_KEYS: dict[str, dict[str, Any]] = {
     "channels_last": _train("channels-last memory format"),
     "device": _train("auto, cpu, cuda or cuda:N"),
     "eval_batch_size": _train("patches per validation step", 1),
+    "init": _train("fine-tune: start from a checkpoint or pretrained name (default: random)"),
 }
 """The ``train`` keys: every :class:`TrainConfig` field but ``seed`` (the experiment's)."""
 
