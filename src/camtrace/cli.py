@@ -624,21 +624,34 @@ def attack(
 @app.command()
 def models(
     classes: Annotated[int, typer.Option(help="Camera models the classifiers are sized for.")] = 10,
+    markdown: Annotated[
+        bool, typer.Option(help="Print the pretrained detectors as the README's Markdown table.")
+    ] = False,
 ) -> None:
-    """The detector zoo: paper, native patch, protocol, SVMs, parameters, GFLOPs per patch."""
+    """The detector zoo: paper, native patch, protocol, SVMs, parameters, GFLOPs per patch;
+    then the pretrained detectors with their SimCam-Bench accuracy."""
+    from rich.table import Column
+
     from camtrace.models.summary import summarize_all
 
+    if markdown:
+        from camtrace.models.zoo import zoo
+        from camtrace.workflows.pretrain import zoo_markdown
+
+        print(zoo_markdown(zoo()))
+        return
+
     table = Table(
-        "name",
+        Column("name", no_wrap=True),
         "paper",
-        "native patch",
-        "min size",
+        Column("native", no_wrap=True),
+        "min",
         "protocol",
         "SVMs",
         "bf16",
-        "parameters",
-        "GFLOPs / patch",
-        title=f"Registered detectors ({classes} classes; GFLOPs: one forward at native size)",
+        Column("params", no_wrap=True, justify="right"),
+        Column("GFLOPs", no_wrap=True, justify="right"),
+        title=f"Registered detectors ({classes} classes; GFLOPs: one forward of a native patch)",
     )
     for row in summarize_all(classes):
         s = row.spec
@@ -650,7 +663,7 @@ def models(
             s.protocol,
             "yes" if s.svm else "no",
             "yes" if s.mixed_precision else "fp32",
-            f"{row.parameters:,}",
+            f"{row.parameters / 1e6:.2f}M",
             f"{row.gflops_per_patch:.3f}",
         )
     console.print(table)
@@ -658,32 +671,29 @@ def models(
 
 
 def _pretrained_table() -> None:
+    from rich.table import Column
+
     from camtrace.models.zoo import zoo
 
     table = Table(
-        "name",
-        "arch",
+        Column("name", no_wrap=True),
         "patch",
         "defence",
         "single patch",
         "image",
         "MB",
-        "trained",
-        "where",
-        title="Pretrained on SimCam-Bench (eval split; --detector NAME)",
+        Column("where", no_wrap=True),
+        title="Pretrained on SimCam-Bench (eval split): --detector NAME; camtrace info NAME",
     )
     for w in zoo().values():
-        t = w.training
         table.add_row(
             w.name,
-            w.arch,
             str(w.patch_size),
             w.defense,
             f"{w.accuracy['patch']:.1%}",
             f"{w.accuracy['image']:.1%}",
             f"{w.bytes / 2**20:.1f}",
-            f"{t['seconds'] / 60:.0f} min, {t['precision']}, {t['processor']}",
-            "shipped" if w.shipped else "cache: camtrace pretrain " + w.name,
+            "shipped" if w.shipped else "cache",
         )
     console.print(table)
 

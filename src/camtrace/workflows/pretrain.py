@@ -140,6 +140,34 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
     return entry
 
 
+ZOO_TABLE_START, ZOO_TABLE_END = "<!-- zoo table: camtrace models --markdown -->", "<!-- /zoo -->"
+
+
+def zoo_markdown(entries: dict[str, Weights]) -> str:
+    """The README's zoo table, rendered from the registry (never typed)."""
+    lines = [
+        "| name | architecture | patch | defence | single patch | image (vote) | size | "
+        "training (processor, precision) | config |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w in entries.values():
+        t = w.training
+        where = "" if w.shipped else ", in the cache"
+        lines.append(
+            f"| `{w.name}` | {w.arch} | {w.patch_size} px ({w.protocol}) | {w.defense} | "
+            f"{100 * w.accuracy['patch']:.1f}% | {100 * w.accuracy['image']:.1f}% "
+            f"({round(w.accuracy['image'] * w.accuracy['eval_images'])} / "
+            f"{w.accuracy['eval_images']}) | {w.bytes / 2**20:.1f} MB{where} | "
+            f"{t['seconds'] / 60:.0f} min, {_epochs(t['epochs'])} ({t['processor']}, "
+            f"{t['isa']}, {t['precision']}) | `{w.config}` |"
+        )
+    return "\n".join(lines)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epochs" if n else "fitted, no network"
+
+
 def _register(entry: Weights) -> None:
     """Add or replace ``entry`` in the package's registry (atomically)."""
     path = registry_path()
