@@ -143,3 +143,12 @@ def test_weights_metadata_round_trips_through_the_registry() -> None:
     for name, w in zoo().items():
         assert isinstance(w, Weights) and w.name == name
         assert set(raw[name]) == {f.name for f in dataclasses.fields(Weights)} - {"name"}
+
+
+def test_readme_zoo_table_is_the_registry_rendered() -> None:
+    from pathlib import Path
+
+    from camtrace.workflows.pretrain import with_zoo_table
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert with_zoo_table(readme, zoo()) == readme, "run: camtrace pretrain NAME --ship"

@@ -24,6 +24,7 @@ from camtrace.models.zoo import (
     Weights,
     registry_path,
     sha256_of,
+    zoo,
 )
 from camtrace.workflows.config import parse_config
 from camtrace.workflows.experiment import head_accuracy, load_config, run_experiment
@@ -137,6 +138,7 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
         write_text(dest.with_suffix(".sha256"), f"{sha}  {file}\n")
     if ship:
         _register(entry)
+        _refresh_readme()
     return entry
 
 
@@ -164,8 +166,25 @@ def zoo_markdown(entries: dict[str, Weights]) -> str:
     return "\n".join(lines)
 
 
+def with_zoo_table(readme: str, entries: dict[str, Weights]) -> str:
+    """``readme`` with the text between the zoo-table markers replaced by the rendered table
+    (``camtrace pretrain --ship`` keeps the README's table in step with the registry)."""
+    head, found, rest = readme.partition(ZOO_TABLE_START)
+    _, end, tail = rest.partition(ZOO_TABLE_END)
+    if not (found and end):
+        raise CamtraceError(f"README: no '{ZOO_TABLE_START}' ... '{ZOO_TABLE_END}' block")
+    return f"{head}{ZOO_TABLE_START}\n{zoo_markdown(entries)}\n{ZOO_TABLE_END}{tail}"
+
+
 def _epochs(n: int) -> str:
     return f"{n} epochs" if n else "fitted, no network"
+
+
+def _refresh_readme() -> None:
+    """In a source checkout, re-render the README's zoo table from the registry."""
+    readme = Path(__file__).resolve().parents[3] / "README.md"
+    if readme.is_file() and ZOO_TABLE_START in readme.read_text():
+        write_text(readme, with_zoo_table(readme.read_text(), zoo()))
 
 
 def _register(entry: Weights) -> None:
