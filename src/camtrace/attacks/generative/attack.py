@@ -4,11 +4,12 @@
 attack like every other: ``attack(detector, images_uint8, target=None, labels=None) ->
 (adv_uint8, AttackInfo)``, success judged on the uint8 output (and after JPEG when ``jpeg`` is
 set) with an fp32 forward. The attack itself is one forward pass of the generator (``steps`` =
-1). Images larger than the generator's training patch are cut into tiles of that size (the last
-row and column of tiles replicate-padded), attacked tile by tile and stitched, as Chen Sec. 3.4
-deploys MISLGAN; tiles start at multiples of the (even) patch size, so the synthetic CFA keeps
-one Bayer phase across the whole image. The target defaults to the generator's; another is an
-error.
+1). Images larger than the generator's training patch are cut into tiles of that size, each
+run with a border of the generator's receptive-field radius (``halo``; replicate-padded at
+the image's edge) whose output is dropped, and stitched, as Chen Sec. 3.4 deploys MISLGAN:
+the same pixels as one pass over the whole image, without its memory, and no seam along the
+tile grid. Tiles and borders are multiples of 4, so the synthetic CFA keeps one Bayer phase.
+The target defaults to the generator's; another is an error.
 A SpoC generator knows no detector: its target is a camera model name, found among the
 detector's classes (a detector without it is an error).
 """
@@ -122,16 +123,26 @@ class GenerativeAttack(Attack):
         return y, torch.ones(len(x0), dtype=torch.long, device=x0.device)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
-        """The generator on ``patch_size`` tiles of ``x``, stitched (Chen Sec. 3.4)."""
+        """The generator on ``patch_size`` tiles of ``x``, stitched (Chen Sec. 3.4). Each
+        tile is computed with a border of the generator's ``halo`` (its receptive-field
+        radius) around it and only its centre kept, so every output pixel sees the same
+        neighbourhood as in one pass over the whole image: no seam along the tile grid."""
         p, (h, w) = self.patch_size, x.shape[-2:]
         if p is None or (h <= p and w <= p):
             return self.generator(x)
-        padded = F.pad(x, (0, -w % p, 0, -h % p), mode="replicate")
-        n, c, nh, nw = len(x), x.shape[1], padded.shape[-2] // p, padded.shape[-1] // p
-        tiles = padded.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5)
-        tiles = tiles.reshape(-1, c, p, p)
+        m = self.generator.halo
+        padded = F.pad(x, (m, m + -w % p, m, m + -h % p), mode="replicate")
+        n, c = len(x), x.shape[1]
+        tiles = padded.unfold(2, p + 2 * m, p).unfold(3, p + 2 * m, p)
+        nh, nw = tiles.shape[2], tiles.shape[3]
+        tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, p + 2 * m, p + 2 * m)
         size = self.options.batch_size
-        out = torch.cat([self.generator(tiles[i : i + size]) for i in range(0, len(tiles), size)])
+        out = torch.cat(
+            [
+                self.generator(tiles[i : i + size])[..., m : m + p, m : m + p]
+                for i in range(0, len(tiles), size)
+            ]
+        )
         out = out.reshape(n, nh, nw, c, p, p).permute(0, 3, 1, 4, 2, 5)
         return out.reshape(n, c, nh * p, nw * p)[..., :h, :w]
 

@@ -65,6 +65,10 @@ class GAPGenerator(nn.Module):
     """ResNet generator + the Linf budget: ``forward`` takes and gives float pixels in
     [0, 255] (N, 3, H, W); ``|forward(x) - x| <= eps`` everywhere."""
 
+    # receptive-field radius: conv 7 (3 px), two stride-2 conv 3 (1 + 2), twelve conv 3 at
+    # stride 4 (48), two transposed conv 3 (4 + 2), conv 7 (3): 63 px, rounded up to 4s
+    halo = 64
+
     def __init__(self, eps: float = 8.0, ngf: int = 64, blocks: int = 6) -> None:
         super().__init__()
         if not float(eps) > 0:

@@ -84,6 +84,8 @@ class MISLGANGenerator(nn.Module):
     """Chen Fig. 2: synthetic CFA -> ConvBlock 64 -> ConvBlock 128 -> reduction conv 3@3x3 +
     ReLU. Takes and gives float pixels in [0, 255] (N, 3, H, W), any H and W."""
 
+    halo = 8  # receptive-field radius: five 3x3 convolutions reach 5 px, rounded up to 4s
+
     def __init__(self, pattern: str = BAYER) -> None:
         super().__init__()
         self.hparams = {"pattern": pattern}

@@ -179,6 +179,8 @@ class SpoCGenerator(nn.Module):
     1 (3x3, 64 -> 128 channels, spectral norm on the 5 middle ones, ReLU but after the last),
     the filtered input added back, tanh. Float pixels [0, 255] (N, 3, H, W) in and out."""
 
+    halo = 8  # receptive-field radius: the 3x3 pre-filter and seven 3x3 convolutions, 8 px
+
     def __init__(self, kernel: int = 3, sigma: float = SIGMA) -> None:
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
