@@ -393,9 +393,10 @@ def _baselines(
 
 
 def _generator_config(plan: SpocPlan, method: str) -> GeneratorConfig:
-    """GAP at its budget; Adv-Cam-Id stopped once its validation PSNR reaches the section's
-    (SpoC supplement Sec. C: "stop the training when the PSNR is greater than or equal to
-    31dB") and every detector's SAR 95%, or at the iteration cap."""
+    """GAP at its budget (stopped at SAR 95% or the iteration cap); Adv-Cam-Id stopped as
+    soon as its validation PSNR reaches the section's, whatever its SAR (SpoC supplement
+    Sec. C: "stop the training when the PSNR is greater than or equal to 31dB"), or at the
+    iteration cap."""
     s = plan.section
     return GeneratorConfig(
         batch_size=s.generator_batch,
@@ -403,6 +404,7 @@ def _generator_config(plan: SpocPlan, method: str) -> GeneratorConfig:
         val_every=max(1, s.generator_iterations // 10),
         save_every=max(1, s.generator_iterations // 10),
         stop_psnr=s.psnr if method != "gap" else None,
+        stop_sar=0.0 if method != "gap" else GeneratorConfig.stop_sar,
         hparams={"eps": s.gap_eps} if method == "gap" else {},
         seed=plan.seed,
     )

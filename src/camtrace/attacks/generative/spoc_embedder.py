@@ -50,8 +50,13 @@ MIN_SIDE = 20  # the fixed layer (3) and four poolings (16), a multiple of 4
 @dataclass(frozen=True)
 class EmbedderConfig:
     """Embedder pretraining. ``margin``: the triplet margin on the L1 distance of the 512-d
-    embeddings (guess: SpoC does not give it; 1.0, with unnormalised embeddings the margin
-    only sets their scale). CPU-sized ``iterations``; resuming needs the same settings."""
+    embeddings, 1.0. SpoC's one margin sentence stands under Eq. 3, L_DST: "m is the margin
+    of the triplet-loss fixed to 0.01 in our experiments". camtrace reads it as L_DST's
+    margin only: the sentence defines the m of Eq. 3, which "compar[es] distances" as a
+    triplet loss does, and the supplement's embedder section (Sec. A) gives no margin; and
+    with unnormalised embeddings a triplet margin only sets their scale, which d_ref then
+    carries into L_DST, so 1.0 and 0.01 train the same embedder up to scale.
+    CPU-sized ``iterations``; resuming needs the same settings."""
 
     models_per_batch: int = 20
     patches_per_model: int = 4
