@@ -241,3 +241,39 @@ def _folder(path: str):
     from pathlib import Path
 
     return Path(path).parent
+
+
+def test_validation_ssim_is_wangs_as_scikit_image_computes_it() -> None:
+    """The validation SSIM (kornia) against scikit-image's Gaussian-window SSIM (Wang 2004)."""
+    from skimage.metrics import structural_similarity
+
+    from camtrace.attacks.generative.training import ssim
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    ours = ssim(*(torch.from_numpy(v).permute(0, 3, 1, 2).float() for v in (a, b)))
+    for k in range(2):
+        ref = structural_similarity(
+            a[k],
+            b[k],
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+        )
+        assert ours[k].item() == pytest.approx(ref, abs=1e-4)
+
+
+def test_training_stops_at_its_time_budget(toy, data, tmp_path) -> None:
+    """max_hours: the training stops (validated and saved) once it has spent the budget,
+    long before its iteration cap; the card records the time."""
+    from camtrace.attacks.generative.checkpoint import read_generator_card
+
+    config = quick(max_iterations=1000, val_every=500, max_hours=1e-9)
+    path = train_generator("advcamid", toy, *data, "Canon_Ixus70", config, tmp_path / "g")
+    card = read_generator_card(path)
+    assert card["iterations"] == 1 and card["validation"]["iteration"] == 1
+    assert {"psnr", "ssim", "sar", "seconds"} <= set(card["validation"])
+    assert card["training_seconds"] >= 0

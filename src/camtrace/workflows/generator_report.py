@@ -95,6 +95,18 @@ def loss_figure(log: dict[str, Any], title: str) -> Figure:
     )
 
 
+def curves_figure(validation: list[dict[str, Any]], title: str) -> Figure:
+    """The learning curves (Chen's stop criterion): SAR (%, mean over the detectors), PSNR
+    (dB) and SSIM (x 100) of the 8-bit outputs at every validation step."""
+    steps = [v["iteration"] for v in validation]
+    series = {"PSNR (dB)": [v["psnr"] for v in validation]}
+    if all("sar" in v for v in validation):
+        series["SAR (%)"] = [100 * float(np.mean(v["sar"])) for v in validation]
+    if all("ssim" in v for v in validation):
+        series["SSIM x 100"] = [100 * v["ssim"] for v in validation]
+    return plots.line_figure(steps, series, title, "iteration", "value")
+
+
 def add_generator_report(
     report: Report,
     metrics: dict[str, Any],
@@ -154,6 +166,11 @@ def add_generator_report(
             f"spoofed against {trained_on}",
         )
     for name in targets:
+        if logs.get(name, {}).get("validation"):
+            report.figure(
+                curves_figure(logs[name]["validation"], f"{method} -> {name}: learning curves"),
+                caption="Validation SAR, PSNR and SSIM of the 8-bit outputs per validation step.",
+            )
         if logs.get(name, {}).get("losses"):
             report.figure(
                 loss_figure(logs[name], f"{method} -> {name}: training losses"),

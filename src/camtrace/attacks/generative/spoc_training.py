@@ -59,6 +59,7 @@ from camtrace.attacks.generative.training import (
     as_patches,
     psnr,
     same_run,
+    ssim,
     ste_round,
 )
 from camtrace.errors import CamtraceError
@@ -86,10 +87,13 @@ class SpoCConfig:
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     val_every: int = 50
     save_every: int = 50
+    max_hours: float | None = None
     seed: int = 0
     progress: bool = False
 
     def __post_init__(self) -> None:
+        if self.max_hours is not None and not self.max_hours > 0:
+            raise CamtraceError(f"spoc training: max_hours={self.max_hours} must be > 0")
         for name in ("batch_size", "iterations", "val_every", "save_every"):
             if int(getattr(self, name)) < 1:
                 raise CamtraceError(f"spoc training: {name}={getattr(self, name)} must be >= 1")
@@ -171,7 +175,9 @@ class _SpoCRun(GeneratorLoop):
         embedder: Embedder | None,
         card: dict[str, Any],
     ) -> None:
-        super().__init__(card, config.iterations, f"train spoc -> {card['target']}")
+        super().__init__(
+            card, config.iterations, f"train spoc -> {card['target']}", config.max_hours
+        )
         self.config, self.real, self.synthetic, self.val = config, real, synthetic, val
         self.embedder = embedder.eval().requires_grad_(False) if embedder is not None else None
         self.e_m, self.d_ref = self._anchor() if embedder is not None else (None, None)
@@ -238,15 +244,20 @@ class _SpoCRun(GeneratorLoop):
     def validate(self) -> dict[str, Any]:
         """Mean PSNR of the 8-bit spoofs of the validation images, their mean embedder
         distance to e_M and the share within d_ref (SpoC's L_DST hinge without margin)."""
-        psnrs, dists = [], []
+        psnrs, ssims, dists = [], [], []
         with eval_mode(self.generator):
             for lo in range(0, len(self.val), 4 * self.config.batch_size):
                 x = self.val[lo : lo + 4 * self.config.batch_size].float()
                 spoof = self.generator.to_grid(self.generator(x), x)
                 psnrs.append(psnr(spoof, x))
+                ssims.append(ssim(spoof, x))
                 if self.embedder is not None:
                     dists.append(l1_distance(self.embedder(spoof), self.e_m))
-        v: dict[str, Any] = {"iteration": self.iteration, "psnr": torch.cat(psnrs).mean().item()}
+        v: dict[str, Any] = {
+            "iteration": self.iteration,
+            "psnr": torch.cat(psnrs).mean().item(),
+            "ssim": torch.cat(ssims).mean().item(),
+        }
         if dists:
             d = torch.cat(dists)
             v["distance"], v["within_d_ref"] = (

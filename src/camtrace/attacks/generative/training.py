@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,6 +56,8 @@ from camtrace.hardware import environment
 from camtrace.io import write_json
 from camtrace.models.inference import eval_mode
 
+SSIM_WINDOW = 11  # Wang et al. 2004's Gaussian window (sigma 1.5)
+
 GENERATOR_FILE = "generator.safetensors"
 STATE_FILE = "train_state.safetensors"
 LOG_FILE = "log.json"
@@ -65,6 +69,7 @@ class GeneratorConfig:
     forced to 0 for Adv-Cam-Id and unused by GAP). ``hparams``: the generator's own (GAP:
     ``eps``, 8 by default). ``stop_psnr`` None means 40 dB for MISLGAN and Adv-Cam-Id (Chen
     reports more than 42.7 dB) and no PSNR condition for GAP, whose budget bounds it.
+    ``max_hours``: stop after this much training time, summed over sittings (None: none).
     ``progress``: a Rich progress bar. Resuming needs the same settings (``progress`` aside)."""
 
     batch_size: int = 30
@@ -73,6 +78,7 @@ class GeneratorConfig:
     save_every: int = 50
     stop_sar: float = 0.95
     stop_psnr: float | None = None
+    max_hours: float | None = None
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 1.0
@@ -89,6 +95,8 @@ class GeneratorConfig:
                 )
         if not 0 <= self.stop_sar <= 1:
             raise CamtraceError(f"generator training: stop_sar={self.stop_sar} must be in [0, 1]")
+        if self.max_hours is not None and not self.max_hours > 0:
+            raise CamtraceError(f"generator training: max_hours={self.max_hours} must be > 0")
 
     def psnr_threshold(self, method: Method) -> float:
         return method.stop_psnr if self.stop_psnr is None else float(self.stop_psnr)
@@ -155,11 +163,15 @@ class GeneratorLoop:
     A method supplies ``batch`` (this iteration's inputs, seeded by (seed, iteration)),
     ``step``, ``validate`` and, if it stops early, ``good_enough``."""
 
-    def __init__(self, card: dict[str, Any], total: int, label: str) -> None:
+    def __init__(
+        self, card: dict[str, Any], total: int, label: str, max_hours: float | None = None
+    ) -> None:
         self.card, self.total, self.label = card, total, label
+        self.max_seconds = None if max_hours is None else 3600 * max_hours
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.iteration, self.losses, self.validation, self.done = 0, [], [], False
+        self.seconds = 0.0  # training time, summed over sittings
 
     def adam(self, lr: float, betas: tuple[float, float]) -> None:
         """One Adam per network of ``modules``."""
@@ -185,6 +197,7 @@ class GeneratorLoop:
         same_run(info["card"], self.card, path.parent)
         self.iteration, self.losses = info["iteration"], info["losses"]
         self.validation, self.done = info["validation"], info["done"]
+        self.seconds = info.get("seconds", 0.0)
 
     def batch(self) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
@@ -209,12 +222,14 @@ class GeneratorLoop:
     def fit(self, out: Path, val_every: int, save_every: int, progress: bool) -> Path:
         with self.frozen(), Progress(disable=not progress) as bar:
             task = bar.add_task(self.label, total=self.total, completed=self.iteration)
+            started, before = time.perf_counter(), self.seconds
             while not self.done and self.iteration < self.total:
                 self.losses.append(self.step(*self.batch()))
                 self.iteration += 1
-                last = self.iteration == self.total
+                self.seconds = before + time.perf_counter() - started
+                last = self.iteration == self.total or self.out_of_time()
                 if self.iteration % val_every == 0 or last:
-                    self.validation.append(self.validate())
+                    self.validation.append({**self.validate(), "seconds": round(self.seconds)})
                     self.done = last or self.good_enough(self.validation[-1])
                 if self.iteration % save_every == 0 or self.done:
                     self.save(out)
@@ -224,6 +239,7 @@ class GeneratorLoop:
             **self.card,
             "hparams": self.generator.hparams,
             "iterations": self.iteration,
+            "training_seconds": round(self.seconds),
             **self.final_card(),
             "validation": self.validation[-1] if self.validation else None,
             "environment": environment(torch.device("cpu"), "fp32"),
@@ -232,9 +248,13 @@ class GeneratorLoop:
         }
         return save_generator(self.generator, out / GENERATOR_FILE, card)
 
+    def out_of_time(self) -> bool:
+        return self.max_seconds is not None and self.seconds >= self.max_seconds
+
     def save(self, out: Path) -> None:
         info = {
             "card": self.card,
+            "seconds": self.seconds,
             "iteration": self.iteration,
             "losses": self.losses,
             "validation": self.validation,
@@ -258,7 +278,12 @@ class _Run(GeneratorLoop):
         val: torch.Tensor,
         card: dict[str, Any],
     ) -> None:
-        super().__init__(card, config.max_iterations, f"train {method.name} -> {card['target']}")
+        super().__init__(
+            card,
+            config.max_iterations,
+            f"train {method.name} -> {card['target']}",
+            config.max_hours,
+        )
         self.method, self.config, self.classifiers = method, config, classifiers
         self.target, self.train, self.val = target, train, val
         self.gamma = config.gamma if method.discriminator else 0.0
@@ -308,7 +333,7 @@ class _Run(GeneratorLoop):
     def validate(self) -> dict[str, Any]:
         """SAR of each detector and mean PSNR of the 8-bit outputs on the validation patches."""
         hits = torch.zeros(len(self.classifiers))
-        psnrs = []
+        psnrs, ssims = [], []
         with eval_mode(self.generator):
             for lo in range(0, len(self.val), self.config.batch_size):
                 x = self.val[lo : lo + self.config.batch_size].float()
@@ -316,8 +341,13 @@ class _Run(GeneratorLoop):
                 for k, c in enumerate(self.classifiers):
                     hits[k] += (c(adv).argmax(1) == self.target).sum()
                 psnrs.append(psnr(adv, x))
-        sar = (hits / len(self.val)).tolist()
-        return {"iteration": self.iteration, "sar": sar, "psnr": torch.cat(psnrs).mean().item()}
+                ssims.append(ssim(adv, x))
+        return {
+            "iteration": self.iteration,
+            "sar": (hits / len(self.val)).tolist(),
+            "psnr": torch.cat(psnrs).mean().item(),
+            "ssim": torch.cat(ssims).mean().item(),
+        }
 
     def good_enough(self, v: dict[str, Any]) -> bool:
         return min(v["sar"]) >= self.config.stop_sar and v["psnr"] >= self.config.psnr_threshold(
@@ -334,6 +364,12 @@ def classification_loss(classifiers: list[nn.Module], x: torch.Tensor, target: i
     """Chen Eq. 4, cross-entropy toward ``target``, averaged over an ensemble (GAP, SpoC)."""
     labels = torch.full((len(x),), target, dtype=torch.long)
     return torch.stack([F.cross_entropy(c(x).float(), labels) for c in classifiers]).mean()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window of sigma 1.5, windows inside
+    the image, averaged over colours) of two uint8-valued float batches, by kornia."""
+    return kornia.metrics.ssim(a / 255, b / 255, SSIM_WINDOW, padding="valid").mean((1, 2, 3))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
