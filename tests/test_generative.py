@@ -277,3 +277,27 @@ def test_training_stops_at_its_time_budget(toy, data, tmp_path) -> None:
     assert card["iterations"] == 1 and card["validation"]["iteration"] == 1
     assert {"psnr", "ssim", "sar", "seconds"} <= set(card["validation"])
     assert card["training_seconds"] >= 0
+
+
+def test_a_trained_generator_is_found_by_name_and_checked(trained, tmp_path, monkeypatch) -> None:
+    """A bare generator name works wherever a generator path does, after its sha256 check."""
+    import shutil
+
+    from camtrace.models import zoo as zoo_module
+    from camtrace.models.zoo import GeneratorWeights, sha256_of
+
+    name = "advcamid-Canon_Ixus70"
+    shutil.copy(trained["advcamid"], tmp_path / f"{name}.safetensors")
+    sha = sha256_of(trained["advcamid"])
+    (tmp_path / f"{name}.sha256").write_text(f"{sha}  {name}.safetensors\n")
+    entry = GeneratorWeights(name, f"{name}.safetensors", 0, sha, False, method="advcamid")
+    monkeypatch.setenv(zoo_module.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {name: entry})
+    g = load_generator(name)
+    assert g.card["target"] == "Canon_Ixus70"
+    assert make_attack("advcamid", generator=name).card == g.card
+    (tmp_path / f"{name}.sha256").write_text(f"{'0' * 64}  {name}.safetensors\n")
+    with pytest.raises(CamtraceError, match="sha256 differs"):
+        load_generator(name)
+    with pytest.raises(CamtraceError, match="no such checkpoint file and no trained generator"):
+        load_generator("mislgan-Nowhere")

@@ -106,7 +106,7 @@ def test_a_tampered_weight_file_is_refused(tmp_path, monkeypatch) -> None:
 
 
 def test_unknown_names_and_missing_files_are_one_line_errors() -> None:
-    with pytest.raises(CamtraceError, match="no pretrained detector of that name; pretrained:"):
+    with pytest.raises(CamtraceError, match="no pretrained detector of that name; known:"):
         resolve_checkpoint("bondi2071")
     with pytest.raises(CamtraceError, match="checkpoint not found"):
         resolve_checkpoint("runs/none/detector.safetensors")

@@ -516,10 +516,10 @@ def attack(
         ),
     ] = "pgd",
     generator: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Generative attacks: the generator checkpoint (from train_generator; spoc: "
-            "train_spoc)."
+            help="Generative attacks: a generator checkpoint (train_generator; spoc: "
+            "train_spoc) or a trained generator's name (camtrace models)."
         ),
     ] = None,
     target: Annotated[

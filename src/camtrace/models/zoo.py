@@ -1,10 +1,12 @@
-"""The pretrained zoo: detectors trained once on SimCam-Bench and shipped with camtrace, as
-torchvision and timm ship pretrained weights.
+"""The pretrained zoo: detectors (and the generators of the generative attacks) trained once
+on SimCam-Bench and shipped with camtrace, as torchvision and timm ship pretrained weights.
 
-``camtrace/zoo/registry.json`` is the one registry: per name, torchvision-style
+``camtrace/zoo/registry.json`` is the one registry: per detector name, torchvision-style
 :class:`Weights` metadata (architecture, classes, patch size and protocol, bench and data
 digest, the config that trained it, its measured bench accuracy, training time and
-processor, camtrace version) and the weights file's sha256. Files up to
+processor, camtrace version) and the weights file's sha256; per generator name,
+:class:`GeneratorWeights` (method, target, the detectors it was trained against, its
+validation SAR, PSNR and SSIM). Files up to
 :data:`MAX_SHIPPED_MB` ship in ``camtrace/zoo/``; larger ones (``shipped: false``) are
 trained into the user's cache (:func:`cache_dir`) by the same config. Every load checks the
 file's sha256 against the registry (a cache file against the sha256 recorded when it was
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,22 +31,10 @@ CACHE_ENV = "CAMTRACE_CACHE"
 
 
 @dataclass(frozen=True)
-class Weights:
-    """One pretrained detector: what it is, what made it, how good it is on the bench."""
+class Pretrained:
+    """What every registry entry has: a name and a weights file with its sha256."""
 
     name: str
-    arch: str
-    classes: tuple[str, ...]
-    patch_size: int
-    protocol: str  # patch protocol, e.g. "bondi" (64 px, 32 best patches per image)
-    bench: str  # e.g. "simcam-bench-v1"
-    data_digest: str  # the bench's split manifest digest the detector was trained on
-    config: str  # the built-in config that trains it: camtrace run <config>
-    accuracy: dict[str, float]  # on the bench's eval split: single patch, image (vote)
-    training: dict[str, Any]  # seconds, processor, precision, epochs, best epoch
-    defense: str  # "none", "gradnorm", "advtrain", "both"
-    camtrace_version: str
-    parameters: int
     file: str
     bytes: int
     sha256: str
@@ -79,6 +69,40 @@ class Weights:
         return path
 
 
+@dataclass(frozen=True)
+class Weights(Pretrained):
+    """One pretrained detector: what it is, what made it, how good it is on the bench."""
+
+    arch: str = ""
+    classes: tuple[str, ...] = ()
+    patch_size: int = 0
+    protocol: str = ""  # patch protocol, e.g. "bondi" (64 px, 32 best patches per image)
+    bench: str = ""  # e.g. "simcam-bench-v1"
+    data_digest: str = ""  # the bench's split manifest digest the detector was trained on
+    config: str = ""  # the built-in config that trains it: camtrace run <config>
+    accuracy: dict[str, float] = field(default_factory=dict)  # eval split: patch, image
+    training: dict[str, Any] = field(default_factory=dict)  # seconds, processor, precision
+    defense: str = "none"  # "none", "gradnorm", "advtrain", "both"
+    camtrace_version: str = ""
+    parameters: int = 0
+
+
+@dataclass(frozen=True)
+class GeneratorWeights(Pretrained):
+    """One trained generator of a generative attack (``mislgan-<target>``...)."""
+
+    method: str = ""
+    target: str = ""
+    against: tuple[str, ...] = ()  # the pretrained detectors it was trained against
+    classes: tuple[str, ...] = ()
+    patch_size: int = 0
+    bench: str = ""
+    config: str = ""
+    validation: dict[str, Any] = field(default_factory=dict)  # SAR, PSNR, SSIM, iteration
+    training: dict[str, Any] = field(default_factory=dict)  # seconds, iterations, processor
+    camtrace_version: str = ""
+
+
 def sha256_of(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -106,14 +130,23 @@ def registry_path() -> Path:
     return Path(str(resources.files("camtrace") / "zoo" / REGISTRY))
 
 
+def _entries(section: str, cls: type[Pretrained]) -> dict[str, Any]:
+    raw = json.loads(registry_path().read_text()).get(section, {})
+    names = {f.name for f in fields(cls)}
+    return {
+        name: cls(**{k: v for k, v in {**entry, "name": name}.items() if k in names})
+        for name, entry in raw.items()
+    }
+
+
 def zoo() -> dict[str, Weights]:
     """Every pretrained detector by name (shipped and cache-trained)."""
-    raw = json.loads(registry_path().read_text())
-    names = {f.name for f in fields(Weights)}
-    return {
-        name: Weights(**{k: v for k, v in {**entry, "name": name}.items() if k in names})
-        for name, entry in raw["weights"].items()
-    }
+    return _entries("weights", Weights)
+
+
+def generator_zoo() -> dict[str, GeneratorWeights]:
+    """Every trained generator by name (``<method>-<target>``)."""
+    return _entries("generators", GeneratorWeights)
 
 
 def pretrained(name: str) -> Weights:
@@ -127,18 +160,20 @@ def pretrained(name: str) -> Weights:
     return entries[name]
 
 
-def resolve_checkpoint(path_or_name: str | Path) -> Path:
+def resolve_checkpoint(path_or_name: str | Path, generators: bool = False) -> Path:
     """A checkpoint file: ``path_or_name`` itself when it is a file, else the verified
-    weights of the pretrained detector of that name."""
+    weights of the pretrained detector (``generators``: generator) of that name."""
     path = Path(path_or_name)
     if path.is_file():
         return path
     name = str(path_or_name)
     if path.suffix == ".safetensors" or os.sep in name:
         raise CamtraceError(f"{path}: checkpoint not found; train one with 'camtrace train'")
-    if name not in zoo():
+    entries: dict[str, Pretrained] = {**(generator_zoo() if generators else zoo())}
+    if name not in entries:
+        kind = "trained generator" if generators else "pretrained detector"
         raise CamtraceError(
-            f"{name}: no such checkpoint file and no pretrained detector of that name; "
-            f"pretrained: {', '.join(zoo())}"
+            f"{name}: no such checkpoint file and no {kind} of that name; known: "
+            f"{', '.join(entries) or 'none yet'}"
         )
-    return pretrained(name).verified_path()
+    return entries[name].verified_path()

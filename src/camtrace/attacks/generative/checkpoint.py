@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from camtrace.attacks.generative.methods import get_method
 from camtrace.errors import CamtraceError
 from camtrace.io import atomic_path
 from camtrace.models.checkpoint import CARD_KEY, GENERATOR_KIND, read_card
+from camtrace.models.zoo import resolve_checkpoint
 
 STATE_KEY = "camtrace_generator_state"
 
@@ -60,14 +62,22 @@ def save_weights(module: nn.Module, path: str | Path, card: dict[str, Any]) -> P
     return path
 
 
-def read_generator_card(path: str | Path) -> dict[str, Any]:
-    """The card of a generator checkpoint, checked to be one."""
-    path = Path(path)
-    if not path.is_file():
+def generator_path(path_or_name: str | Path) -> Path:
+    """A generator checkpoint: the file itself, or the verified file of a trained
+    generator's name (``mislgan-Nimbus_N300``: camtrace models)."""
+    path = Path(path_or_name)
+    if not path.is_file() and (path.suffix or os.sep in str(path_or_name)):
         raise CamtraceError(
             f"{path}: generator checkpoint not found; train one with "
             "camtrace.attacks.generative.train_generator"
         )
+    return resolve_checkpoint(path_or_name, generators=True)
+
+
+def read_generator_card(path: str | Path) -> dict[str, Any]:
+    """The card of a generator checkpoint (a file, or a trained generator's name such as
+    ``mislgan-Nimbus_N300``, sha256-checked), checked to be one."""
+    path = generator_path(path)
     card = read_card(path)
     if card.get("kind") != GENERATOR_KIND:
         raise CamtraceError(
@@ -86,6 +96,7 @@ def load_generator(
 ) -> nn.Module:
     """Rebuild a generator (eval mode, its card as ``.card``), refusing a mismatch: ``method``
     and the detector's ``classes``, when given, must be the card's."""
+    path = generator_path(path)
     card = read_generator_card(path)
     if method is not None and get_method(method).name != card["method"]:
         raise CamtraceError(
