@@ -138,6 +138,7 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
         write_text(dest.with_suffix(".sha256"), f"{sha}  {file}\n")
     if ship:
         _register(entry)
+        _keep_run(run_dir, det_name, config)
         _refresh_readme()
     return entry
 
@@ -180,10 +181,34 @@ def _epochs(n: int) -> str:
     return f"{n} epochs" if n else "fitted, no network"
 
 
+def _source_checkout() -> Path | None:
+    """The repository root when camtrace runs from a source checkout, else None."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _keep_run(run_dir: Path, det_name: str, config: str) -> None:
+    """In a source checkout, keep the run a shipped entry's numbers come from:
+    ``results/<config>/`` gets its metrics.json, config.yaml and the training history."""
+    root = _source_checkout()
+    if root is None:
+        return
+    kept = root / "results" / config
+    kept.mkdir(parents=True, exist_ok=True)
+    for src in (
+        run_dir / "metrics.json",
+        run_dir / "config.yaml",
+        run_dir / "train" / det_name / "history.json",
+    ):
+        if src.is_file():
+            write_text(kept / src.name, src.read_text())
+
+
 def _refresh_readme() -> None:
     """In a source checkout, re-render the README's zoo table from the registry."""
-    readme = Path(__file__).resolve().parents[3] / "README.md"
-    if readme.is_file() and ZOO_TABLE_START in readme.read_text():
+    root = _source_checkout()
+    readme = root / "README.md" if root else None
+    if readme is not None and readme.is_file() and ZOO_TABLE_START in readme.read_text():
         write_text(readme, with_zoo_table(readme.read_text(), zoo()))
 
 
