@@ -452,11 +452,13 @@ def identify(
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
-    table = Table("image", "camera model", "vote share", "runner-up")
+    from rich.table import Column
+
+    table = Table(Column("image", overflow="fold"), "camera model", "vote share", "runner-up")
     for r in results:
         ranked = sorted(r.scores.items(), key=lambda kv: -kv[1])
         second = f"{ranked[1][0]} ({ranked[1][1]:.0%})" if len(ranked) > 1 else ""
-        table.add_row(r.path, r.model, f"{r.vote_share:.0%}", second)
+        table.add_row(Path(r.path).name, r.model, f"{r.vote_share:.0%}", second)
     console.print(table)
 
 
