@@ -401,6 +401,9 @@ class GeneratorsConfig:
     stop_psnr: float | None = option(
         None, "... and the validation PSNR this (default: 40 dB; none for gap)", minimum=0
     )
+    max_hours: float | None = option(
+        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
+    )
     val_every: int = option(50, "iterations between validations", minimum=1)
     save_every: int = option(50, "iterations between saved training states", minimum=1)
     unseen: UnseenConfig | None = option(
@@ -451,6 +454,9 @@ class SpocTrainingConfig:
     lambda_f: float = option(0.01, "weight of feature matching in the embedder term", minimum=0)
     vgg_weights: str | None = option(None, "VGG-19 safetensors for L_PER (default: random)")
     val_every: int = option(50, "iterations between validations (and saved states)", minimum=1)
+    max_hours: float | None = option(
+        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
+    )
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class GeneratorPlan:
             save_every=s.save_every,
             stop_sar=s.stop_sar,
             stop_psnr=s.stop_psnr,
+            max_hours=s.max_hours,
             alpha=s.alpha,
             beta=s.beta,
             gamma=s.gamma,

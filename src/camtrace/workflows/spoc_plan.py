@@ -108,6 +108,7 @@ class SpocPlan:
             vgg_weights=t.vgg_weights,
             val_every=t.val_every,
             save_every=t.val_every,
+            max_hours=t.max_hours,
             seed=self.seed,
         )
 
