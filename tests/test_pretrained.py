@@ -152,3 +152,44 @@ def test_readme_zoo_table_is_the_registry_rendered() -> None:
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert with_zoo_table(readme, zoo()) == readme, "run: camtrace pretrain NAME --ship"
+
+
+def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
+    tmp_path, monkeypatch
+) -> None:
+    """A run whose generators: section trains against the shipped yang2018 publishes each
+    generator as <method>-<target> (here into the cache) with its measured SAR, and the bare
+    name then loads it."""
+    from camtrace.attacks.generative import load_generator
+    from camtrace.workflows.experiment import run_experiment
+    from camtrace.workflows.pretrain import publish_generators
+
+    monkeypatch.setenv(zoo_module.CACHE_ENV, str(tmp_path / "cache"))
+    target = "Nimbus_N300"
+    config = {
+        "name": "gen",
+        "workdir": str(tmp_path / "data"),
+        "data": {"source": "simulate", "preset": "default", "shots": 4, "size": [128, 128]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
+        "detectors": [{"pretrained": "yang2018"}],
+        "evaluate": {"voting_ks": [1]},
+        "generators": {
+            "method": "advcamid",
+            "targets": [target],
+            "train_patches": 8,
+            "val_patches": 4,
+            "eval_patches": 4,
+            "iterations": 2,
+            "batch_size": 4,
+            "val_every": 1,
+            "save_every": 1,
+            "examples": 0,
+        },
+    }
+    run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+    (entry,) = publish_generators(tmp_path / "runs" / "gen", "gen-config")
+    assert entry.name == f"advcamid-{target}" and entry.against == ("yang2018",)
+    assert not entry.shipped and entry.path.parent == tmp_path / "cache"
+    assert 0 <= entry.validation["measured"]["seen"]["sar"] <= 1
+    monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {entry.name: entry})
+    assert load_generator(entry.name).card["target"] == target

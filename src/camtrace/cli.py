@@ -675,7 +675,7 @@ def models(
 def _pretrained_table() -> None:
     from rich.table import Column
 
-    from camtrace.models.zoo import zoo
+    from camtrace.models.zoo import generator_zoo, zoo
 
     table = Table(
         Column("name", no_wrap=True),
@@ -698,6 +698,29 @@ def _pretrained_table() -> None:
             "shipped" if w.shipped else "cache",
         )
     console.print(table)
+    generators = generator_zoo()
+    if not generators:
+        return
+    table = Table(
+        Column("generator", no_wrap=True),
+        "against",
+        "patch",
+        "SAR",
+        "PSNR",
+        "SSIM",
+        title="Trained generators (validation, uint8): --method METHOD --generator NAME",
+    )
+    for g in generators.values():
+        v = g.validation
+        table.add_row(
+            g.name,
+            ", ".join(g.against),
+            str(g.patch_size),
+            f"{min(v['sar']):.1%}",
+            f"{v['psnr']:.1f} dB",
+            f"{v.get('ssim', float('nan')):.3f}",
+        )
+    console.print(table)
 
 
 @app.command()
@@ -710,15 +733,13 @@ def pretrain(
     ] = False,
     progress: Progress = True,
 ) -> None:
-    """Train a zoo detector on SimCam-Bench with its built-in config (pretrain-NAME;
-    resumes an interrupted training) and publish it to the cache (or, --ship, the package)."""
+    """Train a zoo detector (or a generative attack's generators) on SimCam-Bench with its
+    built-in config pretrain-NAME (resumes an interrupted training) and publish it to the
+    cache (or, --ship, the package); the accuracy is in camtrace models."""
     from camtrace.workflows.pretrain import pretrain as _pretrain
 
-    w = _pretrain(name, runs_dir, ship=ship, progress=progress, log=console.print)
-    console.print(
-        f"{w.name}: {w.accuracy['patch']:.1%} single patch, {w.accuracy['image']:.1%} by "
-        f"image on {w.bench} -> {w.path}"
-    )
+    for w in _pretrain(name, runs_dir, ship=ship, progress=progress, log=console.print):
+        console.print(f"{w.name} -> {w.path}")
 
 
 @app.command()

@@ -15,12 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camtrace.attacks.generative.checkpoint import (
+    load_generator,
+    read_generator_card,
+    save_generator,
+)
+from camtrace.attacks.generative.training import GENERATOR_FILE
 from camtrace.data.bench import get_bench, recorded_digests
 from camtrace.errors import CamtraceError
 from camtrace.io import write_json, write_text
 from camtrace.models.checkpoint import load_detector, save_detector
 from camtrace.models.zoo import (
     MAX_SHIPPED_MB,
+    GeneratorWeights,
+    Pretrained,
     Weights,
     registry_path,
     sha256_of,
@@ -55,13 +63,18 @@ def pretrain(
     ship: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
-) -> Weights:
-    """Train (or resume, or keep) the zoo detector ``name`` and publish it."""
+) -> list[Pretrained]:
+    """Train (or resume, or keep) the zoo entry ``name`` with its config ``pretrain-NAME``
+    and publish it: a detector, or the generators of the config's ``generators:`` section
+    (one ``<method>-<target>`` entry per target)."""
     source = config_name(name)
     config = load_config(source)
     check_bench_config(config, source)
-    run_experiment(config, runs_dir=runs_dir, progress=progress, log=log)
-    return publish(Path(runs_dir) / config["name"], name, source, ship=ship)
+    metrics = run_experiment(config, runs_dir=runs_dir, progress=progress, log=log)
+    run_dir = Path(runs_dir) / config["name"]
+    if "generators" in metrics:
+        return list(publish_generators(run_dir, source, ship=ship))
+    return [publish(run_dir, name, source, ship=ship)]
 
 
 def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weights:
@@ -131,16 +144,79 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
         sha256=sha,
         shipped=shipped,
     )
-    dest = entry.path
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(staging.read_bytes())
-    if not shipped:
-        write_text(dest.with_suffix(".sha256"), f"{sha}  {file}\n")
+    _install(staging, entry)
     if ship:
-        _register(entry)
+        _register(entry, "weights")
         _keep_run(run_dir, det_name, config)
         _refresh_readme()
     return entry
+
+
+def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[GeneratorWeights]:
+    """Every generator of a run's ``generators:`` section as the zoo entry
+    ``<method>-<target>``, with its validation and its Chen-table measurement (seen and
+    unseen SAR, PSNR, SSIM, read from the run's metrics.json); into the package (``ship``)
+    or the cache. The detectors it was trained against must be pretrained ones, so a user's
+    detector of the same name is the one it fools."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    section = metrics["generators"]
+    against = []
+    for name in section["detectors"]:
+        zoo_name = metrics["detectors"][name].get("pretrained")
+        if zoo_name is None:
+            raise CamtraceError(
+                f"{run_dir}: {name} was trained in the run, not a pretrained detector; a "
+                "shipped generator must be trained against the shipped detectors"
+            )
+        against.append(zoo_name)
+    out = []
+    for target, row in section["targets"].items():
+        name = f"{section['method']}-{target}"
+        trained = run_dir / "generators" / name / GENERATOR_FILE  # the run's own folder
+        card, generator = read_generator_card(trained), load_generator(trained)
+        staging = run_dir / "generators" / f"{name}.safetensors"
+        measured = {g: row[g] for g in ("seen", "unseen") if g in row}
+        save_generator(
+            generator, staging, {**card, "pretrained": {"name": name, "measured": measured}}
+        )
+        entry = GeneratorWeights(
+            name=name,
+            file=staging.name,
+            bytes=staging.stat().st_size,
+            sha256=sha256_of(staging),
+            shipped=ship and staging.stat().st_size <= MAX_SHIPPED_MB * 2**20,
+            method=card["method"],
+            target=card["target"],
+            against=tuple(against),
+            classes=tuple(card["classes"]),
+            patch_size=card["patch_size"],
+            bench=get_bench().name,
+            config=config,
+            validation={**card["validation"], "measured": measured},
+            training={
+                "seconds": card.get("training_seconds"),
+                "iterations": card["iterations"],
+                "processor": card["environment"]["processor"],
+                "isa": card["environment"]["isa"],
+            },
+            camtrace_version=card["camtrace_version"],
+        )
+        _install(staging, entry)
+        if ship:
+            _register(entry, "generators")
+        out.append(entry)
+    if ship:
+        _keep_run(run_dir, None, config)
+    return out
+
+
+def _install(staging: Path, entry: Pretrained) -> None:
+    """Copy a staged weights file to the entry's place (package or cache, with its sidecar)."""
+    dest = entry.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(staging.read_bytes())
+    if not entry.shipped:
+        write_text(dest.with_suffix(".sha256"), f"{entry.sha256}  {entry.file}\n")
 
 
 ZOO_TABLE_START, ZOO_TABLE_END = "<!-- zoo table: camtrace models --markdown -->", "<!-- /zoo -->"
@@ -187,7 +263,7 @@ def _source_checkout() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def _keep_run(run_dir: Path, det_name: str, config: str) -> None:
+def _keep_run(run_dir: Path, det_name: str | None, config: str) -> None:
     """In a source checkout, keep the run a shipped entry's numbers come from:
     ``results/<config>/`` gets its metrics.json, config.yaml and the training history."""
     root = _source_checkout()
@@ -195,11 +271,8 @@ def _keep_run(run_dir: Path, det_name: str, config: str) -> None:
         return
     kept = root / "results" / config
     kept.mkdir(parents=True, exist_ok=True)
-    for src in (
-        run_dir / "metrics.json",
-        run_dir / "config.yaml",
-        run_dir / "train" / det_name / "history.json",
-    ):
+    history = [run_dir / "train" / det_name / "history.json"] if det_name else []
+    for src in (run_dir / "metrics.json", run_dir / "config.yaml", *history):
         if src.is_file():
             write_text(kept / src.name, src.read_text())
 
@@ -212,11 +285,12 @@ def _refresh_readme() -> None:
         write_text(readme, with_zoo_table(readme.read_text(), zoo()))
 
 
-def _register(entry: Weights) -> None:
+def _register(entry: Pretrained, section: str) -> None:
     """Add or replace ``entry`` in the package's registry (atomically)."""
     path = registry_path()
     registry = json.loads(path.read_text())
-    fields = {k: v for k, v in entry.__dict__.items() if k != "name"}
-    registry["weights"][entry.name] = {**fields, "classes": list(entry.classes)}
-    registry["weights"] = dict(sorted(registry["weights"].items()))
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in entry.__dict__.items()}
+    fields.pop("name")
+    entries = {**registry.get(section, {}), entry.name: fields}
+    registry[section] = dict(sorted(entries.items()))
     write_json(path, registry)
