@@ -161,6 +161,11 @@ class Attack:
     def __init__(self, options: AttackOptions | None = None, **option_kw: Any) -> None:
         self.options = configure(self.name, options, option_kw, self.inapplicable)
 
+    def rng(self, device: torch.device) -> torch.Generator | None:
+        """The random generator of the ``seed`` option on ``device`` (None: torch's global)."""
+        seed = self.options.seed
+        return None if seed is None else torch.Generator(device).manual_seed(seed)
+
     def with_options(self, **changes: Any) -> Attack:
         """A copy with ``changes`` to its options, validated; this attack is unchanged."""
         changed = copy.copy(self)
@@ -405,8 +410,7 @@ class GradientAttack(Attack):
         a Gaussian direction at a uniform radius for L2, as torchattacks does)."""
         if not self.random_start:
             return x0.clone()
-        seed = self.options.seed
-        gen = None if seed is None else torch.Generator(x0.device).manual_seed(seed)
+        gen = self.rng(x0.device)
         # drawn in logical (N, C, H, W) order whatever x0's memory layout, as torchattacks draws
         noise = torch.empty(x0.shape, device=x0.device, dtype=x0.dtype)
         if self.norm == "linf":

@@ -64,8 +64,7 @@ class Square(Attack):
     def run(
         self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        seed = self.options.seed
-        gen = None if seed is None else torch.Generator(x0.device).manual_seed(seed)
+        gen = self.rng(x0.device)
         n, c, h, w = x0.shape
         stripes = self._signs((n, c, 1, w), gen, x0) * self.eps
         x = round_in_linf_ball(x0 + stripes, x0, self.eps)
