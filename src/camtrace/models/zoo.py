@@ -154,8 +154,9 @@ def pretrained(name: str) -> Weights:
     entries = zoo()
     if name not in entries:
         raise CamtraceError(
-            f"{name}: no pretrained detector of that name; pretrained: {', '.join(entries)} "
-            "(camtrace models), or give a checkpoint file"
+            f"{name}: no pretrained detector of that name yet; pretrained: "
+            f"{', '.join(entries)} (camtrace models); 'camtrace pretrain {name}' trains one "
+            "where a pretrain-NAME config exists"
         )
     return entries[name]
 

@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, ClassVar, Literal, NoReturn
 
 from camtrace.defenses import DefenseConfig
@@ -80,10 +81,21 @@ def _architectures() -> Sequence[str]:
     return architectures()
 
 
+def builtin_configs() -> list[str]:
+    """Names of the configs shipped with camtrace (``camtrace run NAME``)."""
+    return sorted(
+        p.name[:-5]
+        for p in resources.files("camtrace.configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
 def _pretrained() -> Sequence[str]:
+    """The zoo's detectors, and those a built-in pretrain-NAME config trains."""
     from camtrace.models.zoo import zoo
 
-    return tuple(zoo())
+    configs = [c.removeprefix("pretrain-") for c in builtin_configs() if c.startswith("pretrain-")]
+    return tuple(sorted({*zoo(), *configs}))
 
 
 def _attacks() -> Sequence[str]:

@@ -41,6 +41,7 @@ from camtrace.workflows.config import (
     ExperimentConfig,
     SplitConfig,
     SvmConfig,
+    builtin_configs,
     parse_config,
 )
 from camtrace.workflows.defense_report import add_defense_report
@@ -73,15 +74,6 @@ from camtrace.workflows.spoc_run import (
 from camtrace.workflows.spoof_section import add_spoof_report, run_spoof
 
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
-
-
-def builtin_configs() -> list[str]:
-    """Names of the configs shipped with camtrace (``camtrace run NAME``)."""
-    return sorted(
-        p.name[:-5]
-        for p in resources.files("camtrace.configs").iterdir()
-        if p.name.endswith(".yaml")
-    )
 
 
 def load_config(source: str | Path) -> dict[str, Any]:
