@@ -5,7 +5,7 @@ and measure all of it reproducibly. The public API mirrors the command line::
 
     import camtrace
     manifest = camtrace.simulate("default", "data/simcam", shots=24)
-    det = camtrace.load_detector("runs/quickstart/detector.safetensors")
+    det = camtrace.load_detector("bondi2017")   # shipped, or a checkpoint file
     print(det.identify("photo.jpg").model)
     camtrace.attack_file(det, "photo.jpg", "spoofed.png", "pgd", target="Nimbus_N300")
 """
@@ -29,6 +29,10 @@ _API = {
     "load_rgb": "camtrace.data.images",
     "build": "camtrace.models",
     "load_detector": "camtrace.models",
+    "zoo": "camtrace.models.zoo",
+    "generator_zoo": "camtrace.models.zoo",
+    "get_bench": "camtrace.data.bench",
+    "prepare_bench": "camtrace.data.bench",
     "save_detector": "camtrace.models",
     "identify": "camtrace.models.inference",
     "train_detector": "camtrace.training.detector",
