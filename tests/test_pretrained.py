@@ -145,13 +145,15 @@ def test_weights_metadata_round_trips_through_the_registry() -> None:
         assert set(raw[name]) == {f.name for f in dataclasses.fields(Weights)} - {"name"}
 
 
-def test_readme_zoo_table_is_the_registry_rendered() -> None:
+def test_readme_tables_are_rendered_from_the_kept_runs_and_the_registry() -> None:
     from pathlib import Path
 
-    from camtrace.workflows.pretrain import with_zoo_table
+    from camtrace.workflows.tables import refresh_tables
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert with_zoo_table(readme, zoo()) == readme, "run: camtrace pretrain NAME --ship"
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    assert "<!-- table: zoo -->" in readme
+    assert refresh_tables(readme, root) == readme, "run: camtrace tables README.md"
 
 
 def test_generators_trained_against_a_pretrained_detector_are_published_by_name(

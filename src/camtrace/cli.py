@@ -638,7 +638,7 @@ def models(
 
     if markdown:
         from camtrace.models.zoo import zoo
-        from camtrace.workflows.pretrain import zoo_markdown
+        from camtrace.workflows.tables import zoo_markdown
 
         print(zoo_markdown(zoo()))
         return
@@ -740,6 +740,24 @@ def pretrain(
 
     for w in _pretrain(name, runs_dir, ship=ship, progress=progress, log=console.print):
         console.print(f"{w.name} -> {w.path}")
+
+
+@app.command()
+def tables(
+    files: Annotated[list[Path], typer.Argument(help="Markdown files with table blocks.")],
+    root: Annotated[Path, typer.Option(help="Where the blocks' run folders are.")] = Path("."),
+) -> None:
+    """Re-render every result table block (<!-- table: KIND SOURCE -->) of Markdown files
+    from the kept runs they name (results/<run>/metrics.json) and the zoo's registry."""
+    from camtrace.io import write_text
+    from camtrace.workflows.tables import refresh_tables
+
+    for path in files:
+        text = path.read_text()
+        fresh = refresh_tables(text, root)
+        if fresh != text:
+            write_text(path, fresh)
+        console.print(f"{path}: {'re-rendered' if fresh != text else 'up to date'}")
 
 
 @app.command()

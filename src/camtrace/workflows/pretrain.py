@@ -32,10 +32,10 @@ from camtrace.models.zoo import (
     Weights,
     registry_path,
     sha256_of,
-    zoo,
 )
 from camtrace.workflows.config import parse_config
 from camtrace.workflows.experiment import head_accuracy, load_config, run_experiment
+from camtrace.workflows.tables import refresh_tables
 
 CONFIG_PREFIX = "pretrain-"
 
@@ -219,44 +219,6 @@ def _install(staging: Path, entry: Pretrained) -> None:
         write_text(dest.with_suffix(".sha256"), f"{entry.sha256}  {entry.file}\n")
 
 
-ZOO_TABLE_START, ZOO_TABLE_END = "<!-- zoo table: camtrace models --markdown -->", "<!-- /zoo -->"
-
-
-def zoo_markdown(entries: dict[str, Weights]) -> str:
-    """The README's zoo table, rendered from the registry (never typed)."""
-    lines = [
-        "| name | architecture | patch | defence | single patch | image (vote) | size | "
-        "training (processor, precision) | config |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for w in entries.values():
-        t = w.training
-        where = "" if w.shipped else ", in the cache"
-        lines.append(
-            f"| `{w.name}` | {w.arch} | {w.patch_size} px ({w.protocol}) | {w.defense} | "
-            f"{100 * w.accuracy['patch']:.1f}% | {100 * w.accuracy['image']:.1f}% "
-            f"({round(w.accuracy['image'] * w.accuracy['eval_images'])} / "
-            f"{w.accuracy['eval_images']}) | {w.bytes / 2**20:.1f} MB{where} | "
-            f"{t['seconds'] / 60:.0f} min, {_epochs(t['epochs'])} ({t['processor']}, "
-            f"{t['isa']}, {t['precision']}) | `{w.config}` |"
-        )
-    return "\n".join(lines)
-
-
-def with_zoo_table(readme: str, entries: dict[str, Weights]) -> str:
-    """``readme`` with the text between the zoo-table markers replaced by the rendered table
-    (``camtrace pretrain --ship`` keeps the README's table in step with the registry)."""
-    head, found, rest = readme.partition(ZOO_TABLE_START)
-    _, end, tail = rest.partition(ZOO_TABLE_END)
-    if not (found and end):
-        raise CamtraceError(f"README: no '{ZOO_TABLE_START}' ... '{ZOO_TABLE_END}' block")
-    return f"{head}{ZOO_TABLE_START}\n{zoo_markdown(entries)}\n{ZOO_TABLE_END}{tail}"
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epochs" if n else "fitted, no network"
-
-
 def _source_checkout() -> Path | None:
     """The repository root when camtrace runs from a source checkout, else None."""
     root = Path(__file__).resolve().parents[3]
@@ -278,11 +240,11 @@ def _keep_run(run_dir: Path, det_name: str | None, config: str) -> None:
 
 
 def _refresh_readme() -> None:
-    """In a source checkout, re-render the README's zoo table from the registry."""
+    """In a source checkout, re-render the README's tables (the zoo's from the registry)."""
     root = _source_checkout()
     readme = root / "README.md" if root else None
-    if readme is not None and readme.is_file() and ZOO_TABLE_START in readme.read_text():
-        write_text(readme, with_zoo_table(readme.read_text(), zoo()))
+    if readme is not None and readme.is_file():
+        write_text(readme, refresh_tables(readme.read_text(), root))
 
 
 def _register(entry: Pretrained, section: str) -> None:

@@ -1,0 +1,101 @@
+"""Result tables in Markdown files, rendered from kept runs, never typed.
+
+A table stands between two markers naming what renders it and from what:
+
+    <!-- table: accuracy results/quickstart -->
+    ...rendered rows...
+    <!-- /table -->
+
+``accuracy RUN``: each detector's single-patch and image accuracy in the run's
+``metrics.json`` (with the processor and precision that made it); ``zoo``: the pretrained
+detectors of the registry. :func:`refresh_tables` re-renders every block of a file (``camtrace
+tables README.md``); a test checks that the README equals its own refresh, so a table cannot
+drift from its run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from camtrace.errors import CamtraceError
+from camtrace.models.zoo import Weights, zoo
+
+BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
+
+
+def zoo_markdown(entries: dict[str, Weights]) -> str:
+    """The README's zoo table, rendered from the registry (never typed)."""
+    lines = [
+        "| name | architecture | patch | defence | single patch | image (vote) | size | "
+        "training (processor, precision) | config |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w in entries.values():
+        t = w.training
+        where = "" if w.shipped else ", in the cache"
+        lines.append(
+            f"| `{w.name}` | {w.arch} | {w.patch_size} px ({w.protocol}) | {w.defense} | "
+            f"{100 * w.accuracy['patch']:.1f}% | {100 * w.accuracy['image']:.1f}% "
+            f"({round(w.accuracy['image'] * w.accuracy['eval_images'])} / "
+            f"{w.accuracy['eval_images']}) | {w.bytes / 2**20:.1f} MB{where} | "
+            f"{t['seconds'] / 60:.0f} min, {_epochs(t['epochs'])} ({t['processor']}, "
+            f"{t['isa']}, {t['precision']}) | `{w.config}` |"
+        )
+    return "\n".join(lines)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epochs" if n else "fitted, no network"
+
+
+def accuracy_table(metrics: dict[str, Any]) -> str:
+    """Per detector of a run: classifier, single-patch and image accuracy, and what ran it."""
+    env = metrics["environment"]
+    lines = [
+        "| detector | classifier | single patch | image (vote) | trained |",
+        "|---|---|---|---|---|",
+    ]
+    for name, d in metrics["detectors"].items():
+        ident = d["identification"]
+        head = ident[ident["primary"]]
+        image = head["image"]["accuracy"]
+        trained = (
+            f"shipped `{d['pretrained']}`"
+            if d.get("pretrained")
+            else f"here ({d['precision']}, {env['processor']}, {env['isa']})"
+        )
+        lines.append(
+            f"| `{name}` | {ident['primary']} | {100 * head['patch']['accuracy']:.1f}% | "
+            f"{100 * image:.1f}% ({round(image * ident['images'])} / {ident['images']}) | "
+            f"{trained} |"
+        )
+    return "\n".join(lines)
+
+
+def _metrics(root: Path, source: str) -> dict[str, Any]:
+    path = root / source.strip() / "metrics.json"
+    if not path.is_file():
+        raise CamtraceError(f"{path}: no kept run for a table; keep the run's metrics.json there")
+    return json.loads(path.read_text())
+
+
+RENDERERS: dict[str, Callable[[Path, str], str]] = {
+    "accuracy": lambda root, source: accuracy_table(_metrics(root, source)),
+    "zoo": lambda root, source: zoo_markdown(zoo()),
+}
+
+
+def refresh_tables(text: str, root: Path) -> str:
+    """``text`` with every table block re-rendered (sources relative to ``root``)."""
+
+    def render(m: re.Match) -> str:
+        kind, source = m.group(2), m.group(3) or ""
+        if kind not in RENDERERS:
+            raise CamtraceError(f"table: unknown kind {kind!r}; known: {', '.join(RENDERERS)}")
+        return f"{m.group(1)}{RENDERERS[kind](root, source)}\n{m.group(5)}"
+
+    return BLOCK.sub(render, text)
