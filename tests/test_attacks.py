@@ -368,7 +368,7 @@ def test_pixel_eps_conventions_and_errors(bondi, patches) -> None:
         make_attack("fgsm")(bondi, patches, target=12)
     with pytest.raises(CamtraceError, match="quality"):
         make_attack("fgsm", jpeg=0)
-    assert set(ATTACKS) == {*GRADIENT, "jsma", "square", *GENERATORS}
+    assert set(ATTACKS) == {*GRADIENT, "jsma", "square", "noise", "noise-luma", *GENERATORS}
 
 
 def test_l2_rounding_keeps_the_ball_and_spends_the_budget() -> None:

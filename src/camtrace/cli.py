@@ -665,7 +665,7 @@ def models(
             s.protocol,
             "yes" if s.svm else "no",
             "yes" if s.mixed_precision else "fp32",
-            f"{row.parameters / 1e6:.2f}M",
+            f"{row.parameters:,}",
             f"{row.gflops_per_patch:.3f}",
         )
     console.print(table)
