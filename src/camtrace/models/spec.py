@@ -55,5 +55,6 @@ class ModelSpec:
         if size < self.min_patch_size:
             raise CamtraceError(
                 f"patch size {size} is too small for {self.name} (needs >= "
-                f"{self.min_patch_size} px); pass --patch-size {self.min_patch_size} or more"
+                f"{self.min_patch_size} px); cut patches of {self.min_patch_size} px or more "
+                "(camtrace patches --size, or patches: {size: ...} in a config)"
             )
