@@ -193,3 +193,20 @@ def test_an_edited_generators_section_retrains_its_generator(
     assert any("another config" in line and "training afresh" in line for line in lines), lines
     assert any("Halden_H20: trained afresh" in line for line in lines)
     assert metrics["generators"]["targets"]["Halden_H20"]["iterations"] == 3
+
+
+def test_an_alpha_sweep_trains_one_generator_per_target_and_value(tmp_path: Path) -> None:
+    """generators.alpha_sweep (Chen's open L1 scale): one generator per target and alpha,
+    each trained with its own alpha (its card says so) and measured on its own row."""
+    from camtrace.attacks.generative import load_generator
+
+    config = tiny_config(tmp_path, ["Halden_H20"])
+    config["detectors"] = ["mislnet"]
+    config["generators"] |= {"alpha_sweep": [1.0, 0.01], "unseen": None, "examples": 0}
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=print)
+    rows = metrics["generators"]["targets"]
+    assert set(rows) == {"Halden_H20-alpha-1", "Halden_H20-alpha-0.01"}
+    for name, row in rows.items():
+        assert row["target"] == "Halden_H20"
+        card = load_generator(row["checkpoint"]).card
+        assert card["config"]["alpha"] == row["alpha"] == float(name.split("-alpha-")[1])

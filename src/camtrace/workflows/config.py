@@ -401,7 +401,14 @@ class GeneratorsConfig:
     iterations: int = option(1000, "training iterations at most", minimum=1)
     batch_size: int = option(30, "patches per iteration (Chen: 30; D sees 2x)", minimum=1)
     lr: float | None = option(None, "Adam learning rate (default: the method's)", minimum=0)
-    alpha: float = option(1.0, "weight of the L1 term (Chen Eq. 2)", minimum=0)
+    alpha: float = option(1.0, "weight of the L1 term in grey levels (Chen Eq. 2)", minimum=0)
+    alpha_sweep: tuple[float, ...] = option(
+        (),
+        "instead of alpha: one generator per target and value, compared on their learning "
+        "curves (Chen does not say on what scale Eq. 3's L1 is taken: 1 is grey levels, "
+        "1/255 the [0, 1] scale)",
+        minimum=0,
+    )
     beta: float = option(1.0, "weight of the classification term", minimum=0)
     gamma: float = option(1.0, "weight of the adversarial term (mislgan only)", minimum=0)
     eps: float | None = option(

@@ -84,10 +84,19 @@ class GeneratorPlan:
     patch_size: int
     seed: int
 
-    def folder(self, run_dir: Path, target: str) -> Path:
-        return run_dir / "generators" / f"{self.section.method}-{target}"
+    @property
+    def units(self) -> tuple[tuple[str, str, float], ...]:
+        """One generator each: (its name in the run, its target, its alpha); with an
+        ``alpha_sweep``, one per target and value, named ``<target>-alpha-<value>``."""
+        s = self.section
+        if not s.alpha_sweep:
+            return tuple((t, t, s.alpha) for t in self.targets)
+        return tuple((f"{t}-alpha-{a:g}", t, a) for t in self.targets for a in s.alpha_sweep)
 
-    def training(self, progress: bool) -> GeneratorConfig:
+    def folder(self, run_dir: Path, name: str) -> Path:
+        return run_dir / "generators" / f"{self.section.method}-{name}"
+
+    def training(self, progress: bool, alpha: float) -> GeneratorConfig:
         s = self.section
         return GeneratorConfig(
             batch_size=s.batch_size,
@@ -97,7 +106,7 @@ class GeneratorPlan:
             stop_sar=s.stop_sar,
             stop_psnr=s.stop_psnr,
             max_hours=s.max_hours,
-            alpha=s.alpha,
+            alpha=alpha,
             beta=s.beta,
             gamma=s.gamma,
             lr=s.lr,
@@ -178,7 +187,8 @@ def train_generators(
 ) -> dict[str, Path]:
     """Train one generator per target (``run_experiment``'s ``detectors`` entries: their
     ``checkpoint`` and ``patch_store``); a finished one is kept, a killed one resumed.
-    Returns the checkpoint of each target."""
+    Returns the checkpoint of each (by its name in the run: the target, or with an alpha
+    sweep ``<target>-alpha-<value>``)."""
     s = plan.section
     models = list(_load(detectors, plan.detectors).values())
     store = PatchStore.open(detectors[plan.detectors[0]]["patch_store"])
@@ -187,8 +197,8 @@ def train_generators(
     )
     val = centre_crop(store.patches(_pick(store, "val", s.val_patches, plan.seed)), plan.patch_size)
     paths = {}
-    for target in plan.targets:
-        out = plan.folder(run_dir, target)
+    for name, target, alpha in plan.units:
+        out = plan.folder(run_dir, name)
         state = (
             "finished, kept"
             if (out / GENERATOR_FILE).is_file()
@@ -196,19 +206,19 @@ def train_generators(
             if (out / STATE_FILE).is_file()
             else "trained"
         )
-        paths[target], retrained = train_or_retrain(
+        paths[name], retrained = train_or_retrain(
             train_generator,
             s.method,
             models,
             train,
             val,
             target,
-            plan.training(progress),
+            plan.training(progress, alpha),
             out,
             log=log,
         )
         state = "trained afresh" if retrained else state
-        log(f"generator {s.method} -> {target}: {state}, {paths[target]}")
+        log(f"generator {s.method} -> {name}: {state}, {paths[name]}")
     return paths
 
 
@@ -303,24 +313,26 @@ def evaluate_generators(
     camera = CameraJpeg(manifest)
     targets: dict[str, Any] = {}
     examples, logs = {}, {}
-    for name in plan.targets:
-        t = classes.index(name)
+    for name, target, alpha in plan.units:
+        t = classes.index(target)
         picked = seen_idx[seen_labels != t][: s.eval_patches]
         x = centre_crop(store.patches(picked), plan.patch_size)
         attack = make_attack(s.method, generator=paths[name], batch_size=s.batch_size)
         card = attack.card
         row: dict[str, Any] = {
+            "target": target,
+            "alpha": alpha,
             "checkpoint": str(paths[name]),
             "iterations": card["iterations"],
             "validation": card["validation"],
         }
-        row["seen"], adv = _measure(plan, models, attack, x, t, camera(name))
+        row["seen"], adv = _measure(plan, models, attack, x, t, camera(target))
         for key, images in sources.items():
-            row[key], _ = _measure(plan, models, attack, images, t, camera(name))
+            row[key], _ = _measure(plan, models, attack, images, t, camera(target))
         groups = ["seen", *sources]
         transfer = {g: row[g].pop("transfer") for g in groups}
         row["transfer"] = {a: {g: transfer[g][a] for g in groups} for a in plan.judges}
-        row["jpeg"] = {"tables": f"{name}'s own", **{g: row[g].pop("jpeg_sar") for g in groups}}
+        row["jpeg"] = {"tables": f"{target}'s own", **{g: row[g].pop("jpeg_sar") for g in groups}}
         targets[name] = row
         logs[name] = read_log(paths[name].parent)
         if s.examples:
