@@ -496,6 +496,22 @@ def test_auto_precision_keeps_fp32_where_bf16_has_no_fast_path(monkeypatch) -> N
     assert resolve_precision(AttackOptions(), model, x) == "fp32"
 
 
+def test_auto_precision_follows_the_detectors_spec_as_training_does(monkeypatch) -> None:
+    """A detector whose ModelSpec keeps fp32 (mixed_precision False) is attacked in fp32
+    even on a processor with fast bf16; one whose spec allows bf16 is timed."""
+    from camtrace.models import build
+
+    monkeypatch.setattr("camtrace.attacks.precision.fast_bf16", lambda device: True)
+    monkeypatch.setattr("camtrace.attacks.precision.bf16_speedup", lambda *_: 2.0)
+    x = torch.zeros(2, 3, 64, 64)
+    kept = build("bondi2017", ["A_1", "B_2"], patch_size=64)
+    assert not kept.spec.mixed_precision
+    assert resolve_precision(AttackOptions(), kept, x) == "fp32"
+    allowed = build("tuama2016", ["A_1", "B_2"], patch_size=64)
+    assert allowed.spec.mixed_precision
+    assert resolve_precision(AttackOptions(), allowed, x) == "bf16"
+
+
 def test_bf16_gradient_passes_are_judged_in_fp32_on_the_uint8_output() -> None:
     torch.manual_seed(0)
     model = TinyBN().eval()

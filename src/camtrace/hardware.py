@@ -1,5 +1,7 @@
-"""The processor a number was computed on, whether it has a fast bf16 path, and the
-environment record (`environment`) that checkpoint cards and metrics.json carry.
+"""The processor a number was computed on, whether it has a fast bf16 path, the precision
+policy training and attacks share (the allowed values, whether a model's spec allows bf16,
+the autocast context), and the environment record (`environment`) that checkpoint cards and
+metrics.json carry.
 
 One answer for training and attacks alike (docs/architecture.md, layer 0): on an AVX2-only
 CPU oneDNN's bf16 matmul runs hundreds of times slower than fp32, on AVX512-BF16/AMX CPUs and
@@ -8,16 +10,20 @@ recent GPUs it is 2-3x faster, so bf16 is used only where a measurement says it 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 MIN_BF16_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor to be worth its rounding
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training's; an attack's gradient: no fp16
+ATTACK_PRECISIONS = PRECISIONS[:3]
 BF16_ISAS = ("AVX512-BF16", "AMX")  # CPUs with bf16 instructions (cpu_model_and_isa)
 
 
@@ -85,3 +91,20 @@ def environment(device: torch.device, precision: str | dict[str, str]) -> dict[s
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def allows_mixed_precision(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s spec (``ModelSpec.mixed_precision``, measured per architecture)
+    lets ``precision: auto`` choose bf16 for it; a module without a spec may."""
+    return bool(getattr(getattr(model, "spec", None), "mixed_precision", True))
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device) -> Iterator[None]:
+    """Autocast context for a resolved precision ("fp32": none; "bf16"; "fp16")."""
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device.type, dtype=dtype):
+        yield

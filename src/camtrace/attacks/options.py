@@ -14,8 +14,9 @@ import numpy as np
 
 from camtrace.data.codec import Jpeg, as_jpeg
 from camtrace.errors import CamtraceError
+from camtrace.hardware import ATTACK_PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ATTACK_PRECISIONS  # the values the option takes (hardware: the one list)
 
 
 @dataclass(frozen=True)

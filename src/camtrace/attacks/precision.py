@@ -12,17 +12,15 @@ fp32 without timing the detector.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from camtrace.attacks.options import AttackOptions
-from camtrace.hardware import MIN_BF16_SPEEDUP, fast_bf16
+from camtrace.hardware import MIN_BF16_SPEEDUP, allows_mixed_precision, autocast, fast_bf16
 
 _measured: dict[tuple, float] = {}
 
@@ -37,22 +35,26 @@ class AttackModel:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a gradient pass, in the attack's precision."""
-        with _autocast(self.precision, x.device):
+        with autocast(self.precision, x.device):
             return self.detector(x)
 
     def judge(self, x: torch.Tensor) -> torch.Tensor:
-        """fp32 logits without a graph: what success is measured on."""
-        with torch.no_grad(), _autocast("fp32", x.device):
+        """fp32 logits without a graph: what success is measured on (autocast off, also
+        inside a caller's autocast region)."""
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             return self.detector(x)
 
 
 def resolve_precision(options: AttackOptions, detector: nn.Module, x: torch.Tensor) -> str:
     """The precision ("fp32" or "bf16") of ``options.precision`` on this detector and batch
     ``x``. "auto" is fp32 for the float variant (``quantize=False``, compared with
-    torchattacks) and for detectors that do not compute in float32."""
+    torchattacks), for detectors that do not compute in float32 and for those whose spec
+    keeps fp32 (``ModelSpec.mixed_precision``, as training's "auto" does)."""
     if options.precision != "auto":
         return options.precision
     if not options.quantize or x.dtype != torch.float32:
+        return "fp32"
+    if not allows_mixed_precision(detector):
         return "fp32"
     if not fast_bf16(x.device):
         return "fp32"
@@ -79,9 +81,3 @@ def bf16_speedup(detector: nn.Module, x: torch.Tensor) -> float:
         return best
 
     return seconds("fp32") / seconds("bf16")
-
-
-@contextlib.contextmanager
-def _autocast(precision: str, device: torch.device) -> Iterator[None]:
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        yield

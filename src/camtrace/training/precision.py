@@ -13,16 +13,12 @@ cards and metrics.json alike.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
+from camtrace.hardware import PRECISIONS, fast_bf16
+from camtrace.hardware import autocast as autocast  # re-exported: the engine's
 from camtrace.hardware import environment as environment  # re-exported: cards, metrics.json
-from camtrace.hardware import fast_bf16
 from camtrace.models.spec import ModelSpec
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_precision(precision: str, device: torch.device, spec: ModelSpec | None = None) -> str:
@@ -37,17 +33,6 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec | No
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if fast_bf16(device) else "fp32"
-
-
-@contextlib.contextmanager
-def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """Autocast context for a resolved precision (no-op for fp32)."""
-    if precision == "fp32":
-        yield
-        return
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    with torch.autocast(device.type, dtype=dtype):
-        yield
 
 
 def to_device_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
