@@ -195,3 +195,20 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     assert 0 <= entry.validation["measured"]["seen"]["sar"] <= 1
     monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {entry.name: entry})
     assert load_generator(entry.name).card["target"] == target
+
+
+def test_a_changed_bench_is_refused_in_one_line(tmp_path) -> None:
+    """One image moved to another split: the manifest digest no longer matches the recorded
+    one, and verify_bench says so before reading any file."""
+    import dataclasses as dc
+
+    from camtrace.data.bench import BenchData, verify_bench
+    from camtrace.data.manifest import Manifest
+
+    manifest = bench_manifest()
+    rows = list(manifest)
+    rows[0] = dc.replace(rows[0], split="eval" if rows[0].split != "eval" else "train")
+    changed = BenchData(get_bench(), Manifest(rows, tmp_path), {})
+    with pytest.raises(CamtraceError, match="regenerated manifest differ") as e:
+        verify_bench(changed)
+    assert "\n" not in str(e.value)

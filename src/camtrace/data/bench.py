@@ -207,16 +207,26 @@ def freeze_bench(data: BenchData) -> Path:
 
 
 def verify_bench(data: BenchData) -> dict[str, Any]:
-    """The bench's digests, checked against the recorded ones: a mismatch is a one-line
-    error naming what differs (the simulator, the split or the patch cutting changed)."""
-    measured, recorded = bench_digests(data), recorded_digests(data.bench)
-    for key in ("manifest", "images"):
-        if measured[key] != recorded[key]:
-            raise CamtraceError(_mismatch(data, key))
-    for size, digest in measured["patches"].items():
-        if recorded["patches"].get(size) != digest:
-            raise CamtraceError(_mismatch(data, f"{size} px patches"))
-    return measured
+    """The bench's digests, checked against the recorded ones, cheapest first (the split
+    manifest, the image files, each patch store): a mismatch is a one-line error naming what
+    differs (the simulator, the split or the patch cutting changed)."""
+    recorded = recorded_digests(data.bench)
+    checks = [
+        ("manifest", recorded["manifest"], data.manifest.digest),
+        ("images", recorded["images"], lambda: _images_digest(data.manifest)),
+        *(
+            (
+                f"{size} px patches",
+                recorded["patches"].get(str(size)),
+                lambda s=store: patches_digest(s),
+            )
+            for size, store in data.stores.items()
+        ),
+    ]
+    for what, expected, measure in checks:
+        if measure() != expected:
+            raise CamtraceError(_mismatch(data, what))
+    return recorded
 
 
 def _mismatch(data: BenchData, what: str) -> str:
