@@ -179,12 +179,13 @@ def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[G
         save_generator(
             generator, staging, {**card, "pretrained": {"name": name, "measured": measured}}
         )
+        size = staging.stat().st_size
         entry = GeneratorWeights(
             name=name,
             file=staging.name,
-            bytes=staging.stat().st_size,
+            bytes=size,
             sha256=sha256_of(staging),
-            shipped=ship and staging.stat().st_size <= MAX_SHIPPED_MB * 2**20,
+            shipped=ship and size <= MAX_SHIPPED_MB * 2**20,
             method=card["method"],
             target=card["target"],
             against=tuple(against),
