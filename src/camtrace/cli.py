@@ -349,6 +349,10 @@ def train(
         Path | None, typer.Option(help="Frozen CNN: fit SVMs only on new models.")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last saved epoch.")] = True,
+    init: Annotated[
+        str | None,
+        typer.Option(help="Fine-tune: start from a checkpoint or a pretrained name (bondi2017)."),
+    ] = None,
     defense: Annotated[
         str, typer.Option(help="Zhao's defence: none, gradnorm, advtrain or both.")
     ] = "none",
@@ -398,7 +402,13 @@ def train(
         console.print(f"SVMs fitted on frozen features of {features_from} -> {path}")
         return
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision, device=device
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        precision=precision,
+        device=device,
+        init=init,
     )
     trained = train_detector(
         patch_store,
