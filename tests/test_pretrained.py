@@ -212,3 +212,33 @@ def test_a_changed_bench_is_refused_in_one_line(tmp_path) -> None:
     with pytest.raises(CamtraceError, match="regenerated manifest differ") as e:
         verify_bench(changed)
     assert "\n" not in str(e.value)
+
+
+def test_a_bench_regenerates_to_the_same_digests_with_any_worker_count(
+    tmp_path, monkeypatch
+) -> None:
+    """prepare_bench twice, in two workdirs, with 1 and 2 worker processes: the same
+    manifest, image and patch digests (a small bench of the tiny preset), and verify_bench
+    accepts the second against the first's record."""
+    import dataclasses as dc
+
+    from camtrace.data import bench as bench_module
+    from camtrace.data.bench import BENCH_V1, bench_digests, prepare_bench, verify_bench
+
+    small = dc.replace(
+        BENCH_V1,
+        version=99,
+        preset="tiny",
+        shots=4,
+        size=(128, 160),
+        eval_scene_frac=0.25,
+        val_scene_frac=0.25,
+        protocols=((64, "bondi", 2), (32, "guera", 4)),
+    )
+    one = prepare_bench(tmp_path / "a", bench=small, workers=1, progress=False)
+    two = prepare_bench(tmp_path / "b", bench=small, workers=2, progress=False)
+    recorded = bench_digests(one)
+    assert recorded == bench_digests(two)
+    assert set(recorded["patches"]) == {"64", "32"} and len(two.stores[32]) > 0
+    monkeypatch.setattr(bench_module, "recorded_digests", lambda bench=None: recorded)
+    assert verify_bench(two) == recorded
