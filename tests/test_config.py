@@ -64,7 +64,7 @@ def test_sections_become_typed_values() -> None:
         ({"seed": -1}, r"^seed: -1 is not allowed; use int >= 0$"),
         (
             {"data": {"source": "ftp"}},
-            r"^data\.source: 'ftp' .* use simulate \| index \| manifest$",
+            r"^data\.source: 'ftp' .* use simulate \| index \| manifest \| bench$",
         ),
         ({"data": {"source": "index", "root": "x"}}, r"^data\.layout: required with source index"),
         ({"data": {"source": "index", "shots": 3}}, r"^data\.shots: applies to source simulate"),

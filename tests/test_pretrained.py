@@ -242,3 +242,17 @@ def test_a_bench_regenerates_to_the_same_digests_with_any_worker_count(
     assert set(recorded["patches"]) == {"64", "32"} and len(two.stores[32]) > 0
     monkeypatch.setattr(bench_module, "recorded_digests", lambda bench=None: recorded)
     assert verify_bench(two) == recorded
+
+
+def test_data_source_bench_is_the_bench_data_split_and_seed() -> None:
+    """data: {source: bench} resolves to the bench's sections exactly; a split section or
+    another seed would not be the bench and is refused in one line."""
+    from camtrace.workflows.config import parse_config
+
+    sections = get_bench().config_sections()
+    short = parse_config({"data": {"source": "bench"}})
+    assert short == parse_config(sections)
+    with pytest.raises(CamtraceError, match="split: data.source bench fixes the split"):
+        parse_config({"data": {"source": "bench"}, "split": {"protocol": "random"}})
+    with pytest.raises(CamtraceError, match="seed: simcam-bench-v1 is split with seed 0"):
+        parse_config({"data": {"source": "bench"}, "seed": 4})

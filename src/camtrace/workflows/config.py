@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar, Literal, NoReturn
 
+from camtrace.data.bench import get_bench
 from camtrace.defenses import DefenseConfig
 from camtrace.errors import CamtraceError
 from camtrace.training.engine import TrainConfig
@@ -135,9 +136,12 @@ SPLITS = ("train", "val", "eval")
 class DataConfig:
     """Where the photos come from."""
 
-    source: Literal["simulate", "index", "manifest"] = option(
-        "simulate", "simulate SimCam, index a real dataset folder, or read a manifest CSV"
+    source: Literal["simulate", "index", "manifest", "bench"] = option(
+        "simulate",
+        "simulate SimCam, index a real dataset folder, read a manifest CSV, or SimCam-Bench "
+        "(its data and split, fixed: the pretrained zoo's)",
     )
+    bench: int = option(1, "SimCam-Bench version", minimum=1, when=("source", ("bench",)))
     preset: str = option("default", "SimCam preset name or YAML path", when=SIMULATE)
     shots: int = option(24, "scenes each SimCam device shoots", minimum=1, when=SIMULATE)
     size: tuple[int, int] = option(
@@ -883,7 +887,30 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
         _fail(
             source, f"a config is a YAML mapping with sections {', '.join(_keys(ExperimentConfig))}"
         )
-    return parse_section(ExperimentConfig, raw, "")
+    return on_bench(parse_section(ExperimentConfig, raw, ""))
+
+
+def on_bench(config: ExperimentConfig) -> ExperimentConfig:
+    """``data: {source: bench}`` resolved: the bench's simulated data and its split, at its
+    seed (a split section or another seed would not be the bench: one line)."""
+    if config.data.source != "bench":
+        return config
+    bench = get_bench(config.data.bench)
+    sections = bench.config_sections()
+    if config.split != SplitConfig():
+        _fail(
+            "split", f"data.source bench fixes the split ({bench.name}'s); drop the split section"
+        )
+    if config.seed != sections["seed"]:
+        _fail(
+            "seed",
+            f"{bench.name} is split with seed {sections['seed']}; set seed: {sections['seed']}",
+        )
+    return dataclasses.replace(
+        config,
+        data=parse_section(DataConfig, sections["data"], "data"),
+        split=parse_section(SplitConfig, sections["split"], "split"),
+    )
 
 
 # -- the reference -------------------------------------------------------------------------------
