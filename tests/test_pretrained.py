@@ -195,6 +195,11 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     assert 0 <= entry.validation["measured"]["seen"]["sar"] <= 1
     monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {entry.name: entry})
     assert load_generator(entry.name).card["target"] == target
+    from camtrace.workflows.gallery import write_gallery
+
+    page = write_gallery(tmp_path / "docs", {entry.name: entry}).read_text()
+    assert (tmp_path / "docs" / "generators" / f"{entry.name}.png").stat().st_size > 0
+    assert f"## `{entry.name}` against `yang2018`" in page and "PSNR" in page
 
 
 def test_a_changed_bench_is_refused_in_one_line(tmp_path) -> None:

@@ -753,6 +753,17 @@ def pretrain(
 
 
 @app.command()
+def gallery(
+    docs: Annotated[Path, typer.Argument(help="Documentation folder.")] = Path("docs"),
+) -> None:
+    """Every trained generator of the zoo on a SimCam-Bench photo, original and spoof side
+    by side: DOCS/generators/<name>.png and DOCS/generators.md."""
+    from camtrace.workflows.gallery import write_gallery
+
+    console.print(f"gallery -> {write_gallery(docs)}")
+
+
+@app.command()
 def tables(
     files: Annotated[list[Path], typer.Argument(help="Markdown files with table blocks.")],
     root: Annotated[Path, typer.Option(help="Where the blocks' run folders are.")] = Path("."),
