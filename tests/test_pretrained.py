@@ -261,3 +261,30 @@ def test_data_source_bench_is_the_bench_data_split_and_seed() -> None:
         parse_config({"data": {"source": "bench"}, "split": {"protocol": "random"}})
     with pytest.raises(CamtraceError, match="seed: simcam-bench-v1 is split with seed 0"):
         parse_config({"data": {"source": "bench"}, "seed": 4})
+
+
+GENERATORS = sorted(name for name, g in zoo_module.generator_zoo().items() if g.shipped)
+
+
+def band_psnr(clean: np.ndarray, spoofed: np.ndarray, tile: int, width: int = 2) -> tuple:
+    """PSNR (dB) of the pixels within ``width`` of a tile border, and of the others."""
+    h, w = clean.shape[:2]
+    rows = np.arange(h) % tile
+    cols = np.arange(w) % tile
+    near = lambda k: (k < width) | (k >= tile - width)  # noqa: E731
+    band = near(rows)[:, None] | near(cols)[None, :]
+    err = (clean.astype(float) - spoofed.astype(float)) ** 2
+    psnr = lambda m: 10 * np.log10(255**2 / max(err[m].mean(), 1e-12))  # noqa: E731
+    return psnr(band), psnr(~band)
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_a_shipped_generator_leaves_no_seam_along_its_tiles(name: str) -> None:
+    """Issue 23: on a whole bench photo, the pixels along the tile borders are within 1 dB
+    of the tile interiors (a seam would make them much worse)."""
+    from camtrace.workflows.gallery import spoof_pair
+
+    entry = zoo_module.generator_zoo()[name]
+    pair = spoof_pair(entry)
+    border, interior = band_psnr(pair["clean"], pair["spoofed"], entry.patch_size)
+    assert abs(border - interior) <= 1.0, (name, border, interior)
