@@ -269,13 +269,13 @@ GENERATORS = sorted(name for name, g in zoo_module.generator_zoo().items() if g.
 def band_psnr(clean: np.ndarray, spoofed: np.ndarray, tile: int, width: int = 2) -> tuple:
     """PSNR (dB) of the pixels within ``width`` of a tile border, and of the others."""
     h, w = clean.shape[:2]
-    rows = np.arange(h) % tile
-    cols = np.arange(w) % tile
-    near = lambda k: (k < width) | (k >= tile - width)  # noqa: E731
-    band = near(rows)[:, None] | near(cols)[None, :]
+
+    def near(k: np.ndarray) -> np.ndarray:
+        return (k % tile < width) | (k % tile >= tile - width)
+
+    band = near(np.arange(h))[:, None] | near(np.arange(w))[None, :]
     err = (clean.astype(float) - spoofed.astype(float)) ** 2
-    psnr = lambda m: 10 * np.log10(255**2 / max(err[m].mean(), 1e-12))  # noqa: E731
-    return psnr(band), psnr(~band)
+    return tuple(10 * np.log10(255**2 / max(err[m].mean(), 1e-12)) for m in (band, ~band))
 
 
 @pytest.mark.parametrize("name", GENERATORS)
