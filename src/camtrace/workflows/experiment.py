@@ -320,7 +320,8 @@ def use_pretrained(
     patches, never trained; the run's entry points to the verified shipped weights."""
     from camtrace.models.checkpoint import load_detector
 
-    detector = load_detector(spec.pretrained)
+    path = pretrained(spec.pretrained).verified_path()  # sha256 checked once
+    detector = load_detector(path)
     if list(detector.classes) != list(manifest.models):
         raise CamtraceError(
             f"detectors: {spec.pretrained} identifies {get_bench().name}'s camera models "
@@ -333,7 +334,7 @@ def use_pretrained(
         "arch": detector.arch,
         "pretrained": spec.pretrained,
         "defense": card.get("defense", {"kind": "none"}),
-        "checkpoint": str(pretrained(spec.pretrained).verified_path()),
+        "checkpoint": str(path),
         "classes": detector.classes,
         "patch_size": store.patch_size,
         "patch_store": str(store.path),
