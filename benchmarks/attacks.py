@@ -297,7 +297,7 @@ def train_for_speed(
     every = {"val_every": args.gen_iterations, "save_every": args.gen_iterations}
     if method != "spoc":
         config = GeneratorConfig(
-            batch_size=args.gen_batch, max_iterations=args.gen_iterations, **every
+            batch_size=args.gen_batch, iterations=args.gen_iterations, **every
         )
         return train_generator(method, det, train_x, train_x[:8], target, config, out, False)
     name = det.classes[target]

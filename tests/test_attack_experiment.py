@@ -11,10 +11,11 @@ import pytest
 
 from camtrace.attacks import Jpeg, as_pixel_eps
 from camtrace.errors import CamtraceError
+from camtrace.schema import parse
 from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, plan_attacks
 from camtrace.workflows.attack_report import eps_curves
 from camtrace.workflows.attack_run import assign_targets, gradient_sign_image
-from camtrace.workflows.config import AttacksConfig, parse_section
+from camtrace.workflows.config import AttacksConfig
 from camtrace.workflows.experiment import run_experiment
 from test_attack_metrics import ColourShare, flat
 
@@ -22,7 +23,7 @@ ZOO = {"bondi2017": 64, "densenet40": 32}  # arch -> patch size
 
 
 def parse_attacks(section: dict, sizes: dict[str, int]) -> AttackPlan:
-    return plan_attacks(parse_section(AttacksConfig, section, "attacks"), sizes)
+    return plan_attacks(parse(AttacksConfig, section, "attacks"), sizes)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -241,10 +242,10 @@ def test_gradient_attacks_skip_hand_crafted_detectors_and_refuse_them_when_liste
     (then the plan fails in one line); Square, which takes none, attacks it."""
     sizes = {"bondi2017": 64, "marra2017": 64}
     section = {"runs": [{"method": "fgsm", "eps": [2]}, {"method": "square", "eps": [4]}]}
-    plan = plan_attacks(parse_section(AttacksConfig, section, "attacks"), sizes, ["marra2017"])
+    plan = plan_attacks(parse(AttacksConfig, section, "attacks"), sizes, ["marra2017"])
     fgsm, square = plan.runs
     assert fgsm.attacks("bondi2017") and not fgsm.attacks("marra2017")
     assert square.attacks("marra2017")
     listed = {"runs": [{"method": "pgd", "eps": [2], "detectors": ["marra2017"]}]}
     with pytest.raises(CamtraceError, match=r"runs\[0\]\.detectors: .*square"):
-        plan_attacks(parse_section(AttacksConfig, listed, "attacks"), sizes, ["marra2017"])
+        plan_attacks(parse(AttacksConfig, listed, "attacks"), sizes, ["marra2017"])

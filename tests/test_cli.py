@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from camtrace.cli import app
+from camtrace.workflows.config import ExperimentConfig, parse_config
 
 runner = CliRunner()
 
@@ -173,7 +174,8 @@ def test_run_config_records_what_it_ran(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(config))
     ok("run", path, "--runs-dir", tmp_path / "runs", "--quiet")
     run = tmp_path / "runs" / "tiny"
-    assert yaml.safe_load((run / "config.yaml").read_text()) == config
+    kept = yaml.safe_load((run / "config.yaml").read_text())  # every default written out
+    assert parse_config(kept) == parse_config(config) and kept["train"]["batch_size"] == 128
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["identification"]["images"] > 0
     assert (run / "detector.safetensors").is_file() and (run / "report.html").is_file()
@@ -235,20 +237,20 @@ def test_quickstart_preset_names_the_run_and_the_data(
     run (the experiment itself is measured in the README, not here)."""
     import camtrace.workflows.experiment as experiment
 
-    seen: list[dict] = []
+    seen: list[ExperimentConfig] = []
 
-    def fake_run(config: dict, **_: object) -> dict:
+    def fake_run(config: ExperimentConfig, **_: object) -> dict:
         seen.append(config)
         raise SystemExit(0)
 
     monkeypatch.setattr(experiment, "run_experiment", fake_run)
     runner.invoke(app, ["quickstart", "--preset", "hard", "--workdir", str(tmp_path)])
     runner.invoke(app, ["quickstart", "--workdir", str(tmp_path)])
-    assert [(c["name"], c["data"]["preset"]) for c in seen] == [
+    assert [(c.name, c.data.preset) for c in seen] == [
         ("quickstart-hard", "hard"),
         ("quickstart", "default"),
     ]
-    assert all(c["workdir"] == str(tmp_path) for c in seen)
+    assert all(c.workdir == str(tmp_path) for c in seen)
 
 
 def test_marra2017_fits_svms_only_identifies_and_refuses_gradient_attacks(

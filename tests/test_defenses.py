@@ -15,6 +15,7 @@ from camtrace.cli import app
 from camtrace.defenses import DefenseConfig, GradNormPenalty, make_objective, mixed_batch
 from camtrace.defenses.advtrain import cross_entropies, draw_eps
 from camtrace.errors import CamtraceError
+from camtrace.schema import parse
 from test_cli import pipeline  # noqa: F401  (the tiny simulated store, module-scoped)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -104,7 +105,7 @@ def test_mixed_objective_weights_adversarial_losses_by_alpha() -> None:
     net = tiny()
     x = torch.randint(0, 256, (6, 3, 8, 8), generator=torch.Generator().manual_seed(3)).float()
     y = torch.arange(6) % 2
-    objective = make_objective(DefenseConfig("advtrain", k=2, alpha=0.25))
+    objective = make_objective(DefenseConfig(kind="advtrain", k=2, alpha=0.25))
     torch.manual_seed(5)
     loss = objective(net, x, y)
     torch.manual_seed(5)
@@ -117,8 +118,8 @@ def test_both_penalises_the_mixed_batch() -> None:
     net = tiny()
     x = torch.randint(0, 256, (4, 3, 8, 8), generator=torch.Generator().manual_seed(4)).float()
     y = torch.arange(4) % 2
-    both = make_objective(DefenseConfig("both", lam=10.0, k=2))
-    mixing = make_objective(DefenseConfig("advtrain", k=2))
+    both = make_objective(DefenseConfig(kind="both", lam=10.0, k=2))
+    mixing = make_objective(DefenseConfig(kind="advtrain", k=2))
     torch.manual_seed(6)
     penalised = both(net, x, y)
     torch.manual_seed(6)
@@ -129,15 +130,15 @@ def test_both_penalises_the_mixed_batch() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "adv"}, "defense kind='adv': use none | gradnorm | advtrain | both"),
-        ({"kind": "gradnorm", "k": 8}, "defense k applies to kind advtrain or both only"),
-        ({"kind": "advtrain", "attack": "jsma"}, "defense attack='jsma': use fgsm"),
-        ({"kind": "both", "eps_min": 4, "eps_max": 2}, "defense eps range [4, 2]"),
+        ({"kind": "adv"}, "defense.kind: 'adv' is not allowed; use none | gradnorm | advtrain"),
+        ({"kind": "gradnorm", "k": 8}, "defense.k: applies to kind advtrain or both only"),
+        ({"kind": "advtrain", "attack": "jsma"}, "defense.attack: 'jsma' is not allowed; use fgsm"),
+        ({"kind": "both", "eps_min": 4, "eps_max": 2}, "defense.eps_max: eps range [4, 2]"),
     ],
 )
 def test_bad_defense_values_fail_in_one_line(kwargs: dict, message: str) -> None:
     with pytest.raises(CamtraceError, match=None) as info:
-        DefenseConfig(**kwargs)
+        parse(DefenseConfig, kwargs, "defense")
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
@@ -172,8 +173,8 @@ def test_config_defense_parses_and_names_the_detector() -> None:
     )
     specs = detector_specs(config)
     assert [s.name for s in specs] == ["tuama2016", "tuama2016-gradnorm", "tuama2016-advtrain"]
-    assert specs[0].defense is None and specs[1].defense == DefenseConfig("gradnorm")
-    assert specs[2].defense == DefenseConfig("advtrain", k=16, eps_max=3.0)
+    assert specs[0].defense is None and specs[1].defense == DefenseConfig(kind="gradnorm")
+    assert specs[2].defense == DefenseConfig(kind="advtrain", k=16, eps_max=3.0)
 
 
 @pytest.mark.parametrize(

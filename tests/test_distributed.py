@@ -39,7 +39,7 @@ def _worker(
             TrainConfig(batch_size=16, **{**CONFIG, "epochs": epochs}),
             out,
             progress=False,
-            objective=make_objective(DefenseConfig(defense)),
+            objective=make_objective(DefenseConfig(kind=defense)),
         )
     finally:
         dist.destroy_process_group()
@@ -75,7 +75,7 @@ def test_ddp_with_the_gradient_norm_penalty_matches_single_process(tmp_path: Pat
         TrainConfig(batch_size=32, **{**CONFIG, "epochs": 1}),
         tmp_path / "one",
         progress=False,
-        objective=make_objective(DefenseConfig("gradnorm")),
+        objective=make_objective(DefenseConfig(kind="gradnorm")),
     )
     ddp = load_detector(tmp_path / "ddp" / "best.safetensors")
     assert ddp.card["defense"] == {"kind": "gradnorm", "lambda": DEFAULT_LAMBDA, "norm": "l2"}

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from camtrace.cli import app
 from camtrace.data.simcam import load_preset
 from camtrace.errors import CamtraceError
-from camtrace.workflows.config import GeneratorsConfig, parse_config, parse_section
+from camtrace.schema import parse
+from camtrace.workflows.config import GeneratorsConfig, parse_config
 from camtrace.workflows.experiment import run_experiment, train_attack
 from camtrace.workflows.generator_run import centre_crop, plan_generators
 from tiny_runs import tiny_experiment
@@ -56,13 +57,11 @@ def test_bad_sections_name_their_key_path(section: dict, message: str) -> None:
 )
 def test_plan_refuses_what_the_detectors_cannot_do(section: dict, message: str) -> None:
     with pytest.raises(CamtraceError, match=message):
-        plan_generators(
-            parse_section(GeneratorsConfig, section, "generators"), SIZES, CLASSES, seed=0
-        )
+        plan_generators(parse(GeneratorsConfig, section, "generators"), SIZES, CLASSES, seed=0)
 
 
 def test_plan_resolves_targets_ensemble_and_transfer_judges() -> None:
-    section = parse_section(
+    section = parse(
         GeneratorsConfig, {"method": "gap", "detectors": ["mislnet"], "patch_size": 48}, "g"
     )
     plan = plan_generators(section, {"bondi2017": 64, "mislnet": 64, "tuama2016": 64}, CLASSES, 3)
@@ -75,7 +74,7 @@ def test_plan_resolves_targets_ensemble_and_transfer_judges() -> None:
 
 
 def test_plan_knows_defended_detectors_by_their_architecture() -> None:
-    section = parse_section(GeneratorsConfig, {"method": "gap", "patch_size": 48}, "g")
+    section = parse(GeneratorsConfig, {"method": "gap", "patch_size": 48}, "g")
     sizes = {"mislnet": 64, "bondi2017-advtrain": 64, "tuama2016": 64}
     archs = {"mislnet": "mislnet", "bondi2017-advtrain": "bondi2017", "tuama2016": "tuama2016"}
     plan = plan_generators(section, sizes, CLASSES, 3, archs)

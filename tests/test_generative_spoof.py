@@ -80,7 +80,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     detector = save_detector(det.eval(), root / "detector.safetensors")
     gen = GeneratorConfig(
         batch_size=4,
-        max_iterations=40,
+        iterations=40,
         val_every=5,
         stop_sar=0.9,
         stop_psnr=15.0,

@@ -99,7 +99,7 @@ def test_generator_step_weighs_chens_three_terms(method: str) -> None:
     config = GeneratorConfig(batch_size=2, alpha=alpha, beta=beta, gamma=gamma)
     detector = FixedLogits([2.0, 0.0, -1.0])
     card = {"method": method, "target": "M_1", "patch_size": 64}
-    run = _Run(get_method(method), config, [detector], 1, x, x, card)
+    run = _Run(get_method(method), config, [detector], 1, x, x, card, seed=0)
     run.modules["generator"] = Shift(delta)
     if method == "mislgan":
         run.modules["discriminator"] = FixedLogits([0.5])
@@ -186,7 +186,7 @@ def test_spoc_generator_step_weighs_the_five_terms() -> None:
     config = SpoCConfig(batch_size=2, margin=0.01, **lam)
     x = torch.full((2, 3, 1, 2), 100.0)
     embedder = FixedEmbedder()
-    run = _SpoCRun(config, x, x, x, embedder, {"method": "spoc", "target": "M_1"})
+    run = _SpoCRun(config, x, x, x, embedder, {"method": "spoc", "target": "M_1"}, seed=0)
     run.modules["generator"] = Shift(
         torch.tensor([51.3, 101.8]).reshape(1, 1, 1, 2).repeat(1, 3, 1, 1)
     )

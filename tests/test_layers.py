@@ -13,10 +13,11 @@ PACKAGE = SRC / "camtrace"
 
 # docs/architecture.md, "Layers": each imports only its own package and the layers below
 LAYERS = {
-    "errors": 0,
+    "errors": -1,
     "io": 0,
     "_version": 0,
     "hardware": 0,
+    "schema": 0,
     "data": 1,
     "models": 2,
     "attacks": 3,

@@ -119,7 +119,7 @@ def test_pretrain_configs_train_on_the_bench_only() -> None:
     assert {f"pretrain-{n}" for n in SHIPPED} <= set(names)
     for name in names:
         check_bench_config(load_config(name), name)
-    other = {**load_config("pretrain-bondi2017"), "data": {"source": "simulate", "shots": 20}}
+    other = load_config("pretrain-bondi2017").replace(data={"source": "simulate", "shots": 20})
     with pytest.raises(CamtraceError, match="data section is not simcam-bench-v1's"):
         check_bench_config(other, "mine.yaml")
 
@@ -252,10 +252,10 @@ def test_a_bench_regenerates_to_the_same_digests_with_any_worker_count(
 def test_data_source_bench_is_the_bench_data_split_and_seed() -> None:
     """data: {source: bench} resolves to the bench's sections exactly; a split section or
     another seed would not be the bench and is refused in one line."""
-    from camtrace.workflows.config import parse_config
+    from camtrace.workflows.config import on_bench, parse_config
 
     sections = get_bench().config_sections()
-    short = parse_config({"data": {"source": "bench"}})
+    short = on_bench(parse_config({"data": {"source": "bench"}}))
     assert short == parse_config(sections)
     with pytest.raises(CamtraceError, match="split: data.source bench fixes the split"):
         parse_config({"data": {"source": "bench"}, "split": {"protocol": "random"}})

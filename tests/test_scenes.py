@@ -4,7 +4,6 @@ and anti-aliased edges. Small frames: the file runs in a few seconds."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ def test_natural_scenes_are_deterministic_linear_radiance(kind: str) -> None:
 
 
 def test_plan_shares_each_kind_and_spreads_it_evenly() -> None:
-    spec = dataclasses.replace(load_preset("tiny").scenes, skimage=False, natural_share=0.4)
+    spec = load_preset("tiny").scenes.replace(skimage=False, natural_share=0.4)
     plan = plan_scenes(40, 0, spec)
     assert plan == plan_scenes(40, 0, spec)
     kinds = [s.kind for s in plan]
@@ -62,7 +61,7 @@ def test_user_photos_come_first_then_natural_then_dead_leaves(tmp_path: Path) ->
 
     for name in "abcde":
         Image.fromarray(np.full((60, 80, 3), 99, np.uint8)).save(tmp_path / f"{name}.png")
-    spec = dataclasses.replace(load_preset("tiny").scenes, photo_share=0.2, natural_share=0.8)
+    spec = load_preset("tiny").scenes.replace(photo_share=0.2, natural_share=0.8)
     kinds = [s.kind for s in plan_scenes(10, 0, spec, tmp_path)]
     # 5 user photos exceed the photo share; natural scenes get what is left
     assert kinds.count("file") == 5 and kinds.count("natural") == 5
@@ -72,7 +71,7 @@ def test_user_photos_come_first_then_natural_then_dead_leaves(tmp_path: Path) ->
 @pytest.mark.parametrize("shots", [24, 83])
 def test_default_preset_shows_dead_leaves_in_at_most_half_of_the_shots(shots: int) -> None:
     for skimage in (True, False):  # with or without the scikit-image photos
-        spec = dataclasses.replace(load_preset("default").scenes, skimage=skimage)
+        spec = load_preset("default").scenes.replace(skimage=skimage)
         plan = plan_scenes(shots, 0, spec)
         assert sum(s.kind == "dead_leaves" for s in plan) <= shots / 2
 

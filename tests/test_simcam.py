@@ -3,7 +3,6 @@ preset validation and scenes. Tiny preset, tiny frames: the whole file runs in s
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +146,7 @@ def test_demosaic_restores_a_flat_colour(cfa: str, algorithm: str) -> None:
 @pytest.mark.parametrize("cfa", PATTERNS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_flat_red_scene_stays_red_through_the_whole_camera(cfa: str, algorithm: str) -> None:
-    camera = dataclasses.replace(load_preset("tiny").models[0], cfa=cfa, demosaic=algorithm)
+    camera = load_preset("tiny").models[0].replace(cfa=cfa, demosaic=algorithm)
     scene = np.broadcast_to(np.array([0.5, 0.12, 0.03], np.float32), (40, 40, 3))
     rgb = shoot(camera, 0, scene, (32, 32), np.random.default_rng(0)).astype(float)
     r, g, b = rgb[8:24, 8:24].mean((0, 1))
@@ -174,7 +173,7 @@ def _write_preset(tmp_path: Path, old: str, new: str) -> Path:
         ("prnu: 0.008, ", "", "defaults.sensor.prnu"),
         ("tone_gamma: 1.0", "tone_gamma: 1.0, gama: 2", "defaults.isp.gama"),
         ("instances: 2", "instances: two", "instances"),
-        ("spread: 1.0", "", "preset.spread"),
+        ("spread: 1.0", "", "spread: required"),
     ],
 )
 def test_bad_preset_names_file_and_field(tmp_path: Path, old: str, new: str, field: str) -> None:

@@ -4,7 +4,6 @@ whose JPEG settings identify no model."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +56,7 @@ def test_default_preset_base_iso_noise_on_smooth_content() -> None:
     smooth = np.stack([0.1 + 0.3 * xx, 0.12 + 0.25 * yy, 0.08 + 0.1 * xx * yy], -1)
     for camera in load_preset("default").models:
         base = min(camera.sensor.iso)
-        at_base = dataclasses.replace(
-            camera, sensor=dataclasses.replace(camera.sensor, iso=(base, base))
-        )
+        at_base = camera.replace(sensor=camera.sensor.replace(iso=(base, base)))
         sigma = np.median(
             [noise_sigma(p) for p in _photos(at_base, [smooth.astype(np.float32)] * 2)]
         )
@@ -130,7 +127,7 @@ def test_hard_preset_shares_jpeg_settings_and_keeps_the_cameras() -> None:
     hard, default = load_preset("hard"), load_preset("default")
     assert [c.label for c in hard.models] == [c.label for c in default.models]
     for h, d in zip(hard.models, default.models):
-        assert dataclasses.replace(h, jpeg=d.jpeg) == d
+        assert h.replace(jpeg=d.jpeg) == d
     assert len({c.jpeg for c in hard.models}) == 1
     section = hard.models[0].jpeg
     assert section.subsampling == "4:2:0" and isinstance(section.quality, tuple)

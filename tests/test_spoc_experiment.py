@@ -19,8 +19,9 @@ from camtrace.attacks.generative import EmbedderConfig, train_embedder, train_sp
 from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
 from camtrace.models.base import Detector
+from camtrace.schema import parse
 from camtrace.workflows import experiment, spoc_run
-from camtrace.workflows.config import SpocSectionConfig, parse_config, parse_section
+from camtrace.workflows.config import SpocSectionConfig, parse_config
 from camtrace.workflows.experiment import run_experiment
 from camtrace.workflows.spoc_inputs import Inputs, target_patches
 from camtrace.workflows.spoc_plan import SpocPlan, closest_eps, plan_spoc
@@ -58,7 +59,7 @@ def test_bad_sections_name_their_key_path(section: dict, message: str) -> None:
 
 def _section(**keys: object) -> SpocSectionConfig:
     given = {"targets": ["Nimbus_N300"], "crafted_on": ["bondi2017"], **keys}
-    return parse_section(SpocSectionConfig, given, "spoc")
+    return parse(SpocSectionConfig, given, "spoc")
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,10 @@ def test_training_spoc_in_the_workflow_reads_no_detector(
     rng = np.random.default_rng(0)
     patches = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     embedder = train_embedder(
-        patches, ["a", "a", "b", "b"] * 2, EmbedderConfig(2, 2, iterations=1), tmp_path / "e"
+        patches,
+        ["a", "a", "b", "b"] * 2,
+        EmbedderConfig(models_per_batch=2, patches_per_model=2, iterations=1),
+        tmp_path / "e",
     )
     training = {"iterations": 1, "batch_size": 2, "lambda_p": 0}
     plan = plan_spoc(_section(training=training), SIZES, CLASSES, 0)
@@ -130,7 +134,7 @@ def test_training_spoc_in_the_workflow_reads_no_detector(
     with pytest.raises(CamtraceError, match="another target"):
         train_spoc(
             patches, patches, patches[:2], embedder, "Kairo_DX-50",
-            plan.spoc_config(), paths["synthetic"]["spoc"]["Nimbus_N300"].parent,
+            plan.section.training, paths["synthetic"]["spoc"]["Nimbus_N300"].parent,
         )  # fmt: skip
 
 
@@ -247,6 +251,6 @@ class _NoPatches:
 
 
 def test_baselines_are_crafted_on_the_first_two_detectors_by_default() -> None:
-    section = parse_section(SpocSectionConfig, {"targets": ["Nimbus_N300"]}, "spoc")
+    section = parse(SpocSectionConfig, {"targets": ["Nimbus_N300"]}, "spoc")
     plan = plan_spoc(section, SIZES, CLASSES, 0)
     assert plan.crafted_on == ("tuama2016", "bondi2017") and plan.classifiers == tuple(SIZES)

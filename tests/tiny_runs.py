@@ -1,9 +1,11 @@
 """The tiny SimCam experiment the end-to-end tests share: 3 devices of the ``tiny`` preset's
 models, 6 shots of 128x192, a random 50/17/33 split, 4 Bondi patches an image, one epoch and
-no SVMs; each test adds its own sections."""
+no SVMs; each test adds its own sections. And :func:`untimed`, a training log compared
+without its wall-clock times."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +24,16 @@ def tiny_experiment(root: Path, name: str, **sections: Any) -> dict[str, Any]:
         "svm": {"enabled": False},
         **sections,
     }
+
+
+def untimed(log: Path) -> object:
+    """A training log without its wall-clock times (the only part a resume may change)."""
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(json.loads(log.read_text()))

@@ -51,11 +51,10 @@ def quickstart(
     (Bondi's baseline), identify held-out images, report."""
     from camtrace.workflows.experiment import load_config, run_experiment
 
-    config = load_config("quickstart")
-    config["workdir"] = str(workdir)
+    config = load_config("quickstart").replace(workdir=str(workdir))
     if preset != "default":
-        config["data"]["preset"] = preset
-        config["name"] = f"quickstart-{Path(preset).stem}"
+        data = config.data.replace(preset=preset)
+        config = config.replace(data=data, name=f"quickstart-{Path(preset).stem}")
     _report_run(
         run_experiment(config, runs_dir=runs_dir, progress=progress, log=console.print), runs_dir
     )
@@ -75,7 +74,7 @@ def run(
 
     cfg = load_config(config)
     if seed is not None:
-        cfg["seed"] = seed
+        cfg = cfg.replace(seed=seed)
     lead = launched_rank() == 0  # under torchrun: rank 0 trains, prints and writes
     metrics = run_experiment(
         cfg, runs_dir=runs_dir, progress=progress and lead, log=console.print if lead else _quiet
@@ -102,7 +101,7 @@ def train_attack(
 
     cfg = load_config(config)
     if seed is not None:
-        cfg["seed"] = seed
+        cfg = cfg.replace(seed=seed)
     for target, path in train(cfg, runs_dir=runs_dir, progress=progress, log=console.print).items():
         console.print(f"{target}: {path}")
 
@@ -375,6 +374,7 @@ def train(
     both (defaults: Zhao's k 32, alpha 0.2, eps U[1, 5], FGSM); the card records it."""
     from camtrace.data.patch_store import PatchStore
     from camtrace.defenses import DefenseConfig, make_objective
+    from camtrace.schema import parse
     from camtrace.training.detector import refit_svm_for_new_models, train_detector
     from camtrace.training.distributed import init_from_env
     from camtrace.training.engine import TrainConfig
@@ -388,9 +388,8 @@ def train(
         "eps_min": eps_min,
         "eps_max": eps_max,
     }
-    objective = make_objective(
-        DefenseConfig(defense, **{key: v for key, v in given.items() if v is not None})
-    )
+    options = {"kind": defense, **{key: v for key, v in given.items() if v is not None}}
+    objective = make_objective(parse(DefenseConfig, options, "defense"))
     init_from_env()  # under torchrun: DistributedDataParallel, one process per GPU
     patch_store = PatchStore.open(store)
     if features_from is not None:
@@ -401,14 +400,18 @@ def train(
         )
         console.print(f"SVMs fitted on frozen features of {features_from} -> {path}")
         return
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        precision=precision,
-        device=device,
-        init=init,
+    config = parse(
+        TrainConfig,
+        {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "precision": precision,
+            "device": device,
+            "init": init,
+        },
+        "train",
     )
     trained = train_detector(
         patch_store,
@@ -779,6 +782,30 @@ def tables(
         if fresh != text:
             write_text(path, fresh)
         console.print(f"{path}: {'re-rendered' if fresh != text else 'up to date'}")
+
+
+@app.command()
+def schema(
+    out: Annotated[
+        Path | None, typer.Option(help="Write it to this file (default: print it).")
+    ] = None,
+    preset: Annotated[
+        bool, typer.Option("--preset", help="The schema of a SimCam preset file instead.")
+    ] = False,
+) -> None:
+    """The JSON Schema of camtrace config files (or of SimCam presets), for editors to
+    complete and check them (YAML language server: # yaml-language-server: $schema=<file>)."""
+    import json
+
+    from camtrace.io import write_json
+    from camtrace.workflows.config import config_schema, preset_schema
+
+    schema = preset_schema() if preset else config_schema()
+    if out is None:
+        console.print_json(json.dumps(schema))
+    else:
+        write_json(out, schema)
+        console.print(f"{out}: written")
 
 
 @app.command()

@@ -1,65 +1,40 @@
-"""The experiment config, typed: one YAML mapping parsed into the dataclasses below.
+"""The experiment config, typed: one YAML mapping parsed into the sections below.
 
-Every section is a frozen dataclass whose fields carry their meaning and allowed values, so
-one set of definitions parses a config (:func:`parse_config`), names a bad key or value in
-one line by its key path (``attacks.runs[2].eps``), and writes the README's config
-reference (:func:`config_reference`). The ``train`` section is
-:class:`camtrace.training.engine.TrainConfig` itself; ``train`` and ``svm`` may be given
-again under a detector of ``detectors:``, where they override the top-level ones key by key.
+Every section is a :class:`camtrace.schema.Section` whose fields carry their meaning and
+allowed values, so one set of definitions parses a config (:func:`parse_config`), names a
+bad key or value in one line by its key path (``attacks.runs[2].eps``), and writes the JSON
+Schema and the config reference (:func:`config_reference`). The engines' settings are
+sections themselves: ``train`` is :class:`camtrace.training.engine.TrainConfig`, a
+``defense`` :class:`camtrace.defenses.DefenseConfig`, ``generators`` extends
+:class:`camtrace.attacks.generative.GeneratorConfig` and ``spoc.training`` is
+:class:`camtrace.attacks.generative.SpoCConfig`; ``train`` and ``svm`` may be given again
+under a detector of ``detectors:``, where the keys given override the top-level ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import Any, Literal
 
+from camtrace.attacks.generative.spoc_embedder import EmbedderConfig
+from camtrace.attacks.generative.spoc_training import SpoCConfig
+from camtrace.attacks.generative.training import GeneratorConfig
 from camtrace.data.bench import get_bench
 from camtrace.defenses import DefenseConfig
 from camtrace.errors import CamtraceError
+from camtrace.schema import (
+    REQUIRED,
+    Invalid,
+    Section,
+    _plain,
+    json_schema,
+    option,
+    parse,
+    reference,
+    rule_of,
+)
 from camtrace.training.engine import TrainConfig
-
-REQUIRED: Any = dataclasses.MISSING
-
-
-def option(
-    default: Any,
-    doc: str,
-    *,
-    choices: Callable[[], Sequence[Any]] | None = None,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    when: tuple[str, tuple[str, ...]] | None = None,
-    partial_of: type | None = None,
-) -> Any:
-    """A config field: its default, its meaning, and what values it accepts.
-
-    ``choices`` lists allowed values (a callable: registries fill at import time);
-    ``minimum``/``maximum`` bound numbers (items of a list included); ``when`` limits the key
-    to some values of a sibling key (``("source", ("simulate",))``); ``partial_of`` makes the
-    field a mapping of some keys of another section (a detector's own ``train:``).
-    """
-    meta = {
-        "doc": doc,
-        "choices": choices,
-        "minimum": minimum,
-        "maximum": maximum,
-        "when": when,
-        "partial_of": partial_of,
-    }
-    if default == {}:  # the only mutable default: an empty mapping
-        return field(default_factory=dict, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _fail(path: str, message: str) -> NoReturn:
-    raise CamtraceError(f"{path}: {message}" if path else message)
-
 
 # -- sections ------------------------------------------------------------------------------------
 
@@ -132,8 +107,7 @@ BONDI = ("protocol", ("bondi",))
 SPLITS = ("train", "val", "eval")
 
 
-@dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Where the photos come from."""
 
     source: Literal["simulate", "index", "manifest", "bench"] = option(
@@ -154,15 +128,14 @@ class DataConfig:
     multi_instance_only: bool = option(False, "keep only models with several devices", when=INDEX)
     path: str | None = option(None, "manifest CSV (required)", when=("source", ("manifest",)))
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         required = {"index": ("root", "layout"), "manifest": ("path",)}.get(self.source, ())
         for key in required:
             if getattr(self, key) is None:
-                _fail(f"{path}.{key}", f"required with source {self.source}")
+                raise Invalid(key, f"required with source {self.source}")
 
 
-@dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(Section):
     """Train/val/eval split (``camtrace.data.splits``), repeated over ``splits`` seeds."""
 
     protocol: Literal["bondi", "random", "given"] = option(
@@ -191,18 +164,16 @@ class SplitConfig:
 
     def protocol_options(self) -> dict[str, Any]:
         """The split's keyword arguments for :func:`camtrace.data.splits.split_manifest`."""
+        applies = (n for n in type(self).model_fields if rule_of(type(self), n).when)
         return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.metadata["when"] and self.protocol in f.metadata["when"][1]
+            n: getattr(self, n) for n in applies if self.protocol in rule_of(type(self), n).when[1]
         } | {"protocol": self.protocol}
 
 
-@dataclass(frozen=True)
-class PatchesConfig:
+class PatchesConfig(Section):
     """How patches are cut (``camtrace.data.patches``); a plain name stands for its protocol."""
 
-    SHORTHAND: ClassVar[str] = "protocol"
+    SHORTHAND = "protocol"
 
     protocol: str | None = option(
         None,
@@ -214,36 +185,7 @@ class PatchesConfig:
     count: int | None = option(None, "patches per image (default: the protocol's)", minimum=1)
 
 
-def _train(doc: str, minimum: float | None = None, choices: Any = None) -> dict[str, Any]:
-    return {"doc": doc, "choices": choices, "minimum": minimum, "maximum": None}
-
-
-TRAIN_KEYS: dict[str, dict[str, Any]] = {
-    "epochs": _train("training epochs", 1),
-    "batch_size": _train("patches per step", 1),
-    "lr": _train("learning rate", 0),
-    "momentum": _train("SGD momentum", 0),
-    "weight_decay": _train("L2 weight decay", 0),
-    "lr_step_epochs": _train("epochs between learning-rate steps", 1),
-    "lr_gamma": _train("factor of each learning-rate step", 0),
-    "optimizer": _train("sgd (the papers') or adam", choices=lambda: ("sgd", "adam")),
-    "precision": _train("auto: bf16/fp16 where fast, else fp32", choices=lambda: _precisions()),
-    "channels_last": _train("channels-last memory format"),
-    "device": _train("auto, cpu, cuda or cuda:N"),
-    "eval_batch_size": _train("patches per validation step", 1),
-    "init": _train("fine-tune: start from a checkpoint or pretrained name (default: random)"),
-}
-"""The ``train`` keys: every :class:`TrainConfig` field but ``seed`` (the experiment's)."""
-
-
-def _precisions() -> Sequence[str]:
-    from camtrace.training.precision import PRECISIONS
-
-    return PRECISIONS
-
-
-@dataclass(frozen=True)
-class SvmConfig:
+class SvmConfig(Section):
     """Bondi's battery of one-vs-one SVMs on the CNN features (Bondi Sec. II-B)."""
 
     enabled: bool | None = option(None, "fit the SVMs (default: for bondi2017 only)")
@@ -252,11 +194,10 @@ class SvmConfig:
     )
 
 
-@dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(Section):
     """One detector; a plain name (``- mislnet``) stands for ``{arch: mislnet}``."""
 
-    SHORTHAND: ClassVar[str] = "arch"
+    SHORTHAND = "arch"
 
     arch: str = option("bondi2017", "architecture", choices=_architectures)
     pretrained: str | None = option(
@@ -271,22 +212,28 @@ class DetectorConfig:
         "name); must be unique",
     )
     patches: PatchesConfig | None = option(None, "its patches (default: the top-level ones)")
-    train: dict[str, Any] = option(
-        {}, "keys of train: overriding the top-level ones", partial_of=TrainConfig
+    train: TrainConfig = option(
+        TrainConfig(), "keys of train: overriding the top-level ones (seed: the experiment's)"
     )
-    svm: dict[str, Any] = option(
-        {}, "keys of svm: overriding the top-level ones", partial_of=SvmConfig
-    )
+    svm: SvmConfig = option(SvmConfig(), "keys of svm: overriding the top-level ones")
     defense: DefenseConfig | None = option(
         None, "training-time defence of Zhao (a kind, or a mapping; default: none)"
     )
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
+        _no_seed(self.train)
         if self.pretrained is None:
             return
         for key in ("patches", "train", "svm", "defense"):
-            if getattr(self, key):
-                _fail(f"{path}.{key}", "a pretrained detector is used as shipped: drop this key")
+            if key in self.model_fields_set:
+                raise Invalid(key, "a pretrained detector is used as shipped: drop this key")
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a YAML mapping; its train and svm keep only the keys given (overrides)."""
+        out = _overrides(self, super().to_dict(), ("train", "svm"))
+        if self.pretrained:
+            out.pop("arch")  # its own
+        return out
 
     def label(self) -> str:
         """The detector's name in the run: ``name``, else the pretrained name, else arch
@@ -299,8 +246,7 @@ class DetectorConfig:
         return self.arch.lower() if kind == "none" else f"{self.arch.lower()}-{kind}"
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Section):
     """Identification on held-out patches and images (Bondi Sec. III)."""
 
     split: Literal["train", "val", "eval"] = option("eval", "split evaluated")
@@ -309,8 +255,7 @@ class EvaluateConfig:
     )
 
 
-@dataclass(frozen=True)
-class AttackRunConfig:
+class AttackRunConfig(Section):
     """One attack of ``attacks.runs`` (or ``attacks.transfer``), swept over eps and targets."""
 
     method: str = option(REQUIRED, "attack name (required)", choices=_attacks)
@@ -330,8 +275,7 @@ class AttackRunConfig:
     detectors: tuple[str, ...] | None = option(None, "detectors attacked (default: all)")
 
 
-@dataclass(frozen=True)
-class AttacksConfig:
+class AttacksConfig(Section):
     """Attacks on the trained detectors (Güera Tables 3-4, Zhao Table 2, SpoC Table 4)."""
 
     split: Literal["train", "val", "eval"] = option("eval", "split of the patch store attacked")
@@ -356,8 +300,7 @@ class AttacksConfig:
     )
 
 
-@dataclass(frozen=True)
-class SpoofConfig:
+class SpoofConfig(Section):
     """Whole photos of the evaluation split spoofed toward another camera model (Chen Sec.
     3.4: patch by patch, stitched), written as real files and identified again."""
 
@@ -371,8 +314,7 @@ class SpoofConfig:
     )
 
 
-@dataclass(frozen=True)
-class UnseenConfig:
+class UnseenConfig(Section):
     """Camera models no part of training used (Chen Sec. 4.3), simulated with the data
     section's scenes, size and seed."""
 
@@ -380,10 +322,10 @@ class UnseenConfig:
     shots: int = option(4, "scenes each unseen device shoots", minimum=1)
 
 
-@dataclass(frozen=True)
-class GeneratorsConfig:
+class GeneratorsConfig(GeneratorConfig):
     """Generative attacks (Chen 2019 Tables 3-4): one generator per target, trained against
-    trained detectors of this config, evaluated on seen and unseen camera models."""
+    trained detectors of this config, evaluated on seen and unseen camera models. The
+    training keys are :class:`camtrace.attacks.generative.GeneratorConfig`'s."""
 
     method: str = option(REQUIRED, "generative attack (required)", choices=_generative)
     detectors: tuple[str, ...] | None = option(
@@ -402,10 +344,6 @@ class GeneratorsConfig:
     eval_patches: int = option(
         200, "source patches evaluated per target, seen and unseen", minimum=1
     )
-    iterations: int = option(1000, "training iterations at most", minimum=1)
-    batch_size: int = option(30, "patches per iteration (Chen: 30; D sees 2x)", minimum=1)
-    lr: float | None = option(None, "Adam learning rate (default: the method's)", minimum=0)
-    alpha: float = option(1.0, "weight of the L1 term in grey levels (Chen Eq. 2)", minimum=0)
     alpha_sweep: tuple[float, ...] = option(
         (),
         "instead of alpha: one generator per target and value, compared on their learning "
@@ -413,30 +351,17 @@ class GeneratorsConfig:
         "1/255 the [0, 1] scale)",
         minimum=0,
     )
-    beta: float = option(1.0, "weight of the classification term", minimum=0)
-    gamma: float = option(1.0, "weight of the adversarial term (mislgan only)", minimum=0)
-    eps: float | None = option(
-        None, "Linf budget, 0-255 (default 8)", minimum=0, when=("method", ("gap",))
-    )
-    stop_sar: float = option(
-        0.95, "stop once every detector's validation SAR reaches it", minimum=0, maximum=1
-    )
-    stop_psnr: float | None = option(
-        None, "... and the validation PSNR this (default: 40 dB; none for gap)", minimum=0
-    )
-    max_hours: float | None = option(
-        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
-    )
-    val_every: int = option(50, "iterations between validations", minimum=1)
-    save_every: int = option(50, "iterations between saved training states", minimum=1)
     unseen: UnseenConfig | None = option(
         None, "camera models no part of training used, e.g. {preset: unseen, shots: 4}"
     )
     examples: int = option(4, "patches per target in the examples figure", minimum=0)
 
+    def check(self) -> None:
+        if "eps" in self.model_fields_set and self.method != "gap":
+            raise Invalid("eps", f"applies to method gap only, not {self.method}")
 
-@dataclass(frozen=True)
-class SpocSyntheticConfig:
+
+class SpocSyntheticConfig(Section):
     """SpoC's set S (Sec. 5.1): the synthetic-image sources trained on the real training
     photos (:func:`camtrace.training.gan_sources.make_synthetic`), cached by digest."""
 
@@ -449,10 +374,10 @@ class SpocSyntheticConfig:
     )
 
 
-@dataclass(frozen=True)
-class SpocEmbedderConfig:
+class SpocEmbedderConfig(EmbedderConfig):
     """SpoC's embedder, pre-trained once on the camera models of a SimCam preset none of the
-    detectors knows (SpoC: 600 models), cached by digest and reused across runs."""
+    detectors knows (SpoC: 600 models), cached by digest and reused across runs; the
+    training keys are :class:`camtrace.attacks.generative.EmbedderConfig`'s."""
 
     path: str | None = option(
         None, "a pre-trained embedder.safetensors (default: pre-train on preset, cached)"
@@ -460,30 +385,9 @@ class SpocEmbedderConfig:
     preset: str = option("many", "SimCam preset of the embedder's camera models")
     shots: int = option(2, "scenes each of its devices shoots", minimum=1)
     count: int = option(16, "patches per image", minimum=1)
-    iterations: int = option(1000, "triplet-loss iterations", minimum=1)
-    models_per_batch: int = option(20, "camera models per batch (20 x 4 = SpoC's 80)", minimum=2)
-    patches_per_model: int = option(4, "patches per model in a batch", minimum=1)
 
 
-@dataclass(frozen=True)
-class SpocTrainingConfig:
-    """SpoC's generator training (Sec. 5; loss weights of Eq. 1), one per target camera."""
-
-    iterations: int = option(500, "iterations (SpoC: 50,000)", minimum=1)
-    batch_size: int = option(10, "images of S per iteration (SpoC: 10; D sees 3x)", minimum=1)
-    lambda_e: float = option(1.0, "weight of the embedder terms", minimum=0)
-    lambda_a: float = option(0.1, "weight of the adversarial term", minimum=0)
-    lambda_p: float = option(0.001, "weight of the perceptual term", minimum=0)
-    lambda_f: float = option(0.01, "weight of feature matching in the embedder term", minimum=0)
-    vgg_weights: str | None = option(None, "VGG-19 safetensors for L_PER (default: random)")
-    val_every: int = option(50, "iterations between validations (and saved states)", minimum=1)
-    max_hours: float | None = option(
-        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
-    )
-
-
-@dataclass(frozen=True)
-class SpocSectionConfig:
+class SpocSectionConfig(Section):
     """SpoC's Tables 1-6 (Cozzolino et al. 2021) on the config's detectors: the baselines
     crafted on some of them, SpoC trained on target-camera images alone, each attack judged
     by every detector, on synthetic inputs (SpoC's S) and on real photos of other cameras."""
@@ -527,29 +431,34 @@ class SpocSectionConfig:
     val_patches: int = option(32, "images of S to validate and tune the PSNR on", minimum=1)
     eval_patches: int = option(100, "images of S attacked per target and input", minimum=1)
     synthetic: SpocSyntheticConfig = option(SpocSyntheticConfig(), "the synthetic sources")
-    gan_train: dict[str, Any] = option(
-        {}, "train keys of the two GAN-image detectors (spec, xception)", partial_of=TrainConfig
+    gan_train: TrainConfig = option(
+        TrainConfig(), "train keys of the two GAN-image detectors (spec, xception)"
     )
     embedder: SpocEmbedderConfig = option(SpocEmbedderConfig(), "the embedder pretraining")
-    training: SpocTrainingConfig = option(SpocTrainingConfig(), "SpoC's generator training")
+    training: SpoCConfig = option(SpoCConfig(), "SpoC's generator training")
     ablation: bool = option(True, "Table 5: only-embedder and only-discriminator generators")
     batch_size: int = option(64, "patches per attack batch", minimum=1)
     examples: int = option(3, "patches per target in the examples figure", minimum=0)
 
-    def check(self, path: str) -> None:
+    def to_dict(self) -> dict[str, Any]:
+        """As a YAML mapping; gan_train keeps only the keys given (overrides)."""
+        return _overrides(self, super().to_dict(), ("gan_train",))
+
+    def check(self) -> None:
+        _no_seed(self.gan_train)
         if not self.inputs or not self.eps:
-            _fail(f"{path}.{'eps' if self.inputs else 'inputs'}", "give at least one value")
+            raise Invalid("eps" if self.inputs else "inputs", "give at least one value")
         if "jsma" in self.gradient:
-            _fail(f"{path}.gradient", "jsma has no eps to tune to a PSNR; drop it")
+            raise Invalid("gradient", "jsma has no eps to tune to a PSNR; drop it")
         unknown = sorted(set(self.params) - set(self.gradient))
         if unknown:
-            _fail(f"{path}.params", f"{unknown} are not gradient baselines: {self.gradient}")
+            raise Invalid("params", f"{unknown} are not gradient baselines: {self.gradient}")
         for name, params in self.params.items():
             if not isinstance(params, Mapping) or "eps" in params:
-                _fail(f"{path}.params.{name}", f"keyword arguments without eps ({path}.eps)")
+                raise Invalid(f"params.{name}", "keyword arguments without eps (spoc.eps)")
         side = self.synthetic.size
         if side % 4 or (side // 4) & (side // 4 - 1):
-            _fail(f"{path}.synthetic.size", f"{side} is not 4 x a power of two (e.g. 64, 128)")
+            raise Invalid("synthetic.size", f"{side} is not 4 x a power of two (e.g. 64, 128)")
 
 
 MATRIX_ATTACKS = (
@@ -558,8 +467,7 @@ MATRIX_ATTACKS = (
 )
 
 
-@dataclass(frozen=True)
-class AdaptiveConfig:
+class AdaptiveConfig(Section):
     """Adaptive evaluation (Athalye et al. 2018; Carlini et al. 2019; AutoAttack's checks):
     stronger and different attacks on every detector of the matrix, and the sanity checks."""
 
@@ -591,13 +499,12 @@ class AdaptiveConfig:
         maximum=1,
     )
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         if not self.losses or len(set(self.losses)) < len(self.losses):
-            _fail(f"{path}.losses", f"{list(self.losses)}: give each loss once, at least one")
+            raise Invalid("losses", f"{list(self.losses)}: give each loss once, at least one")
 
 
-@dataclass(frozen=True)
-class RobustnessConfig:
+class RobustnessConfig(Section):
     """The robustness matrix: every attack against every detector of ``detectors:`` (each
     row named by its entry), one epsilon, on uint8 and after JPEG; cells run sharded over
     the processes of ``torchrun``."""
@@ -627,19 +534,18 @@ class RobustnessConfig:
         None, "adaptive attacks and sanity checks ({} for the defaults; null: the matrix only)"
     )
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         unknown = sorted(set(self.params) - set(self.attacks))
         if unknown:
-            _fail(f"{path}.params", f"{unknown} are not attacks of the matrix: {self.attacks}")
+            raise Invalid("params", f"{unknown} are not attacks of the matrix: {self.attacks}")
         for name, params in self.params.items():
             if not isinstance(params, Mapping):
-                _fail(f"{path}.params.{name}", f"a mapping of keyword arguments, not {params!r}")
+                raise Invalid(f"params.{name}", f"a mapping of keyword arguments, not {params!r}")
             if "eps" in params:
-                _fail(f"{path}.params.{name}.eps", f"the matrix's budget is {path}.eps")
+                raise Invalid(f"params.{name}.eps", "the matrix's budget is robustness.eps")
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Section):
     """A whole experiment: ``camtrace run CONFIG``."""
 
     name: str = option("experiment", "run folder name: runs/<name>")
@@ -650,8 +556,8 @@ class ExperimentConfig:
     patches: PatchesConfig | None = option(None, "patches of every detector")
     detector: DetectorConfig | None = option(None, "one detector (default: bondi2017)")
     detectors: tuple[DetectorConfig, ...] = option((), "a zoo of detectors, instead of detector")
-    train: dict[str, Any] = option({}, "the train section", partial_of=TrainConfig)
-    svm: dict[str, Any] = option({}, "the svm section", partial_of=SvmConfig)
+    train: TrainConfig = option(TrainConfig(), "the train section (seed: the experiment's)")
+    svm: SvmConfig = option(SvmConfig(), "the svm section")
     evaluate: EvaluateConfig = option(EvaluateConfig(), "the evaluate section")
     attacks: AttacksConfig | None = option(None, "the attacks section")
     generators: GeneratorsConfig | None = option(None, "the generators section")
@@ -668,226 +574,48 @@ class ExperimentConfig:
 
     def train_config(self, detector: DetectorConfig) -> TrainConfig:
         """Top-level ``train`` with the detector's own keys over it, at the experiment's seed."""
-        return TrainConfig(seed=self.seed, **{**self.train, **detector.train})
+        return TrainConfig(**{**self.train.given(), **detector.train.given(), "seed": self.seed})
 
     def svm_config(self, detector: DetectorConfig) -> SvmConfig:
-        return SvmConfig(**{**self.svm, **detector.svm})
+        return SvmConfig(**{**self.svm.given(), **detector.svm.given()})
+
+    def check(self) -> None:
+        _no_seed(self.train)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a YAML mapping that parses back to it, every default written out
         (keys that do not apply, such as ``data.root`` when simulating, left out)."""
-        return _as_yaml(self)
-
-
-def _as_yaml(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        out = {}
-        for f in dataclasses.fields(value):
-            item, when = getattr(value, f.name), f.metadata.get("when")
-            if item is None or (when and getattr(value, when[0]) not in when[1]):
-                continue
-            out[f.name] = _as_yaml(item)
+        out = super().to_dict()
+        out["train"].pop("seed")
         return out
-    if isinstance(value, dict):
-        return {k: _as_yaml(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_as_yaml(v) for v in value]
-    return value
 
 
-# -- parsing -------------------------------------------------------------------------------------
+def _overrides(section: Section, out: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``out`` with the override sections ``keys`` written as the keys given only."""
+    for key in keys:
+        given = _plain(getattr(section, key).given())
+        out.pop(key)
+        out |= {key: given} if given else {}
+    return out
 
 
-def _keys(cls: type) -> dict[str, dataclasses.Field]:
-    """A section's keys: its fields (``train``: TrainConfig's, its seed excepted)."""
-    fields = dataclasses.fields(cls)
-    return {f.name: f for f in fields if cls is not TrainConfig or f.name in TRAIN_KEYS}
-
-
-def _meta(cls: type, f: dataclasses.Field) -> Mapping[str, Any]:
-    return TRAIN_KEYS[f.name] if cls is TrainConfig else f.metadata
-
-
-def parse_fields(cls: type, raw: Any, path: str) -> dict[str, Any]:
-    """The keys given in ``raw`` for section ``cls``, each value checked and converted."""
-    keys = _keys(cls)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        _fail(path, f"a mapping with keys {', '.join(keys)}, not {raw!r}")
-    unknown = [k for k in raw if k not in keys]
-    if unknown:
-        _fail(
-            f"{path}.{unknown[0]}" if path else str(unknown[0]),
-            f"unknown key; known: {', '.join(keys)}",
-        )
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in raw.items():
-        values[key] = _value(
-            hints[key], value, f"{path}.{key}" if path else key, _meta(cls, keys[key])
-        )
-    for key in values:
-        when = _meta(cls, keys[key]).get("when")
-        if when:
-            on, allowed = when
-            actual = values.get(on, keys[on].default)
-            if actual not in allowed:
-                _fail(f"{path}.{key}", f"applies to {on} {' or '.join(allowed)} only, not {actual}")
-    return values
-
-
-def parse_section(cls: type, raw: Any, path: str) -> Any:
-    """Section ``cls`` from ``raw`` (None: all defaults)."""
-    shorthand = getattr(cls, "SHORTHAND", None)
-    if shorthand and isinstance(raw, str):
-        raw = {shorthand: raw}
-    values = parse_fields(cls, raw, path)
-    for name, f in _keys(cls).items():
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            if name not in values:
-                _fail(f"{path}.{name}", "required")
-    section = cls(**values)
-    if hasattr(section, "check"):
-        section.check(path)
-    return section
-
-
-def _describe(hint: Any, meta: Mapping[str, Any]) -> str:
-    """The allowed values of a key, for an error message and the reference."""
-    choices = meta.get("choices")
-    if choices is not None:
-        return " | ".join(str(c) for c in choices()) + (" | null" if _optional(hint) else "")
-    return _type_name(hint, meta)
-
-
-def _optional(hint: Any) -> bool:
-    return type(None) in typing.get_args(hint)
-
-
-def _bounds(meta: Mapping[str, Any]) -> str:
-    lo, hi = meta.get("minimum"), meta.get("maximum")
-    if lo is not None and hi is not None:
-        return f" {lo:g}-{hi:g}"
-    return "" if lo is None else f" >= {lo:g}"
-
-
-def _type_name(hint: Any, meta: Mapping[str, Any]) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a, meta) for a in args)
-    if origin is Literal:
-        return " | ".join(str(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"list of {_type_name(args[0], meta)}"
-        return f"[{', '.join(_type_name(a, meta) for a in args)}]"
-    if hint is type(None):
-        return "null"
-    if dataclasses.is_dataclass(hint):
-        return "mapping"
-    if origin is dict or meta.get("partial_of"):
-        return "mapping"
-    name = getattr(hint, "__name__", str(hint))
-    return name + (_bounds(meta) if hint in (int, float) else "")
-
-
-def _value(hint: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
-    """``raw`` checked against ``hint`` (and ``meta``'s choices and bounds)."""
-    try:
-        return _convert(hint, raw, path, meta)
-    except _Mismatch:
-        _fail(path, f"{raw!r} is not allowed; use {_describe(hint, meta)}")
-
-
-class _Mismatch(Exception):
-    """``raw`` does not fit the type tried (another branch of a union may)."""
-
-
-def _convert(hint: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if meta.get("partial_of"):
-        return parse_fields(meta["partial_of"], raw, path)
-    if origin in (typing.Union, types.UnionType):
-        if raw is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, raw, path, meta)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if dataclasses.is_dataclass(hint):
-        if (
-            isinstance(raw, Mapping)
-            or raw is None
-            or (isinstance(raw, str) and hasattr(hint, "SHORTHAND"))
-        ):
-            return parse_section(hint, raw, path)
-        raise _Mismatch
-    if origin is Literal:
-        if raw in args and isinstance(raw, str):
-            return raw
-        raise _Mismatch
-    if origin is tuple:
-        items = raw if isinstance(raw, list) else None
-        if args[-1] is Ellipsis:
-            if items is None and not isinstance(raw, (Mapping, list)):
-                items = [raw]  # one value stands for a list of one
-            if items is None:
-                raise _Mismatch
-            return tuple(_value(args[0], v, f"{path}[{i}]", meta) for i, v in enumerate(items))
-        if items is None or len(items) != len(args):
-            raise _Mismatch
-        return tuple(
-            _value(a, v, f"{path}[{i}]", meta) for i, (a, v) in enumerate(zip(args, items))
-        )
-    if origin is dict:
-        if isinstance(raw, Mapping):
-            return dict(raw)
-        raise _Mismatch
-    if hint is Any:
-        return raw
-    return _scalar(hint, raw, meta)
-
-
-_YAML12_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _scalar(hint: Any, raw: Any, meta: Mapping[str, Any]) -> Any:
-    if hint is float and isinstance(raw, str) and _YAML12_FLOAT.fullmatch(raw):
-        raw = float(raw)  # PyYAML follows YAML 1.1, which reads 1e-3 (no dot) as a string
-    if hint is bool:
-        ok = isinstance(raw, bool)
-    elif hint is int:
-        ok = isinstance(raw, int) and not isinstance(raw, bool)
-    elif hint is float:
-        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-    else:
-        ok = isinstance(raw, hint)
-    if not ok:
-        raise _Mismatch
-    if hint in (int, float):
-        lo, hi = meta.get("minimum"), meta.get("maximum")
-        if (lo is not None and raw < lo) or (hi is not None and raw > hi):
-            raise _Mismatch
-        raw = hint(raw)
-    choices = meta.get("choices")
-    if choices is not None and raw not in choices():
-        raise _Mismatch
-    return raw
+def _no_seed(train: TrainConfig) -> None:
+    if "seed" in train.model_fields_set:
+        raise Invalid("train.seed", "the experiment's seed seeds training: set the top-level seed")
 
 
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
-    """The typed experiment config of a YAML mapping; a bad key or value fails in one line
-    naming its key path and the allowed values."""
+    """The typed experiment config of a YAML mapping (or the config itself); a bad key or
+    value fails in one line naming its key path and the allowed values. ``data: {source:
+    bench}`` stays as given (:func:`on_bench` resolves it) but is checked here."""
+    if isinstance(raw, ExperimentConfig):
+        return raw
     if not isinstance(raw, Mapping):
-        _fail(
-            source, f"a config is a YAML mapping with sections {', '.join(_keys(ExperimentConfig))}"
-        )
-    return on_bench(parse_section(ExperimentConfig, raw, ""))
+        keys = ", ".join(ExperimentConfig.model_fields)
+        raise CamtraceError(f"{source}: a config is a YAML mapping with sections {keys}")
+    config = parse(ExperimentConfig, raw)
+    on_bench(config)
+    return config
 
 
 def on_bench(config: ExperimentConfig) -> ExperimentConfig:
@@ -898,24 +626,23 @@ def on_bench(config: ExperimentConfig) -> ExperimentConfig:
     bench = get_bench(config.data.bench)
     sections = bench.config_sections()
     if config.split != SplitConfig():
-        _fail(
-            "split", f"data.source bench fixes the split ({bench.name}'s); drop the split section"
+        raise CamtraceError(
+            f"split: data.source bench fixes the split ({bench.name}'s); drop the split section"
         )
     if config.seed != sections["seed"]:
-        _fail(
-            "seed",
-            f"{bench.name} is split with seed {sections['seed']}; set seed: {sections['seed']}",
+        raise CamtraceError(
+            f"seed: {bench.name} is split with seed {sections['seed']}; "
+            f"set seed: {sections['seed']}"
         )
-    return dataclasses.replace(
-        config,
-        data=parse_section(DataConfig, sections["data"], "data"),
-        split=parse_section(SplitConfig, sections["split"], "split"),
+    return config.replace(
+        data=parse(DataConfig, sections["data"], "data"),
+        split=parse(SplitConfig, sections["split"], "split"),
     )
 
 
 # -- the reference -------------------------------------------------------------------------------
 
-SECTIONS: dict[str, type] = {
+SECTIONS: dict[str, type[Section]] = {
     "top level": ExperimentConfig,
     "data": DataConfig,
     "split": SplitConfig,
@@ -934,40 +661,24 @@ SECTIONS: dict[str, type] = {
     "spoc": SpocSectionConfig,
     "spoc.synthetic": SpocSyntheticConfig,
     "spoc.embedder": SpocEmbedderConfig,
-    "spoc.training": SpocTrainingConfig,
+    "spoc.training": SpoCConfig,
 }
 
 
-def _default(f: dataclasses.Field) -> str:
-    if f.default is not dataclasses.MISSING:
-        value = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-    else:
-        return "required"
-    if dataclasses.is_dataclass(value) or (isinstance(value, dict) and not value):
-        return ""
-    if value is None:
-        return "null"
-    if isinstance(value, tuple):
-        return "[" + ", ".join("null" if v is None else f"{v}" for v in value) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def config_reference() -> str:
-    """The config reference in markdown: one table per section (key, type, default, meaning),
-    from the definitions above; the README holds exactly this text."""
-    out = []
-    for title, cls in SECTIONS.items():
-        out += [f"**{title}**", "", "| key | type / allowed values | default | meaning |"]
-        out.append("|---|---|---|---|")
-        hints = typing.get_type_hints(cls)
-        for name, f in _keys(cls).items():
-            meta = _meta(cls, f)
-            kind = _describe(hints[name], meta).replace("|", "\\|")
-            default = _default(f).replace("|", "\\|")
-            when = meta.get("when")
-            only = f" ({when[0]} {' or '.join(when[1])} only)" if when else ""
-            out.append(f"| `{name}` | {kind} | {default} | {meta['doc']}{only} |")
-        out.append("")
-    return "\n".join(out)
+    """The config reference in Markdown, one table per section, written from the sections'
+    JSON Schema (docs/config.md holds exactly this text)."""
+    return reference(SECTIONS)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of an experiment config file, for editors (docs/config.schema.json)."""
+    return json_schema(ExperimentConfig, "camtrace experiment config")
+
+
+def preset_schema() -> dict[str, Any]:
+    """The JSON Schema of a SimCam preset file (docs/preset.schema.json); ``extends`` and
+    ``all_models`` aside, which are resolved before it applies."""
+    from camtrace.data.simcam.preset import PresetFile
+
+    return json_schema(PresetFile, "SimCam preset")

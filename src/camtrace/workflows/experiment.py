@@ -8,7 +8,6 @@ stage under ``workdir`` (re-running skips what is done) and writes
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from camtrace.errors import CamtraceError
 from camtrace.evaluation.identification import evaluate_identifier
 from camtrace.models.registry import model_spec
 from camtrace.models.zoo import pretrained
+from camtrace.schema import load_yaml
 from camtrace.training.engine import TrainConfig, pick_device
 from camtrace.training.precision import environment
 from camtrace.training.state import StaleTrainingState
@@ -42,6 +42,7 @@ from camtrace.workflows.config import (
     SplitConfig,
     SvmConfig,
     builtin_configs,
+    on_bench,
     parse_config,
 )
 from camtrace.workflows.defense_report import add_defense_report
@@ -76,10 +77,10 @@ from camtrace.workflows.spoof_section import add_spoof_report, run_spoof
 AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
 
 
-def load_config(source: str | Path) -> dict[str, Any]:
-    """Read a YAML config from a path, or a built-in one by name (e.g. ``quickstart``),
-    checked against :class:`~camtrace.workflows.config.ExperimentConfig` (a bad key or value
-    fails here, in one line); returns the mapping, for a caller to override keys in."""
+def load_config(source: str | Path) -> ExperimentConfig:
+    """Read a YAML config from a path, or a built-in one by name (e.g. ``quickstart``), as the
+    typed :class:`~camtrace.workflows.config.ExperimentConfig` (a bad key or value fails here,
+    in one line naming the file); change keys with ``config.replace(...)``."""
     path = Path(source)
     if not path.is_file():
         builtin = resources.files("camtrace.configs") / f"{source}.yaml"
@@ -91,15 +92,11 @@ def load_config(source: str | Path) -> dict[str, Any]:
         text = builtin.read_text()
     else:
         text = path.read_text()
+    raw = load_yaml(text, str(source))
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise CamtraceError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        parse_config(config, str(source))
+        return parse_config(raw, str(source))
     except CamtraceError as e:
         raise CamtraceError(f"{source}: {e}") from None
-    return config
 
 
 def prepare_manifest(config: ExperimentConfig, seed: int, progress: bool) -> Manifest:
@@ -158,8 +155,8 @@ def preset_patches(
             f"{where}: simulated with the data section's scenes and size, so it needs "
             "data.source simulate; drop it for real data"
         )
-    data = dataclasses.replace(config.data, preset=preset, shots=shots)
-    manifest = prepare_manifest(dataclasses.replace(config, data=data), seed, progress)
+    data = config.data.replace(preset=preset, shots=shots)
+    manifest = prepare_manifest(config.replace(data=data), seed, progress)
     cut = f"{protocol.name}{protocol.size}-{protocol.count}"
     key = f"patches-{Path(preset).stem}-{cut}-{manifest.digest()[:12]}"
     return build_patch_store(
@@ -276,7 +273,7 @@ def identify_on_split(
             store=store,
             arch=arch,
             out_dir=run_dir / "train" / name,
-            config=dataclasses.replace(spec.train, seed=seed),
+            config=spec.train.replace(seed=seed),
             svm=spec.svm.enabled,
             progress=progress,
             objective=None if spec.defense is None else make_objective(spec.defense),
@@ -405,10 +402,10 @@ def run_experiment(
     robustness section needed) rank 0 runs the experiment and the other ranks wait for its
     detectors, share the matrix's cells with it and return ``{}``; rank 0 writes the run
     folder.
-    ``config.yaml`` is the config as given.
+    ``config.yaml`` is the config as given, every default written out.
     """
-    given = config.to_dict() if isinstance(config, ExperimentConfig) else dict(config)
-    config = parse_config(given)
+    given = parse_config(config)
+    config = on_bench(given)
     name, seed = config.name, config.seed
     run_dir = Path(runs_dir) / name
     clock = _Clock(log)
@@ -497,7 +494,7 @@ def run_experiment(
         **({"spoof": spoofed} if spoofed else {}),
         **({"audit": audit_summary(audited, AUDIT_REPORT)} if audited is not None else {}),
     }
-    report = build_report(given, metrics, first.histories)
+    report = build_report(given.to_dict(), metrics, first.histories)
     if attacks:
         add_attack_report(report, attacks.metrics, attacks.examples)
     add_defense_report(report, metrics)
@@ -511,7 +508,7 @@ def run_experiment(
         add_spoof_report(report, spoofed)
     if audited is not None:
         add_audit_section(report, audited, AUDIT_REPORT)
-    write_run(run_dir, metrics, report, given)
+    write_run(run_dir, metrics, report, given.to_dict())
     return metrics
 
 
@@ -572,10 +569,12 @@ def gan_detectors(
     from camtrace.data.synthetic import real_vs_synthetic
 
     protocol = get_protocol("gan", size=plan.patch_size, count=1)
-    train = TrainConfig(seed=split.seed, **{**config.train, **plan.section.gan_train})
+    train = TrainConfig(
+        **{**config.train.given(), **plan.section.gan_train.given(), "seed": split.seed}
+    )
     archs = plan.section.gan_detectors
     specs = [DetectorSpec(a, protocol, train, SvmConfig(enabled=False), a) for a in archs]
-    given = dataclasses.replace(config, split=SplitConfig(protocol="given"))
+    given = config.replace(split=SplitConfig(protocol="given"))
     both = real_vs_synthetic(split.manifest, synthetic)
     run = identify_on_split(
         given, specs, both, split.seed, run_dir / "gan-detectors", clock, progress, "gan: "
@@ -657,7 +656,7 @@ def train_attack(
     """``camtrace train-attack``: the config's detectors trained (or loaded when done) as
     :func:`run_experiment` does on its first split, then its generators only; returns the
     checkpoint of each target."""
-    config = parse_config(config.to_dict() if isinstance(config, ExperimentConfig) else config)
+    config = on_bench(parse_config(config))
     if config.generators is None:
         raise CamtraceError(
             f"{config.name}: the config has no generators section; add one (README, config "

@@ -25,7 +25,6 @@ import numpy as np
 from camtrace.attacks import Jpeg, make_attack, recompress
 from camtrace.attacks.generative import (
     GenerativeAttack,
-    GeneratorConfig,
     StaleGeneratorRun,
     train_generator,
 )
@@ -95,25 +94,6 @@ class GeneratorPlan:
 
     def folder(self, run_dir: Path, name: str) -> Path:
         return run_dir / "generators" / f"{self.section.method}-{name}"
-
-    def training(self, progress: bool, alpha: float) -> GeneratorConfig:
-        s = self.section
-        return GeneratorConfig(
-            batch_size=s.batch_size,
-            max_iterations=s.iterations,
-            val_every=s.val_every,
-            save_every=s.save_every,
-            stop_sar=s.stop_sar,
-            stop_psnr=s.stop_psnr,
-            max_hours=s.max_hours,
-            alpha=alpha,
-            beta=s.beta,
-            gamma=s.gamma,
-            lr=s.lr,
-            hparams={} if s.eps is None else {"eps": s.eps},
-            seed=self.seed,
-            progress=progress,
-        )
 
 
 def plan_generators(
@@ -213,9 +193,11 @@ def train_generators(
             train,
             val,
             target,
-            plan.training(progress, alpha),
+            s.replace(alpha=alpha),  # the section is the generator's training settings
             out,
             log=log,
+            seed=plan.seed,
+            progress=progress,
         )
         state = "trained afresh" if retrained else state
         log(f"generator {s.method} -> {name}: {state}, {paths[name]}")
@@ -223,17 +205,17 @@ def train_generators(
 
 
 def train_or_retrain(
-    train: Callable[..., Path], *args: Any, log: Callable[[str], None]
+    train: Callable[..., Path], *args: Any, log: Callable[[str], None], **options: Any
 ) -> tuple[Path, bool]:
     """``train(*args)`` (:func:`train_generator` or :func:`train_spoc`), resuming or keeping
     what its folder holds; a folder trained with other settings, data or detectors (the
     config changed since) is trained afresh, as a stale detector is. The checkpoint path and
     whether it was retrained."""
     try:
-        return train(*args, resume=True), False
+        return train(*args, resume=True, **options), False
     except StaleGeneratorRun as stale:
         log(f"{stale}: training afresh")
-        return train(*args, resume=False), True
+        return train(*args, resume=False, **options), True
 
 
 @dataclass

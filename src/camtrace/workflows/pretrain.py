@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from camtrace.attacks.generative.checkpoint import (
     load_generator,
@@ -33,7 +32,7 @@ from camtrace.models.zoo import (
     registry_path,
     sha256_of,
 )
-from camtrace.workflows.config import parse_config
+from camtrace.workflows.config import ExperimentConfig, on_bench
 from camtrace.workflows.experiment import head_accuracy, load_config, run_experiment
 from camtrace.workflows.tables import refresh_tables
 
@@ -44,13 +43,13 @@ def config_name(name: str) -> str:
     return f"{CONFIG_PREFIX}{name}"
 
 
-def check_bench_config(config: dict[str, Any], source: str) -> None:
+def check_bench_config(config: ExperimentConfig, source: str) -> None:
     """A pretrain config must train on the bench's data, split and seed: one line if not."""
     bench = get_bench()
-    parsed = parse_config(config, source)
-    wanted = parse_config({**config, **bench.config_sections()}, source)
+    wanted = on_bench(config.replace(data={"source": "bench"}, split={}, seed=bench.seed))
+    resolved = on_bench(config)
     for section in ("seed", "data", "split"):
-        if getattr(parsed, section) != getattr(wanted, section):
+        if getattr(resolved, section) != getattr(wanted, section):
             raise CamtraceError(
                 f"{source}: its {section} section is not {bench.name}'s; a pretrained "
                 f"detector is trained on the bench's data only ({bench.config_sections()})"
@@ -71,7 +70,7 @@ def pretrain(
     config = load_config(source)
     check_bench_config(config, source)
     metrics = run_experiment(config, runs_dir=runs_dir, progress=progress, log=log)
-    run_dir = Path(runs_dir) / config["name"]
+    run_dir = Path(runs_dir) / config.name
     if "generators" in metrics:
         return list(publish_generators(run_dir, source, ship=ship))
     return [publish(run_dir, name, source, ship=ship)]

@@ -96,27 +96,13 @@ class SpocPlan:
     def folder(self, run_dir: Path, kind: str, method: str, block: str, target: str) -> Path:
         return run_dir / "spoc" / kind / f"{method}-{block}-{target}"
 
-    def spoc_config(self, **overrides: float) -> SpoCConfig:
-        t = self.section.training
-        return SpoCConfig(
-            batch_size=t.batch_size,
-            iterations=t.iterations,
-            lambda_e=overrides.get("lambda_e", t.lambda_e),
-            lambda_a=overrides.get("lambda_a", t.lambda_a),
-            lambda_p=t.lambda_p,
-            lambda_f=t.lambda_f,
-            vgg_weights=t.vgg_weights,
-            val_every=t.val_every,
-            save_every=t.val_every,
-            max_hours=t.max_hours,
-            seed=self.seed,
-        )
-
     def spoc_variants(self, kind: str) -> dict[str, SpoCConfig]:
-        """SpoC, and on the first kind the Table 5 ablations."""
-        variants = {"spoc": self.spoc_config()}
+        """SpoC (the section's training settings), and on the first kind the Table 5
+        ablations."""
+        spoc = self.section.training
+        variants = {"spoc": spoc}
         if self.section.ablation and kind == self.section.inputs[0]:
-            variants |= {name: self.spoc_config(**o) for name, o in ABLATIONS.items()}
+            variants |= {name: spoc.replace(**o) for name, o in ABLATIONS.items()}
         return variants
 
 

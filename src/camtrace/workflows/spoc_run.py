@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,13 @@ from torch import nn
 
 from camtrace.attacks import Attack, make_attack, recompress
 from camtrace.attacks.generative import (
-    EmbedderConfig,
     GeneratorConfig,
     load_embedder,
     train_embedder,
     train_generator,
     train_spoc,
 )
+from camtrace.attacks.generative.spoc_embedder import embedder_key
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
 from camtrace.data.synthetic import SYNTHETIC
@@ -80,18 +80,11 @@ def pretrain_embedder(
         return Path(e.path)
     if store is None:
         raise CamtraceError("spoc.embedder: give a path or the patches of a preset to train on")
-    config = EmbedderConfig(
-        models_per_batch=e.models_per_batch,
-        patches_per_model=e.patches_per_model,
-        iterations=e.iterations,
-        seed=plan.seed,
-        progress=progress,
-    )
-    key = json.dumps({"store": store.path.name, **asdict(config), "progress": None})
+    key = json.dumps({"store": store.path.name, **embedder_key(e, plan.seed)})
     out = workdir / f"spoc-embedder-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     idx = store.indices()
     models = np.asarray(store.classes)[store.labels(idx, store.classes)]
-    return train_embedder(store.patches(idx), models, config, out)
+    return train_embedder(store.patches(idx), models, e, out, seed=plan.seed, progress=progress)
 
 
 def train_spoc_all(
@@ -121,6 +114,7 @@ def train_spoc_all(
                     config,
                     out,
                     log=log,
+                    seed=plan.seed,
                 )
                 log(f"spoc {kind}: {variant} -> {target}: {out}")
     return paths
@@ -384,6 +378,7 @@ def _baselines(
                     _generator_config(plan, method),
                     plan.folder(run_dir, kind, method, name, target),
                     log=log,
+                    seed=plan.seed,
                 )
                 attack = make_attack(method, generator=path, batch_size=s.batch_size)
                 adv = np.asarray(attack(model, x.test)[0])
@@ -398,13 +393,12 @@ def _generator_config(plan: SpocPlan, method: str) -> GeneratorConfig:
     Sec. C: "stop the training when the PSNR is greater than or equal to 31dB"), or at the
     iteration cap."""
     s = plan.section
+    every = max(1, s.generator_iterations // 10)
+    budget = {"eps": s.gap_eps} if method == "gap" else {"stop_psnr": s.psnr, "stop_sar": 0.0}
     return GeneratorConfig(
         batch_size=s.generator_batch,
-        max_iterations=s.generator_iterations,
-        val_every=max(1, s.generator_iterations // 10),
-        save_every=max(1, s.generator_iterations // 10),
-        stop_psnr=s.psnr if method != "gap" else None,
-        stop_sar=0.0 if method != "gap" else GeneratorConfig.stop_sar,
-        hparams={"eps": s.gap_eps} if method == "gap" else {},
-        seed=plan.seed,
+        iterations=s.generator_iterations,
+        val_every=every,
+        save_every=every,
+        **budget,
     )

@@ -8,9 +8,10 @@ A table stands between two markers naming what renders it and from what:
 
 ``accuracy RUN``: each detector's single-patch and image accuracy in the run's
 ``metrics.json`` (with the processor and precision that made it); ``zoo``: the pretrained
-detectors of the registry. :func:`refresh_tables` re-renders every block of a file (``camtrace
-tables README.md``); a test checks that the README equals its own refresh, so a table cannot
-drift from its run.
+detectors of the registry; ``config`` and ``preset``: the references of a run config and of
+a SimCam preset, from their schemas.
+:func:`refresh_tables` re-renders every block of a file (``camtrace tables README.md``); a
+test checks that the README equals its own refresh, so a table cannot drift from its run.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camtrace.data.simcam.preset import PRESET_SECTIONS
 from camtrace.errors import CamtraceError
 from camtrace.models.zoo import Weights, zoo
+from camtrace.schema import reference
+from camtrace.workflows.config import config_reference
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
@@ -86,6 +90,8 @@ def _metrics(root: Path, source: str) -> dict[str, Any]:
 RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "accuracy": lambda root, source: accuracy_table(_metrics(root, source)),
     "zoo": lambda root, source: zoo_markdown(zoo()),
+    "config": lambda root, source: config_reference().rstrip("\n"),
+    "preset": lambda root, source: reference(PRESET_SECTIONS).rstrip("\n"),
 }
 
 

@@ -14,9 +14,7 @@ would have, and ends with the same weights. ``out_dir`` holds ``train_state.safe
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from camtrace.errors import CamtraceError
 from camtrace.hardware import environment
 from camtrace.io import write_json
 from camtrace.models.checkpoint import read_card
+from camtrace.schema import Section, option
 
 EMBEDDER_KIND = "embedder"
 EMBEDDER_FILE = "embedder.safetensors"
@@ -47,8 +46,7 @@ LOG_FILE = "log.json"
 MIN_SIDE = 20  # the fixed layer (3) and four poolings (16), a multiple of 4
 
 
-@dataclass(frozen=True)
-class EmbedderConfig:
+class EmbedderConfig(Section):
     """Embedder pretraining. ``margin``: the triplet margin on the L1 distance of the 512-d
     embeddings, 1.0. SpoC's one margin sentence stands under Eq. 3, L_DST: "m is the margin
     of the triplet-loss fixed to 0.01 in our experiments". camtrace reads it as L_DST's
@@ -58,19 +56,21 @@ class EmbedderConfig:
     carries into L_DST, so 1.0 and 0.01 train the same embedder up to scale.
     CPU-sized ``iterations``; resuming needs the same settings."""
 
-    models_per_batch: int = 20
-    patches_per_model: int = 4
-    iterations: int = 1000
-    lr: float = 1e-4
-    margin: float = 1.0
-    save_every: int = 50
-    seed: int = 0
-    progress: bool = False
+    models_per_batch: int = option(20, "camera models per batch (20 x 4 = SpoC's 80)", minimum=2)
+    patches_per_model: int = option(4, "patches per model in a batch", minimum=1)
+    iterations: int = option(1000, "triplet-loss iterations", minimum=1)
+    lr: float = option(1e-4, "Adam learning rate", minimum=0)
+    margin: float = option(1.0, "triplet margin on the L1 distance of the embeddings", minimum=0)
+    save_every: int = option(50, "iterations between saved training states", minimum=1)
 
-    def __post_init__(self) -> None:
-        for name in ("models_per_batch", "patches_per_model", "iterations", "save_every"):
-            if int(getattr(self, name)) < (2 if name.endswith("batch") else 1):
-                raise CamtraceError(f"embedder training: {name}={getattr(self, name)} too small")
+
+def embedder_key(config: EmbedderConfig, seed: int) -> dict[str, Any]:
+    """What makes an embedder: its own settings (not a section's extra keys) and the seed."""
+    return {
+        **{name: getattr(config, name) for name in EmbedderConfig.model_fields},
+        "seed": seed,
+        "progress": None,
+    }
 
 
 def train_embedder(
@@ -79,10 +79,13 @@ def train_embedder(
     config: EmbedderConfig | None = None,
     out_dir: str | Path = "embedder",
     resume: bool = True,
+    seed: int = 0,
+    progress: bool = False,
 ) -> Path:
     """Train SpoC's embedder on uint8 patches (N, H, W, 3) labelled by camera ``models`` (one
     name per patch, at least two models) and return its checkpoint; ``resume`` continues the
-    state in ``out_dir`` or returns a finished checkpoint there, False starts afresh."""
+    state in ``out_dir`` or returns a finished checkpoint there, False starts afresh;
+    ``seed`` seeds the weights and the batches."""
     config = config or EmbedderConfig()
     x = as_patches(patches_uint8, "embedder")
     names, labels = np.unique(np.asarray(models, dtype=str), return_inverse=True)
@@ -101,13 +104,13 @@ def train_embedder(
         "models": names.tolist(),
         "patch_size": int(x.shape[-1]),
         "data": {"patches": array_digest(x), "labels": array_digest(labels), "count": len(x)},
-        "config": {**dataclasses.asdict(config), "progress": None},
+        "config": embedder_key(config, seed),
     }
     if resume and (out / EMBEDDER_FILE).is_file():
         _same(read_card(out / EMBEDDER_FILE), card, out)
         return out / EMBEDDER_FILE
     with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed)
         embedder = Embedder()
     opt = torch.optim.Adam(embedder.parameters(), lr=config.lr)
     state: dict[str, Any] = {"card": card, "iteration": 0, "losses": []}
@@ -116,10 +119,10 @@ def train_embedder(
         _same(state["card"], card, out)
     by_model = [np.flatnonzero(labels == k) for k in range(len(names))]
     embedder.train()
-    with Progress(disable=not config.progress) as bar:
+    with Progress(disable=not progress) as bar:
         task = bar.add_task("train SpoC embedder", total=config.iterations)
         while state["iteration"] < config.iterations:
-            idx = _batch(by_model, config, state["iteration"])
+            idx = _batch(by_model, config, seed, state["iteration"])
             loss = triplet_loss(
                 embedder(x[idx].float()), torch.from_numpy(labels[idx]), config.margin
             )
@@ -167,9 +170,11 @@ def load_embedder(path: str | Path) -> Embedder:
     return embedder.eval().requires_grad_(False)
 
 
-def _batch(by_model: list[np.ndarray], config: EmbedderConfig, iteration: int) -> torch.Tensor:
+def _batch(
+    by_model: list[np.ndarray], config: EmbedderConfig, seed: int, iteration: int
+) -> torch.Tensor:
     """This iteration's patch indices: P models x K patches, seeded by (seed, iteration)."""
-    rng = np.random.default_rng([config.seed, iteration])
+    rng = np.random.default_rng([seed, iteration])
     chosen = rng.choice(len(by_model), min(config.models_per_batch, len(by_model)), replace=False)
     k = config.patches_per_model
     idx = [rng.choice(by_model[m], k, replace=len(by_model[m]) < k) for m in sorted(chosen)]

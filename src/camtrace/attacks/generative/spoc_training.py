@@ -23,9 +23,7 @@ d_ref; it names no detector classes: the attack finds the target among a detecto
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,42 +62,32 @@ from camtrace.attacks.generative.training import (
 )
 from camtrace.errors import CamtraceError
 from camtrace.models.inference import eval_mode
+from camtrace.schema import Section, option
 
 
-@dataclass(frozen=True)
-class SpoCConfig:
-    """SpoC's settings (Sec. 5): loss weights lambda_E 1, lambda_A 0.1, lambda_p 0.001,
-    lambda_f 0.01, L_DST margin 0.01, Adam 1e-4 betas (0.5, 0.999) for G and D, batch 10
-    (D: 30). ``iterations``: CPU-sized (SpoC: 50,000). ``vgg_weights``: a user-supplied
-    safetensors VGG-19 for L_PER (default: fixed random VGG-19 features, perceptual.py).
-    ``hparams``: the generator's (kernel, sigma). Resuming needs the same settings."""
+class SpoCConfig(Section):
+    """SpoC's generator training (Sec. 5; the loss weights of Eq. 1), one per target camera;
+    the config's ``spoc.training`` section. Resuming needs the same settings."""
 
-    batch_size: int = 10
-    iterations: int = 500
-    lambda_e: float = 1.0
-    lambda_a: float = 0.1
-    lambda_p: float = 0.001
-    lambda_f: float = 0.01
-    margin: float = 0.01
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    vgg_weights: str | None = None
-    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
-    val_every: int = 50
-    save_every: int = 50
-    max_hours: float | None = None
-    seed: int = 0
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        if self.max_hours is not None and not self.max_hours > 0:
-            raise CamtraceError(f"spoc training: max_hours={self.max_hours} must be > 0")
-        for name in ("batch_size", "iterations", "val_every", "save_every"):
-            if int(getattr(self, name)) < 1:
-                raise CamtraceError(f"spoc training: {name}={getattr(self, name)} must be >= 1")
-        for name in ("lambda_e", "lambda_a", "lambda_p", "lambda_f", "margin"):
-            if getattr(self, name) < 0:
-                raise CamtraceError(f"spoc training: {name}={getattr(self, name)} must be >= 0")
+    iterations: int = option(500, "iterations (SpoC: 50,000)", minimum=1)
+    batch_size: int = option(10, "images of S per iteration (SpoC: 10; D sees 3x)", minimum=1)
+    lambda_e: float = option(1.0, "weight of the embedder terms (SpoC: 1)", minimum=0)
+    lambda_a: float = option(0.1, "weight of the adversarial term (SpoC: 0.1)", minimum=0)
+    lambda_p: float = option(0.001, "weight of the perceptual term (SpoC: 0.001)", minimum=0)
+    lambda_f: float = option(
+        0.01, "weight of feature matching in the embedder term (SpoC: 0.01)", minimum=0
+    )
+    margin: float = option(0.01, "margin of L_DST's triplet loss (SpoC: 0.01)", minimum=0)
+    lr: float = option(1e-4, "Adam learning rate of G and D (SpoC: 1e-4)", minimum=0)
+    betas: tuple[float, float] = option((0.5, 0.999), "Adam betas (SpoC: 0.5, 0.999)", minimum=0)
+    vgg_weights: str | None = option(
+        None, "VGG-19 safetensors for L_PER (default: fixed random VGG-19 features)"
+    )
+    val_every: int = option(50, "iterations between validations", minimum=1)
+    save_every: int = option(50, "iterations between saved training states", minimum=1)
+    max_hours: float | None = option(
+        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
+    )
 
 
 def train_spoc(
@@ -111,11 +99,14 @@ def train_spoc(
     config: SpoCConfig | None = None,
     out_dir: str | Path = "spoc",
     resume: bool = True,
+    seed: int = 0,
+    progress: bool = False,
 ) -> Path:
     """Train the SpoC generator of camera model ``target`` from its patches (R_M) and the
     patches to spoof (S, train and validation), all uint8 (N, H, W, 3) of one size, with the
     pre-trained ``embedder`` (a checkpoint of :func:`train_embedder` or the module; None only
-    with ``lambda_e = 0``); return the checkpoint path. ``resume`` as train_generator."""
+    with ``lambda_e = 0``); return the checkpoint path. ``resume``, ``seed`` and ``progress`` as
+    :func:`camtrace.attacks.generative.train_generator`."""
     config = config or SpoCConfig()
     if len(target_uint8) == 0:
         raise CamtraceError(
@@ -151,16 +142,16 @@ def train_spoc(
             "input_patches": len(synthetic),
             "val_patches": len(val),
         },
-        "config": json.loads(json.dumps({**dataclasses.asdict(config), "progress": None})),
+        "config": json.loads(json.dumps({**config.model_dump(), "seed": seed})),
     }
     out = Path(out_dir)
     if resume and (out / GENERATOR_FILE).is_file():
         same_run(read_generator_card(out / GENERATOR_FILE), card, out)
         return out / GENERATOR_FILE
-    run = _SpoCRun(config, real, synthetic, val, embedder, card)
+    run = _SpoCRun(config, real, synthetic, val, embedder, card, seed)
     if resume and (out / STATE_FILE).is_file():
         run.restore(out / STATE_FILE)
-    return run.fit(out, config.val_every, config.save_every, config.progress)
+    return run.fit(out, config.val_every, config.save_every, progress)
 
 
 class _SpoCRun(GeneratorLoop):
@@ -174,17 +165,19 @@ class _SpoCRun(GeneratorLoop):
         val: torch.Tensor,
         embedder: Embedder | None,
         card: dict[str, Any],
+        seed: int,
     ) -> None:
         super().__init__(
             card, config.iterations, f"train spoc -> {card['target']}", config.max_hours
         )
         self.config, self.real, self.synthetic, self.val = config, real, synthetic, val
+        self.seed = seed
         self.embedder = embedder.eval().requires_grad_(False) if embedder is not None else None
         self.e_m, self.d_ref = self._anchor() if embedder is not None else (None, None)
         self.perceptual = PerceptualLoss(config.vgg_weights) if config.lambda_p else None
         with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.modules["generator"] = get_method("spoc").build(config.hparams)
+            torch.manual_seed(seed)
+            self.modules["generator"] = get_method("spoc").build()
             if config.lambda_a:
                 self.modules["discriminator"] = SpoCDiscriminator()
         self.adam(config.lr, config.betas)
@@ -206,7 +199,7 @@ class _SpoCRun(GeneratorLoop):
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This iteration's images of S and of R_M, drawn with (seed, iteration)."""
-        rng, n = np.random.default_rng([self.config.seed, self.iteration]), self.config.batch_size
+        rng, n = np.random.default_rng([self.seed, self.iteration]), self.config.batch_size
         picks = [
             torch.from_numpy(np.sort(rng.choice(len(t), n, replace=len(t) < n)))
             for t in (self.synthetic, self.real)

@@ -8,7 +8,7 @@ target) and writes its checkpoint. Each iteration draws ``batch_size`` training 
 attacks the validation patches on the 8-bit grid; training stops once the SAR of every
 detector reaches ``stop_sar`` and the mean PSNR ``stop_psnr`` (Chen: "when loss on validation
 patches reached an acceptable level"; SpoC stops Adv-Cam-Id at a PSNR), or at
-``max_iterations``.
+``iterations``.
 
 Resumable with the same result: the state (weights, BatchNorm statistics, Adam moments and
 steps, iteration, logs) is saved every ``save_every`` iterations, atomically; the only
@@ -20,10 +20,8 @@ uninterrupted one would have. Deterministic on one machine and thread count (CPU
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +53,7 @@ from camtrace.errors import CamtraceError
 from camtrace.hardware import environment
 from camtrace.io import write_json
 from camtrace.models.inference import eval_mode
+from camtrace.schema import Section, option
 
 SSIM_WINDOW = 11  # Wang et al. 2004's Gaussian window (sigma 1.5)
 
@@ -63,43 +62,44 @@ STATE_FILE = "train_state.safetensors"
 LOG_FILE = "log.json"
 
 
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Training settings. ``alpha``, ``beta``, ``gamma``: Chen's loss weights (Eq. 2; gamma is
-    forced to 0 for Adv-Cam-Id and unused by GAP). ``hparams``: the generator's own (GAP:
-    ``eps``, 8 by default). ``stop_psnr`` None means 40 dB for MISLGAN and Adv-Cam-Id (Chen
-    reports more than 42.7 dB) and no PSNR condition for GAP, whose budget bounds it.
-    ``max_hours``: stop after this much training time, summed over sittings (None: none).
-    ``progress``: a Rich progress bar. Resuming needs the same settings (``progress`` aside)."""
+class GeneratorConfig(Section):
+    """Training settings of a generator (Chen et al. 2019 Sec. 4.1); the ``generators:``
+    section of a config extends it. Resuming needs the same settings."""
 
-    batch_size: int = 30
-    max_iterations: int = 1000
-    val_every: int = 50
-    save_every: int = 50
-    stop_sar: float = 0.95
-    stop_psnr: float | None = None
-    max_hours: float | None = None
-    alpha: float = 1.0
-    beta: float = 1.0
-    gamma: float = 1.0
-    lr: float | None = None
-    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
-    seed: int = 0
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "max_iterations", "val_every", "save_every"):
-            if int(getattr(self, name)) < 1:
-                raise CamtraceError(
-                    f"generator training: {name}={getattr(self, name)} must be >= 1"
-                )
-        if not 0 <= self.stop_sar <= 1:
-            raise CamtraceError(f"generator training: stop_sar={self.stop_sar} must be in [0, 1]")
-        if self.max_hours is not None and not self.max_hours > 0:
-            raise CamtraceError(f"generator training: max_hours={self.max_hours} must be > 0")
+    batch_size: int = option(30, "patches per iteration (Chen: 30; D sees 2x)", minimum=1)
+    iterations: int = option(1000, "training iterations at most", minimum=1)
+    val_every: int = option(50, "iterations between validations", minimum=1)
+    save_every: int = option(50, "iterations between saved training states", minimum=1)
+    stop_sar: float = option(
+        0.95, "stop once every detector's validation SAR reaches it", minimum=0, maximum=1
+    )
+    stop_psnr: float | None = option(
+        None,
+        "... and the validation PSNR this (default: 40 dB for MISLGAN and Adv-Cam-Id, Chen "
+        "reporting more than 42.7 dB; none for GAP, whose budget bounds it)",
+        minimum=0,
+    )
+    max_hours: float | None = option(
+        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
+    )
+    alpha: float = option(1.0, "weight of the L1 term in grey levels (Chen Eq. 2)", minimum=0)
+    beta: float = option(1.0, "weight of the classification term (Chen Eq. 2)", minimum=0)
+    gamma: float = option(
+        1.0, "weight of the adversarial term (MISLGAN only; Adv-Cam-Id and GAP: 0)", minimum=0
+    )
+    lr: float | None = option(None, "Adam learning rate (default: the method's)", minimum=0)
+    eps: float | None = option(None, "GAP's Linf budget, 0-255 (default 8)", minimum=0)
 
     def psnr_threshold(self, method: Method) -> float:
         return method.stop_psnr if self.stop_psnr is None else float(self.stop_psnr)
+
+    def generator_options(self) -> dict[str, Any]:
+        """The generator's constructor keywords these settings fix (GAP's ``eps``)."""
+        return {} if self.eps is None else {"eps": self.eps}
+
+    def card(self) -> dict[str, Any]:
+        """These settings alone (a section extending them adds its own keys), for the card."""
+        return {name: getattr(self, name) for name in GeneratorConfig.model_fields}
 
 
 def train_generator(
@@ -111,11 +111,14 @@ def train_generator(
     config: GeneratorConfig | None = None,
     out_dir: str | Path = "generator",
     resume: bool = True,
+    seed: int = 0,
+    progress: bool = False,
 ) -> Path:
     """Train one ``method`` generator toward ``target`` (a class name or index of the
     detectors, which must share their classes) on uint8 patches (N, H, W, 3) and return the
     checkpoint path. ``resume``: continue the state in ``out_dir`` (or return a finished
-    checkpoint there); False starts afresh."""
+    checkpoint there); False starts afresh. ``seed`` seeds the initial weights and each
+    iteration's batch; ``progress``: a Rich progress bar."""
     m, config = get_method(method), config or GeneratorConfig()
     if not m.detector:
         raise CamtraceError(
@@ -146,15 +149,15 @@ def train_generator(
             "train_patches": len(train),
             "val_patches": len(val),
         },
-        "config": {**dataclasses.asdict(config), "progress": None},
+        "config": {**config.card(), "seed": seed},
     }
     if resume and (out / GENERATOR_FILE).is_file():
         same_run(read_generator_card(out / GENERATOR_FILE), card, out)
         return out / GENERATOR_FILE
-    run = _Run(m, config, classifiers, target_index, train, val, card)
+    run = _Run(m, config, classifiers, target_index, train, val, card, seed)
     if resume and (out / STATE_FILE).is_file():
         run.restore(out / STATE_FILE)
-    return run.fit(out, config.val_every, config.save_every, config.progress)
+    return run.fit(out, config.val_every, config.save_every, progress)
 
 
 class GeneratorLoop:
@@ -277,19 +280,20 @@ class _Run(GeneratorLoop):
         train: torch.Tensor,
         val: torch.Tensor,
         card: dict[str, Any],
+        seed: int,
     ) -> None:
         super().__init__(
             card,
-            config.max_iterations,
+            config.iterations,
             f"train {method.name} -> {card['target']}",
             config.max_hours,
         )
         self.method, self.config, self.classifiers = method, config, classifiers
-        self.target, self.train, self.val = target, train, val
+        self.target, self.train, self.val, self.seed = target, train, val, seed
         self.gamma = config.gamma if method.discriminator else 0.0
         with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.modules["generator"] = method.build(config.hparams)
+            torch.manual_seed(seed)
+            self.modules["generator"] = method.build(config.generator_options())
             if self.gamma:
                 self.modules["discriminator"] = Discriminator(card["patch_size"])
         self.adam(config.lr or method.lr, method.betas)
@@ -299,7 +303,7 @@ class _Run(GeneratorLoop):
 
     def batch(self) -> tuple[torch.Tensor]:
         """This iteration's patches: drawn by a generator seeded with (seed, iteration)."""
-        rng = np.random.default_rng([self.config.seed, self.iteration])
+        rng = np.random.default_rng([self.seed, self.iteration])
         n = len(self.train)
         idx = rng.choice(n, self.config.batch_size, replace=n < self.config.batch_size)
         return (self.train[torch.from_numpy(np.sort(idx))].float(),)

@@ -12,21 +12,21 @@ makers mix shared parts, without copying any given model.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
-Model = TypeVar("Model")
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def draw_models(models: Sequence[Model], count: int, seed: int, make: str) -> tuple[Model, ...]:
-    """``count`` camera-model dataclasses drawn from the ranges of ``models`` with a
+    """``count`` camera models drawn from the ranges of ``models`` with a
     generator seeded by ``seed``, named ``make`` / ``{make[0]}001``, ``{make[0]}002``, ..."""
     rng = np.random.default_rng(seed)
     return tuple(
-        dataclasses.replace(_draw(list(models), rng), make=make, model=f"{make[0]}{i + 1:03d}")
+        _draw(list(models), rng).model_copy(update={"make": make, "model": f"{make[0]}{i + 1:03d}"})
         for i in range(count)
     )
 
@@ -34,13 +34,12 @@ def draw_models(models: Sequence[Model], count: int, seed: int, make: str) -> tu
 def _draw(values: list[Any], rng: np.random.Generator) -> Any:
     """One value in the span of ``values`` (all of one field): see the module docstring."""
     first = values[0]
-    if dataclasses.is_dataclass(first):
-        return dataclasses.replace(
-            first,
-            **{
-                f.name: _draw([getattr(v, f.name) for v in values], rng)
-                for f in dataclasses.fields(first)
-            },
+    if isinstance(first, BaseModel):
+        return first.model_copy(
+            update={
+                name: _draw([getattr(v, name) for v in values], rng)
+                for name in type(first).model_fields
+            }
         )
     if isinstance(first, float):
         return float(rng.uniform(min(values), max(values)))

@@ -13,88 +13,91 @@ inside the ranges they span (``draw.py``; ``presets/many.yaml``: SpoC's embedder
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import re
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import yaml
+from pydantic import Field
 
 from camtrace.data.codec import Jpeg, ijg_tables
 from camtrace.data.simcam.draw import draw_models
 from camtrace.errors import CamtraceError
+from camtrace.schema import REQUIRED, Invalid, Section, load_yaml, option, parse, rule_of
 
 PRESET_DIR = Path(__file__).parent / "presets"
 CFA = Literal["RGGB", "BGGR", "GRBG", "GBRG"]
 DEMOSAIC = Literal["bilinear", "malvar2004", "menon2007", "vng", "ea"]
-TWEAKS = {"range": (-254, 254), "tweak": True}  # quantisation-table [entry, delta] pairs
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # no '_' (file names split on it), no spaces
+NAME = r"[A-Za-z0-9][A-Za-z0-9.+-]*"  # no '_' (file names split on it), no spaces
 
 
-def _in(lo: float, hi: float) -> Any:
+def _in(lo: float, hi: float, doc: str) -> Any:
     """A required field whose numbers (or each element) must lie in [lo, hi]."""
-    return field(metadata={"range": (lo, hi)})
+    return option(REQUIRED, doc, minimum=lo, maximum=hi)
 
 
-@dataclass(frozen=True)
-class Optics:
-    psf: Literal["gaussian", "disk"]
-    blur: float = _in(0.0, 5.0)
-    vignetting: float = _in(0.0, 0.9)
-    ca_red: float = _in(-0.02, 0.02)
-    ca_blue: float = _in(-0.02, 0.02)
-    olpf: float = _in(0.0, 2.0)
-    distortion: float = _in(0.0, 0.2)
+def _one_of(doc: str) -> Any:
+    return option(REQUIRED, doc)
 
 
-@dataclass(frozen=True)
-class Sensor:
-    sensitivity: tuple[float, float, float] = _in(0.05, 1.0)
-    crosstalk: float = _in(0.0, 0.5)
-    full_well: float = _in(100.0, 1e6)
-    read_noise: float = _in(0.0, 100.0)
-    iso: tuple[float, float] = _in(25.0, 25600.0)
-    iso_stops: float = _in(0.05, 8.0)
-    prnu: float = _in(0.0, 0.1)
-    device_variation: float = _in(0.0, 0.5)
+Entry = Annotated[int, Field(ge=0, le=63)]  # a quantisation-table entry, natural order
+Delta = Annotated[int, Field(ge=-254, le=254)]
 
 
-@dataclass(frozen=True)
-class Exposure:
-    target: float = _in(0.01, 0.9)
-    jitter: float = _in(0.0, 2.0)
+class Optics(Section):
+    psf: Literal["gaussian", "disk"] = _one_of("point spread function: gaussian, or disk (defocus)")
+    blur: float = _in(0.0, 5.0, "PSF size, px: Gaussian sigma or disk radius")
+    vignetting: float = _in(0.0, 0.9, "light fall-off: illumination 1 - vignetting r^2")
+    ca_red: float = _in(-0.02, 0.02, "lateral chromatic aberration: R magnification - 1")
+    ca_blue: float = _in(-0.02, 0.02, "lateral chromatic aberration: B magnification - 1")
+    olpf: float = _in(0.0, 2.0, "optical low-pass filter: 4-spot split distance, px (0: none)")
+    distortion: float = _in(0.0, 0.2, "barrel distortion k1, corrected in camera (0: none)")
 
 
-@dataclass(frozen=True)
-class Isp:
-    wb_jitter: float = _in(0.0, 0.5)
-    saturation: float = _in(0.0, 3.0)
-    contrast: float = _in(-1.0, 1.0)
-    tone_gamma: float = _in(0.3, 3.0)
-    sharpen_amount: float = _in(0.0, 5.0)
-    sharpen_radius: float = _in(0.3, 5.0)
-    resampling: Literal["linear", "cubic", "lanczos"]
-    raw_denoise: float = _in(0.0, 10.0)
-    luma_denoise: float = _in(0.0, 1.0)
-    chroma_denoise: float = _in(0.0, 10.0)
+class Sensor(Section):
+    sensitivity: tuple[float, float, float] = _in(0.05, 1.0, "[R, G, B] channel sensitivities")
+    crosstalk: float = _in(0.0, 0.5, "colour-filter overlap (0: ideal)")
+    full_well: float = _in(100.0, 1e6, "electrons at full scale at ISO 100")
+    read_noise: float = _in(0.0, 100.0, "read noise, electrons at ISO 100")
+    iso: tuple[float, float] = _in(25.0, 25600.0, "[base ISO, auto-ISO ceiling]")
+    iso_stops: float = _in(0.05, 8.0, "mean stops above base ISO of a shot")
+    prnu: float = _in(0.0, 0.1, "std of the per-device PRNU fingerprint")
+    device_variation: float = _in(0.0, 0.5, "std of a device's noise-gain factor around 1")
 
 
-@dataclass(frozen=True)
-class JpegSection:
+class Exposure(Section):
+    target: float = _in(0.01, 0.9, "metered mean linear luminance of the frame")
+    jitter: float = _in(0.0, 2.0, "per-shot exposure error, std in natural-log units")
+
+
+class Isp(Section):
+    wb_jitter: float = _in(0.0, 0.5, "per-shot white-balance error, std in log units")
+    saturation: float = _in(0.0, 3.0, "colour rendering (1: colorimetric)")
+    contrast: float = _in(-1.0, 1.0, "S-curve strength on sRGB (negative flattens)")
+    tone_gamma: float = _in(0.3, 3.0, "extra power 1 / tone_gamma after sRGB encoding")
+    sharpen_amount: float = _in(0.0, 5.0, "unsharp-mask gain on luma (0: off)")
+    sharpen_radius: float = _in(0.3, 5.0, "unsharp-mask Gaussian sigma, px")
+    resampling: Literal["linear", "cubic", "lanczos"] = _one_of(
+        "the distortion correction's interpolation kernel"
+    )
+    raw_denoise: float = _in(0.0, 10.0, "bilateral range sigma on the CFA planes (0: off)")
+    luma_denoise: float = _in(0.0, 1.0, "bilateral range sigma on luma, [0, 1] units (0: off)")
+    chroma_denoise: float = _in(0.0, 10.0, "Gaussian sigma on Cb / Cr, px (0: off)")
+
+
+class JpegSection(Section):
     """A model's ``jpeg:`` section: libjpeg's IJG tables at ``quality`` with a few entries
     tweaked (real cameras ship their own tables, usually close to a scaled standard one).
     ``quality: [lo, hi]`` draws each shot's quality uniformly from that range instead (as
     when photos pass through software that re-encodes at varying settings)."""
 
-    quality: int | tuple[int, int] = _in(1, 100)
-    subsampling: Literal["4:4:4", "4:2:2", "4:2:0"]
-    luma_tweaks: tuple[tuple[int, int], ...] = field(metadata=TWEAKS)  # [entry, delta] pairs
-    chroma_tweaks: tuple[tuple[int, int], ...] = field(metadata=TWEAKS)
+    quality: int | tuple[int, int] = _in(1, 100, "IJG quality, or [lo, hi] drawn per shot")
+    subsampling: Literal["4:4:4", "4:2:2", "4:2:0"] = _one_of("chroma subsampling")
+    luma_tweaks: tuple[tuple[Entry, Delta], ...] = _one_of(
+        "[[entry 0..63, delta], ...] added to the luma table (clipped to 1..255)"
+    )
+    chroma_tweaks: tuple[tuple[Entry, Delta], ...] = _one_of("the same for the chroma table")
 
     def jpeg(self, quality: int | None = None) -> Jpeg:
         """The codec setting at ``quality`` (default: the section's fixed quality): the IJG
@@ -118,19 +121,20 @@ class JpegSection:
         return self.jpeg(int(rng.integers(min(self.quality), max(self.quality) + 1)))
 
 
-@dataclass(frozen=True)
-class CameraModel:
+class CameraModel(Section):
     """One camera model: everything its devices share."""
 
-    make: str
-    model: str
-    cfa: CFA
-    demosaic: DEMOSAIC
-    optics: Optics
-    sensor: Sensor
-    exposure: Exposure
-    isp: Isp
-    jpeg: JpegSection = field(metadata={"discrete": True})  # ``spread`` leaves it as given
+    DISCRETE: ClassVar[frozenset[str]] = frozenset({"jpeg"})  # ``spread`` leaves it as given
+
+    make: str = option(REQUIRED, "EXIF Make: letters, digits, '.', '+', '-'", pattern=NAME)
+    model: str = option(REQUIRED, "EXIF Model: letters, digits, '.', '+', '-'", pattern=NAME)
+    cfa: CFA = _one_of("Bayer pattern, the top-left 2x2 tile read row by row")
+    demosaic: DEMOSAIC = _one_of("demosaicing algorithm")
+    optics: Optics = _one_of("the lens")
+    sensor: Sensor = _one_of("the sensor")
+    exposure: Exposure = _one_of("auto-exposure")
+    isp: Isp = _one_of("the image processing")
+    jpeg: JpegSection = _one_of("the JPEG setting")
 
     @property
     def label(self) -> str:
@@ -138,23 +142,59 @@ class CameraModel:
         return f"{self.make}_{self.model}"
 
 
-@dataclass(frozen=True)
-class DeadLeaves:
-    r_min: float = _in(0.5, 64.0)
-    r_max: float = _in(0.01, 1.0)
-    coverage: float = _in(0.5, 10.0)
-    shading: float = _in(0.0, 1.0)
-    texture: float = _in(0.0, 1.0)
-    supersample: int = _in(1, 4)
+class DeadLeaves(Section):
+    r_min: float = _in(0.5, 64.0, "smallest disk radius, px")
+    r_max: float = _in(0.01, 1.0, "largest disk radius, fraction of the short side")
+    coverage: float = _in(0.5, 10.0, "summed disk area / frame area")
+    shading: float = _in(0.0, 1.0, "per-disk illumination ramp, +- this fraction")
+    texture: float = _in(0.0, 1.0, "largest amplitude of the per-disk 1/f texture")
+    supersample: int = _in(1, 4, "paint disks this many times larger and box-average")
 
 
-@dataclass(frozen=True)
-class SceneSpec:
-    photo_share: float = _in(0.0, 1.0)
-    natural_share: float = _in(0.0, 1.0)
-    skimage: bool
-    margin: int = _in(0, 64)
-    dead_leaves: DeadLeaves
+class SceneSpec(Section):
+    photo_share: float = _in(0.0, 1.0, "share of shots showing photos")
+    natural_share: float = _in(0.0, 1.0, "share of shots showing natural procedural views")
+    skimage: bool = _one_of("use the scikit-image colour photos available offline")
+    margin: int = _in(0, 64, "scene margin, px (random framing offset)")
+    dead_leaves: DeadLeaves = _one_of("the dead-leaves scenes")
+
+    def check(self) -> None:
+        if self.photo_share + self.natural_share > 1:
+            raise Invalid("natural_share", "photo_share + natural_share must be at most 1")
+
+
+class Draw(Section):
+    """``draw:``: models drawn at random inside the given models' ranges (draw.py)."""
+
+    models: int = _in(1, 10000, "how many models to draw")
+    seed: int = _in(0, 2**32 - 1, "seed of the draw")
+    make: str = option(REQUIRED, "EXIF Make of the drawn models", pattern=NAME)
+
+
+class PresetFile(Section):
+    """A preset file, ``extends`` and ``all_models`` resolved (presets/default.yaml)."""
+
+    instances: int = _in(1, 100, "devices per model")
+    spread: float = _in(0.0, 5.0, "scales every continuous difference from the defaults")
+    scenes: SceneSpec = _one_of("the scenes the devices shoot")
+    defaults: dict[str, Any] = _one_of("one complete camera model")
+    models: tuple[dict[str, Any], ...] = _one_of("camera models: make, model and what differs")
+    draw: Draw | None = option(None, "draw this many models in the given ones' ranges instead")
+
+
+PRESET_SECTIONS: dict[str, type[Section]] = {
+    "preset file": PresetFile,
+    "scenes": SceneSpec,
+    "scenes.dead_leaves": DeadLeaves,
+    "defaults / models[i] (a camera model)": CameraModel,
+    "optics": Optics,
+    "sensor": Sensor,
+    "exposure": Exposure,
+    "isp": Isp,
+    "jpeg": JpegSection,
+    "draw": Draw,
+}
+"""The sections of a preset file, for its reference (docs/config.md) and JSON Schema."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +213,8 @@ class Preset:
 class _Bad(Exception):
     """A validation failure at a dotted field path (turned into a CamtraceError)."""
 
-    def __init__(self, where: str, what: str) -> None:
-        super().__init__(f"{where}: {what}")
+    def __init__(self, where: str, what: str = "") -> None:
+        super().__init__(f"{where}: {what}" if what else where)
 
 
 def available_presets() -> list[str]:
@@ -212,10 +252,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[Any, Any]:
     them); ``all_models: {...}`` is then merged onto every model, for what all must share.
     """
     raw = path.read_bytes()
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise CamtraceError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    data = load_yaml(raw, str(path))
     digest = hashlib.sha256(raw)
     if not isinstance(data, dict) or "extends" not in data:
         return data, digest
@@ -232,36 +269,26 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[Any, Any]:
 
 
 def _parse(data: Any, path: Path, sha256: str) -> Preset:
-    draw = data.pop("draw", None) if isinstance(data, dict) else None
-    _check_keys(data, ("instances", "spread", "scenes", "defaults", "models"), "preset")
-    instances = _value(int, data["instances"], "instances", {"range": (1, 100)})
-    spread = _value(float, data["spread"], "spread", {"range": (0.0, 5.0)})
-    scenes = _build(SceneSpec, data["scenes"], "scenes")
-    if scenes.photo_share + scenes.natural_share > 1:
-        raise _Bad("scenes.natural_share", "photo_share + natural_share must be at most 1")
-    defaults, models = data["defaults"], data["models"]
-    if not isinstance(defaults, dict):
-        raise _Bad("defaults", "must be a mapping (a complete camera model)")
-    base = _build(CameraModel, {"make": "defaults", "model": "defaults", **defaults}, "defaults")
-    if not isinstance(models, list) or not models:
+    spec = _build(PresetFile, data, "")
+    if not spec.models:
         raise _Bad("models", "must be a non-empty list of camera models")
-    cameras = tuple(
-        _camera(m, defaults, base, spread, f"models[{i}]") for i, m in enumerate(models)
+    base = _build(
+        CameraModel, {"make": "defaults", "model": "defaults", **spec.defaults}, "defaults"
     )
-    if draw is not None:
-        cameras = _drawn(draw, cameras)
+    cameras = tuple(
+        _camera(m, spec.defaults, base, spec.spread, f"models[{i}]")
+        for i, m in enumerate(spec.models)
+    )
+    if spec.draw is not None:
+        cameras = _drawn(spec.draw, cameras)
     _check_unique(cameras)
-    return Preset(path.stem, path, sha256, instances, spread, scenes, cameras)
+    return Preset(path.stem, path, sha256, spec.instances, spec.spread, spec.scenes, cameras)
 
 
-def _drawn(draw: Any, cameras: tuple[CameraModel, ...]) -> tuple[CameraModel, ...]:
+def _drawn(draw: Draw, cameras: tuple[CameraModel, ...]) -> tuple[CameraModel, ...]:
     """The ``draw:`` section's models, drawn from the ranges of ``cameras`` (never one of
     their names)."""
-    _check_keys(draw, ("models", "seed", "make"), "draw")
-    count = _value(int, draw["models"], "draw.models", {"range": (1, 10000)})
-    seed = _value(int, draw["seed"], "draw.seed", {"range": (0, 2**32 - 1)})
-    make = _value(str, draw["make"], "draw.make", {})
-    drawn = draw_models(cameras, count, seed, make)
+    drawn = draw_models(cameras, draw.models, draw.seed, draw.make)
     taken = {c.label for c in cameras} & {c.label for c in drawn}
     if taken:
         raise _Bad("draw.make", f"drawn names {sorted(taken)[0]} repeat a given model; change make")
@@ -269,11 +296,9 @@ def _drawn(draw: Any, cameras: tuple[CameraModel, ...]) -> tuple[CameraModel, ..
 
 
 def _camera(
-    entry: Any, defaults: dict, base: CameraModel, spread: float, where: str
+    entry: dict[str, Any], defaults: dict, base: CameraModel, spread: float, where: str
 ) -> CameraModel:
     """Validate ``entry`` over ``defaults``, then move it toward ``base`` by ``spread``."""
-    if not isinstance(entry, dict):
-        raise _Bad(where, "must be a mapping with at least make and model")
     return _spread(_build(CameraModel, _merge(defaults, entry), where), base, spread)
 
 
@@ -296,19 +321,20 @@ def _spread(
     range. Strings (CFA, demosaicing, names) and the JPEG setting (quality, subsampling,
     quantisation-table tweaks) are discrete and kept as given.
     """
-    if dataclasses.is_dataclass(value):
-        return dataclasses.replace(
-            value,
-            **{
-                f.name: _spread(
-                    getattr(value, f.name),
-                    getattr(default, f.name),
+    if isinstance(value, Section):
+        fields = type(value).model_fields
+        discrete = getattr(value, "DISCRETE", frozenset())
+        return value.model_copy(
+            update={
+                name: _spread(
+                    getattr(value, name),
+                    getattr(default, name),
                     spread,
-                    f.metadata.get("range", bounds),
+                    _bounds(type(value), name, bounds),
                 )
-                for f in dataclasses.fields(value)
-                if not f.metadata.get("discrete")
-            },
+                for name in fields
+                if name not in discrete
+            }
         )
     if isinstance(value, bool) or not isinstance(value, (int, float, tuple)):
         return value
@@ -324,80 +350,19 @@ def _spread(
     return round(moved) if isinstance(value, int) else float(moved)
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def _bounds(cls: type[Section], name: str, outer: tuple[float, float]) -> tuple[float, float]:
+    rule = rule_of(cls, name)
+    if rule.minimum is None:
+        return outer
+    return (rule.minimum, rule.maximum)
 
 
-def _check_keys(data: Any, names: tuple[str, ...], where: str) -> None:
-    if not isinstance(data, dict):
-        raise _Bad(where, f"must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(map(str, data)) - set(names))
-    if unknown:
-        raise _Bad(f"{where}.{unknown[0]}", f"unknown field (expected {', '.join(names)})")
-    missing = [n for n in names if n not in data]
-    if missing:
-        raise _Bad(f"{where}.{missing[0]}", "missing")
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Construct dataclass ``cls`` from a mapping, checking names, types and ranges."""
-    fields = dataclasses.fields(cls)
-    _check_keys(data, tuple(f.name for f in fields), where)
-    hints = typing.get_type_hints(cls)
-    kwargs = {
-        f.name: _value(hints[f.name], data[f.name], f"{where}.{f.name}", f.metadata) for f in fields
-    }
-    return cls(**kwargs)
-
-
-def _value(hint: Any, v: Any, where: str, meta: Any) -> Any:
-    """One field value checked against its type hint and ``range`` metadata."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):  # a number or a [lo, hi] range
-        number, pair = args
-        return _value(pair if isinstance(v, list) else number, v, where, meta)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, v, where)
-    if origin is Literal:
-        if v not in args:
-            raise _Bad(where, f"must be one of {', '.join(map(str, args))} (got {v!r})")
-        return v
-    if origin is tuple:
-        return _tuple(args, v, where, meta)
-    if hint is bool:
-        if not isinstance(v, bool):
-            raise _Bad(where, f"must be true or false (got {v!r})")
-        return v
-    if hint is str:
-        if not isinstance(v, str) or not NAME.fullmatch(v):
-            raise _Bad(where, f"must be a name of letters, digits, '.', '+', '-' (got {v!r})")
-        return v
-    return _number(hint, v, where, meta)
-
-
-def _tuple(args: tuple, v: Any, where: str, meta: Any) -> tuple:
-    if not isinstance(v, list):
-        raise _Bad(where, f"must be a list (got {v!r})")
-    if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_value(args[0], x, f"{where}[{i}]", meta) for i, x in enumerate(v))
-    if len(v) != len(args):
-        raise _Bad(where, f"must be a list of {len(args)} values (got {v!r})")
-    if meta.get("tweak"):  # a quantisation-table tweak: [entry 0..63 in natural order, delta]
-        return (
-            _number(int, v[0], f"{where}[0]", {"range": (0, 63)}),
-            _number(int, v[1], f"{where}[1]", meta),
-        )
-    return tuple(_value(a, x, f"{where}[{i}]", meta) for i, (a, x) in enumerate(zip(args, v)))
-
-
-def _number(hint: Any, v: Any, where: str, meta: Any) -> int | float:
-    ok = isinstance(v, int) if hint is int else _is_number(v)
-    if not ok or isinstance(v, bool):
-        raise _Bad(where, f"must be {'an integer' if hint is int else 'a number'} (got {v!r})")
-    lo, hi = meta.get("range", (-float("inf"), float("inf")))
-    if not lo <= v <= hi:
-        raise _Bad(where, f"must lie in [{lo}, {hi}] (got {v!r})")
-    return hint(v)
+def _build(cls: type[Section], data: Any, where: str) -> Any:
+    """Section ``cls`` from a mapping: names, types and ranges checked."""
+    try:
+        return parse(cls, data, where)
+    except CamtraceError as e:
+        raise _Bad(*str(e).split(": ", 1)) from None
 
 
 def _check_unique(cameras: tuple[CameraModel, ...]) -> None:
