@@ -16,7 +16,8 @@ from camtrace.workflows.config import (
     config_reference,
     parse_config,
 )
-from camtrace.workflows.experiment import builtin_configs, detector_specs, load_config
+from camtrace.workflows.experiment import builtin_configs, load_config
+from camtrace.workflows.identification import detector_specs
 
 
 @pytest.mark.parametrize("name", builtin_configs())

@@ -160,7 +160,7 @@ def test_train_with_a_defense_writes_it_in_the_card(
 
 def test_config_defense_parses_and_names_the_detector() -> None:
     from camtrace.workflows.config import parse_config
-    from camtrace.workflows.experiment import detector_specs
+    from camtrace.workflows.identification import detector_specs
 
     config = parse_config(
         {
@@ -195,7 +195,7 @@ def test_config_bad_defense_fails_in_one_line(defense: object, message: str) -> 
 
 def test_config_refuses_two_detectors_of_one_name() -> None:
     from camtrace.workflows.config import parse_config
-    from camtrace.workflows.experiment import detector_specs
+    from camtrace.workflows.identification import detector_specs
 
     config = parse_config({"detectors": ["tuama2016", {"arch": "tuama2016", "patches": "gan"}]})
     with pytest.raises(CamtraceError, match=r"detectors\[1\]: the name 'tuama2016' is taken"):

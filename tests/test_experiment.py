@@ -10,14 +10,8 @@ import pytest
 
 from camtrace.errors import CamtraceError
 from camtrace.workflows.config import parse_config
-from camtrace.workflows.experiment import (
-    builtin_configs,
-    detector_specs,
-    head_accuracy,
-    load_config,
-    run_experiment,
-    spread,
-)
+from camtrace.workflows.experiment import builtin_configs, load_config, run_experiment
+from camtrace.workflows.identification import detector_specs, head_accuracy, spread
 from tiny_runs import tiny_experiment
 
 

@@ -281,8 +281,7 @@ def test_bad_surrogate_fails_before_training(tmp_path: Path) -> None:
 
 
 def test_generators_of_a_run_become_the_generative_column() -> None:
-    from camtrace.workflows.experiment import generator_paths
-    from camtrace.workflows.generator_run import GeneratorResults
+    from camtrace.workflows.generator_run import GeneratorResults, generator_paths
 
     targets = {"Nikon_D70": {"checkpoint": "g/nikon.safetensors", "seen": {}}}
     results = GeneratorResults({"method": "mislgan", "targets": targets}, {}, {})

@@ -16,7 +16,7 @@ from camtrace.models import architectures, build, model_spec
 from camtrace.models.inference import patch_protocol
 from camtrace.models.spec import ModelSpec
 from camtrace.workflows.config import parse_config
-from camtrace.workflows.experiment import detector_specs
+from camtrace.workflows.identification import detector_specs
 from test_zoo import PARAMS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "camtrace"

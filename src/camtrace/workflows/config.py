@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, Literal
 
+from pydantic import create_model
+
 from camtrace.attacks.generative.spoc_embedder import EmbedderConfig
 from camtrace.attacks.generative.spoc_training import SpoCConfig
 from camtrace.attacks.generative.training import GeneratorConfig
@@ -604,6 +606,35 @@ def _no_seed(train: TrainConfig) -> None:
         raise Invalid("train.seed", "the experiment's seed seeds training: set the top-level seed")
 
 
+_EXTENSIONS: dict[str, tuple[type[Section], str]] = {}
+_CONFIG: type[ExperimentConfig] = ExperimentConfig
+
+
+def extend_config(key: str, section: type[Section], doc: str) -> None:
+    """Add a top-level key (a plug-in experiment section's, optional) to the config schema."""
+    global _CONFIG
+    if key in ExperimentConfig.model_fields or key in _EXTENSIONS:
+        raise CamtraceError(f"config key {key!r} is taken; name the section otherwise")
+    _EXTENSIONS[key] = (section, doc)
+    _CONFIG = _extended()
+
+
+def retract_config(key: str) -> None:
+    """Remove a key added by :func:`extend_config`."""
+    global _CONFIG
+    _EXTENSIONS.pop(key)
+    _CONFIG = _extended()
+
+
+def _extended() -> type[ExperimentConfig]:
+    if not _EXTENSIONS:
+        return ExperimentConfig
+    fields: dict[str, Any] = {
+        key: (section | None, option(None, doc)) for key, (section, doc) in _EXTENSIONS.items()
+    }
+    return create_model("ExperimentConfig", __base__=ExperimentConfig, **fields)
+
+
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     """The typed experiment config of a YAML mapping (or the config itself); a bad key or
     value fails in one line naming its key path and the allowed values. ``data: {source:
@@ -611,9 +642,9 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     if isinstance(raw, ExperimentConfig):
         return raw
     if not isinstance(raw, Mapping):
-        keys = ", ".join(ExperimentConfig.model_fields)
+        keys = ", ".join(_CONFIG.model_fields)
         raise CamtraceError(f"{source}: a config is a YAML mapping with sections {keys}")
-    config = parse(ExperimentConfig, raw)
+    config = parse(_CONFIG, raw)
     on_bench(config)
     return config
 
@@ -673,7 +704,7 @@ def config_reference() -> str:
 
 def config_schema() -> dict[str, Any]:
     """The JSON Schema of an experiment config file, for editors (docs/config.schema.json)."""
-    return json_schema(ExperimentConfig, "camtrace experiment config")
+    return json_schema(_CONFIG, "camtrace experiment config")
 
 
 def preset_schema() -> dict[str, Any]:

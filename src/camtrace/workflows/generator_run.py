@@ -38,7 +38,8 @@ from camtrace.models.checkpoint import load_detector
 from camtrace.models.registry import model_spec
 from camtrace.models.spec import ModelSpec
 from camtrace.workflows.attack_run import CameraJpeg
-from camtrace.workflows.config import GeneratorsConfig
+from camtrace.workflows.config import ExperimentConfig, GeneratorsConfig
+from camtrace.workflows.identification import Clock, DetectorSpec, SplitRun, prepare_unseen
 
 CHEN_2019 = {
     "source": "Chen, Zhao & Stamm 2019, Tables 3-4: MISLGAN against MISLnet, 256x256 patches",
@@ -352,3 +353,49 @@ def read_log(folder: Path) -> dict[str, Any]:
     """A generator folder's training log (``log.json``), empty when there is none."""
     path = folder / LOG_FILE
     return json.loads(path.read_text()) if path.is_file() else {"losses": [], "validation": []}
+
+
+# -- in an experiment -----------------------------------------------------------------------------
+
+
+def generator_paths(generators: GeneratorResults | None) -> dict[str, dict[str, str]]:
+    """The trained generators of a ``generators`` section, by method and target, for the
+    robustness matrix's generative column."""
+    if generators is None:
+        return {}
+    m = generators.metrics
+    return {m["method"]: {t: row["checkpoint"] for t, row in m["targets"].items()}}
+
+
+def plan_generators_of(
+    config: ExperimentConfig, specs: list[DetectorSpec], manifest: Manifest
+) -> GeneratorPlan | None:
+    """The ``generators`` section checked against the detectors and camera models."""
+    if config.generators is None:
+        return None
+    sizes = {s.name: s.protocol.size for s in specs}
+    archs = {s.name: s.arch for s in specs}
+    return plan_generators(config.generators, sizes, manifest.models, config.seed, archs)
+
+
+def run_generators(
+    plan: GeneratorPlan,
+    config: ExperimentConfig,
+    specs: list[DetectorSpec],
+    split: SplitRun,
+    run_dir: Path,
+    clock: Clock,
+    progress: bool,
+    log: Callable[[str], None],
+) -> GeneratorResults:
+    """Train (or resume, or keep) the generators, then measure them on seen and unseen
+    camera models (Chen Tables 3-4)."""
+    paths = train_generators(plan, split.detectors, run_dir, progress, log)
+    clock.lap("generators: train")
+    protocol = next(s.protocol for s in specs if s.name == plan.detectors[0])
+    unseen = prepare_unseen(config, protocol, split.seed, progress)
+    if unseen is not None:
+        clock.lap("generators: unseen data")
+    results = evaluate_generators(plan, paths, split.detectors, split.manifest, unseen, log)
+    clock.lap("generators: evaluate")
+    return results

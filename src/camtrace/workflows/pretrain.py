@@ -33,7 +33,8 @@ from camtrace.models.zoo import (
     sha256_of,
 )
 from camtrace.workflows.config import ExperimentConfig, on_bench
-from camtrace.workflows.experiment import head_accuracy, load_config, run_experiment
+from camtrace.workflows.experiment import load_config, run_experiment
+from camtrace.workflows.identification import head_accuracy
 from camtrace.workflows.tables import refresh_tables
 
 CONFIG_PREFIX = "pretrain-"

@@ -216,16 +216,9 @@ def share_from_rank_zero(trained: dict[str, Any] | None) -> dict[str, Any]:
     return box[0]
 
 
-def check_robustness(section: RobustnessConfig | None, rows: Sequence[str]) -> None:
-    """Fail before any training on a surrogate that is no detector of the config, on an
-    attack parameter its attack does not take, or under torchrun without a matrix to share."""
-    if section is None:
-        if launched_world() > 1:
-            raise CamtraceError(
-                "torchrun shares the cells of the robustness matrix only: add a robustness "
-                "section, or run without torchrun"
-            )
-        return
+def check_robustness(section: RobustnessConfig, rows: Sequence[str]) -> None:
+    """Fail before any training on a surrogate that is no detector of the config, or on an
+    attack parameter its attack does not take."""
     surrogate = _surrogate(section, rows)
     extra = (
         adaptive_cells(section, section.adaptive, rows[:1], surrogate, lambda a, b: False)

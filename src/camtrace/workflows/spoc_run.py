@@ -45,15 +45,26 @@ from camtrace.attacks.generative import (
 from camtrace.attacks.generative.spoc_embedder import embedder_key
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
+from camtrace.data.patches import get_protocol
 from camtrace.data.synthetic import SYNTHETIC
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.attack_metrics import softmax_scores
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.ensemble import LogitEnsemble
+from camtrace.training.engine import TrainConfig
 from camtrace.workflows.attack_run import CameraJpeg
+from camtrace.workflows.config import ExperimentConfig, SplitConfig, SvmConfig
 from camtrace.workflows.generator_run import Example, read_log, train_or_retrain
-from camtrace.workflows.spoc_inputs import Inputs
+from camtrace.workflows.identification import (
+    Clock,
+    DetectorSpec,
+    SplitRun,
+    head_accuracy,
+    identify_on_split,
+    preset_patches,
+)
+from camtrace.workflows.spoc_inputs import Inputs, real_inputs, synthetic_inputs, target_patches
 from camtrace.workflows.spoc_plan import (
     ABLATIONS,
     BASELINES,
@@ -402,3 +413,98 @@ def _generator_config(plan: SpocPlan, method: str) -> GeneratorConfig:
         save_every=every,
         **budget,
     )
+
+
+# -- in an experiment -----------------------------------------------------------------------------
+
+
+def gan_detectors(
+    plan: SpocPlan,
+    config: ExperimentConfig,
+    split: SplitRun,
+    synthetic: Manifest,
+    run_dir: Path,
+    clock: Clock,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """The two GAN-image detectors trained on real photos vs the training sources' images
+    (the manifests' own splits), one patch of the section's size per image."""
+    from camtrace.data.synthetic import real_vs_synthetic
+
+    protocol = get_protocol("gan", size=plan.patch_size, count=1)
+    train = TrainConfig(
+        **{**config.train.given(), **plan.section.gan_train.given(), "seed": split.seed}
+    )
+    archs = plan.section.gan_detectors
+    specs = [DetectorSpec(a, protocol, train, SvmConfig(enabled=False), a) for a in archs]
+    given = config.replace(split=SplitConfig(protocol="given"))
+    both = real_vs_synthetic(split.manifest, synthetic)
+    run = identify_on_split(
+        given, specs, both, split.seed, run_dir / "gan-detectors", clock, progress, "gan: "
+    )
+    return run.detectors
+
+
+def run_spoc(
+    plan: SpocPlan,
+    config: ExperimentConfig,
+    split: SplitRun,
+    run_dir: Path,
+    clock: Clock,
+    progress: bool,
+    log: Callable[[str], None],
+) -> SpocResults:
+    """SpoC's Tables 1-6: the synthetic sources and the GAN-image detectors, the embedder
+    (cached), SpoC's generators (no detector), then every method measured."""
+    from camtrace.training.gan_sources import SourceConfig, make_synthetic
+
+    s, workdir = plan.section, Path(config.workdir)
+    detectors = split.detectors
+    store = PatchStore.open(detectors[plan.classifiers[0]]["patch_store"])
+    real = {t: target_patches(store, t, plan) for t in plan.targets}
+    inputs: dict[str, Callable[[str], Inputs]] = {}
+    held_out, gans = None, {}
+    if "synthetic" in s.inputs:
+        source = SourceConfig(
+            size=s.synthetic.size,
+            iterations=s.synthetic.iterations,
+            train=s.synthetic.train,
+            val=s.synthetic.val,
+            eval=s.synthetic.eval,
+            seed=split.seed,
+        )
+        folder = workdir / f"synthetic-{split.manifest.digest()[:12]}"
+        synthetic = make_synthetic(split.manifest, folder, config=source, progress=progress)
+        clock.lap("spoc: synthetic sources")
+        fixed, held_out = synthetic_inputs(synthetic, plan)
+        inputs["synthetic"] = lambda _target: fixed
+        if s.gan_detectors:
+            gans = gan_detectors(plan, config, split, synthetic, run_dir, clock, progress)
+    if "real" in s.inputs:
+        inputs["real"] = lambda target: real_inputs(store, target, plan)
+    e = s.embedder
+    protocol = get_protocol("bondi", size=plan.patch_size, count=e.count)
+    many = (
+        None
+        if e.path
+        else preset_patches(
+            config, e.preset, e.shots, protocol, split.seed, progress, "spoc.embedder"
+        )
+    )
+    embedder = pretrain_embedder(many, plan, workdir, progress)
+    clock.lap("spoc: embedder (cached)")
+    paths = train_spoc_all(plan, inputs, real, embedder, run_dir, log)
+    clock.lap("spoc: train")
+    results = evaluate_spoc(
+        plan, detectors, gans, inputs, held_out, paths, split.manifest, run_dir, progress, log
+    )
+    results.metrics["embedder"] = str(embedder)
+    results.metrics["table3"] = {
+        a: head_accuracy(d["identification"])[0] for a, d in detectors.items()
+    }
+    results.metrics["gan_detectors"] = {
+        a: {"checkpoint": d["checkpoint"], "accuracy": head_accuracy(d["identification"])[0]}
+        for a, d in gans.items()
+    }
+    clock.lap("spoc: evaluate")
+    return results
