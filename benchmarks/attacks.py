@@ -296,9 +296,7 @@ def train_for_speed(
     on the target camera's patches (R_M) and ``train_x`` (S) with a random embedder."""
     every = {"val_every": args.gen_iterations, "save_every": args.gen_iterations}
     if method != "spoc":
-        config = GeneratorConfig(
-            batch_size=args.gen_batch, iterations=args.gen_iterations, **every
-        )
+        config = GeneratorConfig(batch_size=args.gen_batch, iterations=args.gen_iterations, **every)
         return train_generator(method, det, train_x, train_x[:8], target, config, out, False)
     name = det.classes[target]
     real = store.patches(store.indices("train", models=[name])[: 8 * args.gen_batch])

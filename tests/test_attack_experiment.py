@@ -12,9 +12,9 @@ import pytest
 from camtrace.attacks import Jpeg, as_pixel_eps
 from camtrace.errors import CamtraceError
 from camtrace.schema import parse
-from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, plan_attacks
-from camtrace.workflows.attack_report import eps_curves
-from camtrace.workflows.attack_run import assign_targets, gradient_sign_image
+from camtrace.workflows.attacks.plan import AttackPlan, Epsilon, JpegChoice, plan_attacks
+from camtrace.workflows.attacks.report import eps_curves
+from camtrace.workflows.attacks.run import assign_targets, gradient_sign_image
 from camtrace.workflows.config import AttacksConfig
 from camtrace.workflows.experiment import run_experiment
 from test_attack_metrics import ColourShare, flat

@@ -9,7 +9,7 @@ import pytest
 from camtrace.errors import CamtraceError
 from camtrace.schema import load_yaml
 from camtrace.training.engine import TrainConfig
-from camtrace.workflows.attack_plan import plan_attacks
+from camtrace.workflows.attacks.plan import plan_attacks
 from camtrace.workflows.config import (
     AttackRunConfig,
     ExperimentConfig,

@@ -203,7 +203,7 @@ def test_config_refuses_two_detectors_of_one_name() -> None:
 
 
 def test_experiment_trains_defended_detectors_and_reports_zhaos_tables(tmp_path: Path) -> None:
-    from camtrace.workflows.defense_report import accuracy_curves, table1_rows
+    from camtrace.workflows.defenses.report import accuracy_curves, table1_rows
     from camtrace.workflows.experiment import run_experiment
 
     config = {

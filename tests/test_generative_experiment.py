@@ -19,7 +19,7 @@ from camtrace.errors import CamtraceError
 from camtrace.schema import parse
 from camtrace.workflows.config import GeneratorsConfig, parse_config
 from camtrace.workflows.experiment import run_experiment, train_attack
-from camtrace.workflows.generator_run import centre_crop, plan_generators
+from camtrace.workflows.generators.run import centre_crop, plan_generators
 from tiny_runs import tiny_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")

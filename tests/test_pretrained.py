@@ -145,17 +145,6 @@ def test_weights_metadata_round_trips_through_the_registry() -> None:
         assert set(raw[name]) == {f.name for f in dataclasses.fields(Weights)} - {"name"}
 
 
-def test_readme_tables_are_rendered_from_the_kept_runs_and_the_registry() -> None:
-    from pathlib import Path
-
-    from camtrace.workflows.tables import refresh_tables
-
-    root = Path(__file__).parents[1]
-    readme = (root / "README.md").read_text()
-    assert "<!-- table: zoo -->" in readme
-    assert refresh_tables(readme, root) == readme, "run: camtrace tables README.md"
-
-
 def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     tmp_path, monkeypatch
 ) -> None:
@@ -195,7 +184,7 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     assert 0 <= entry.validation["measured"]["seen"]["sar"] <= 1
     monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {entry.name: entry})
     assert load_generator(entry.name).card["target"] == target
-    from camtrace.workflows.gallery import write_gallery
+    from camtrace.workflows.generators.gallery import write_gallery
 
     page = write_gallery(tmp_path / "docs", {entry.name: entry}).read_text()
     assert (tmp_path / "docs" / "generators" / f"{entry.name}.png").stat().st_size > 0
@@ -282,7 +271,7 @@ def band_psnr(clean: np.ndarray, spoofed: np.ndarray, tile: int, width: int = 2)
 def test_a_shipped_generator_leaves_no_seam_along_its_tiles(name: str) -> None:
     """Issue 23: on a whole bench photo, the pixels along the tile borders are within 1 dB
     of the tile interiors (a seam would make them much worse)."""
-    from camtrace.workflows.gallery import spoof_pair
+    from camtrace.workflows.generators.gallery import spoof_pair
 
     entry = zoo_module.generator_zoo()[name]
     pair = spoof_pair(entry)

@@ -24,10 +24,10 @@ from camtrace.evaluation.sanity import (
     non_decreasing_in_eps,
     unbounded_reaches_all,
 )
-from camtrace.workflows.attack_run import Pool
+from camtrace.workflows.attacks.run import Pool
 from camtrace.workflows.config import parse_config
 from camtrace.workflows.report import Report
-from camtrace.workflows.robustness import robustness_matrix
+from camtrace.workflows.robustness.matrix import robustness_matrix
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = ["Canon_Ixus70", "Nikon_D70", "Sony_H50"]
@@ -182,7 +182,7 @@ def test_pure_checks_on_rates() -> None:
 
 
 def test_report_draws_the_heat_map_and_prints_failed_checks_red() -> None:
-    from camtrace.workflows.robustness_report import add_robustness_report
+    from camtrace.workflows.robustness.report import add_robustness_report
 
     report = Report("t")
     add_robustness_report(report, matrix(ChannelMeans(masked=True)))
@@ -281,7 +281,7 @@ def test_bad_surrogate_fails_before_training(tmp_path: Path) -> None:
 
 
 def test_generators_of_a_run_become_the_generative_column() -> None:
-    from camtrace.workflows.generator_run import GeneratorResults, generator_paths
+    from camtrace.workflows.generators.run import GeneratorResults, generator_paths
 
     targets = {"Nikon_D70": {"checkpoint": "g/nikon.safetensors", "seen": {}}}
     results = GeneratorResults({"method": "mislgan", "targets": targets}, {}, {})

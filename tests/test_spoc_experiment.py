@@ -20,12 +20,13 @@ from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
 from camtrace.models.base import Detector
 from camtrace.schema import parse
-from camtrace.workflows import experiment, spoc_run
+from camtrace.workflows import experiment
 from camtrace.workflows.config import SpocSectionConfig, parse_config
 from camtrace.workflows.experiment import run_experiment
-from camtrace.workflows.spoc_inputs import Inputs, target_patches
-from camtrace.workflows.spoc_plan import SpocPlan, closest_eps, plan_spoc
-from camtrace.workflows.spoc_run import train_spoc_all, tune_eps
+from camtrace.workflows.spoc import run as spoc_run
+from camtrace.workflows.spoc.inputs import Inputs, target_patches
+from camtrace.workflows.spoc.plan import SpocPlan, closest_eps, plan_spoc
+from camtrace.workflows.spoc.run import train_spoc_all, tune_eps
 from tiny_runs import tiny_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")

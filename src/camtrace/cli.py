@@ -70,7 +70,7 @@ def run(
     """Run an experiment from one config file; writes metrics.json, report.html, config.yaml.
     Under torchrun the processes share the cells of the robustness matrix."""
     from camtrace.workflows.experiment import load_config, run_experiment
-    from camtrace.workflows.robustness import launched_rank
+    from camtrace.workflows.robustness.matrix import launched_rank
 
     cfg = load_config(config)
     if seed is not None:
@@ -761,7 +761,7 @@ def gallery(
 ) -> None:
     """Every trained generator of the zoo on a SimCam-Bench photo, original and spoof side
     by side: DOCS/generators/<name>.png and DOCS/generators.md."""
-    from camtrace.workflows.gallery import write_gallery
+    from camtrace.workflows.generators.gallery import write_gallery
 
     console.print(f"gallery -> {write_gallery(docs)}")
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,9 @@ from camtrace.evaluation.traces import (
     residual_cooccurrence,
 )
 from camtrace.workflows.report import Report, percent, write_run
+
+if TYPE_CHECKING:
+    from camtrace.workflows.sections import Context
 
 MIN_SIDE = 32  # smaller images are skipped: too few pixels for the trace statistics
 TRIVIAL_ACCURACY = 0.9  # a classifier that sees no camera trace should stay far below this
@@ -401,3 +405,29 @@ def audit(
     }
     write_run(out_dir, result, _report(result), metrics_name="audit.json")
     return result
+
+
+AUDIT_REPORT = "audit/report.html"  # with ``audit: true``, relative to the run folder
+
+
+class AuditSection:
+    """The data checked for shortcuts first (camtrace audit) into runs/<name>/audit/."""
+
+    key, stage = "audit", "data"
+
+    def check(self, section: bool, ctx: Context) -> None:
+        return None
+
+    def plan(self, section: bool, ctx: Context) -> None:
+        return None
+
+    def run(self, plan: None, ctx: Context) -> dict[str, Any]:
+        result = audit(ctx.manifest, ctx.run_dir / "audit", progress=ctx.progress)
+        ctx.clock.lap("audit")
+        return result
+
+    def metrics(self, result: dict[str, Any]) -> dict[str, Any]:
+        return audit_summary(result, AUDIT_REPORT)
+
+    def report(self, report: Report, result: dict[str, Any], ctx: Context) -> None:
+        add_audit_section(report, result, AUDIT_REPORT)

@@ -21,10 +21,13 @@ from camtrace.errors import CamtraceError
 from camtrace.schema import load_yaml
 from camtrace.training.engine import pick_device
 from camtrace.training.precision import environment
+from camtrace.workflows.attacks.section import AttacksSection
+from camtrace.workflows.audit import AuditSection
 from camtrace.workflows.config import ExperimentConfig, builtin_configs, on_bench, parse_config
-from camtrace.workflows.defense_report import add_defense_report
+from camtrace.workflows.defenses.report import add_defense_report
 from camtrace.workflows.evaluate import add_identification_report
-from camtrace.workflows.generator_run import plan_generators_of, train_generators
+from camtrace.workflows.generators.run import plan_generators_of, train_generators
+from camtrace.workflows.generators.section import GeneratorsSection
 from camtrace.workflows.identification import (
     Clock,
     detector_specs,
@@ -33,8 +36,21 @@ from camtrace.workflows.identification import (
     splits_summary,
 )
 from camtrace.workflows.report import Report, percent, write_run
-from camtrace.workflows.robustness import launched_rank, launched_world
-from camtrace.workflows.sections import SECTIONS, Context
+from camtrace.workflows.robustness.matrix import launched_rank, launched_world
+from camtrace.workflows.robustness.section import RobustnessSection
+from camtrace.workflows.sections import SECTIONS, Context, register_section
+from camtrace.workflows.spoc.section import SpocSection
+from camtrace.workflows.spoof_photos.section import SpoofSection
+
+for _section in (  # the built-in sections, in the order they run within their stage
+    AuditSection(),
+    AttacksSection(),
+    GeneratorsSection(),
+    SpocSection(),
+    SpoofSection(),
+    RobustnessSection(),
+):
+    register_section(_section)
 
 
 def load_config(source: str | Path) -> ExperimentConfig:

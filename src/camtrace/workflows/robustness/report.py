@@ -1,6 +1,7 @@
 """The robustness matrix in an experiment report: heat maps and a table of every attack
 against every detector, and the adaptive evaluation with its sanity checks (a failed check
-in red), drawn from the metrics of :func:`camtrace.workflows.robustness.robustness_matrix`."""
+in red), drawn from the metrics of
+:func:`camtrace.workflows.robustness.matrix.robustness_matrix`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from camtrace.workflows import plots
-from camtrace.workflows.attack_report import most_read_as
+from camtrace.workflows.attacks.report import most_read_as
 from camtrace.workflows.report import Report, percent
-from camtrace.workflows.robustness import pgd_label
+from camtrace.workflows.robustness.matrix import pgd_label
 
 _LOSS_NAMES = {  # for the reader; a loss not named here is shown by its key
     "ce": "the cross-entropy",

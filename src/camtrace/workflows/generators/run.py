@@ -37,7 +37,7 @@ from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.registry import model_spec
 from camtrace.models.spec import ModelSpec
-from camtrace.workflows.attack_run import CameraJpeg
+from camtrace.workflows.attacks.run import CameraJpeg
 from camtrace.workflows.config import ExperimentConfig, GeneratorsConfig
 from camtrace.workflows.identification import Clock, DetectorSpec, SplitRun, prepare_unseen
 

@@ -1,5 +1,5 @@
 """The generative-attack tables and figures of an experiment report, drawn from
-:func:`camtrace.workflows.generator_run.evaluate_generators`: Chen et al. 2019 Tables 3-4
+:func:`camtrace.workflows.generators.run.evaluate_generators`: Chen et al. 2019 Tables 3-4
 (ours per target, Chen's beside), the transfer table, the SAR after the target camera's JPEG,
 the training losses and example patches (Chen Fig. 4: original, spoofed, difference)."""
 
@@ -14,7 +14,7 @@ from camtrace.workflows import plots
 from camtrace.workflows.report import Report, percent
 
 if TYPE_CHECKING:
-    from camtrace.workflows.generator_run import Example
+    from camtrace.workflows.generators.run import Example
 
 GROUPS = ("seen", "unseen")
 

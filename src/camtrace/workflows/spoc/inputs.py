@@ -15,8 +15,8 @@ from camtrace.data.patch_store import PatchStore
 from camtrace.data.synthetic import source_model
 from camtrace.errors import CamtraceError
 from camtrace.models.gan_sources import HELD_OUT
-from camtrace.workflows.generator_run import centre_crop
-from camtrace.workflows.spoc_plan import SpocPlan
+from camtrace.workflows.generators.run import centre_crop
+from camtrace.workflows.spoc.plan import SpocPlan
 
 # -- S ---------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ was read (:class:`Epsilon`), every JPEG setting, the attack's own (``params: {jp
 and the judging ones (``jpeg: [...]``), one :class:`JpegChoice` whose ``"camera"`` means the
 target camera's own tables, and every run built once at each epsilon, so an unknown
 parameter or a bad value fails before any training. The runner
-(:mod:`camtrace.workflows.attack_run`) only reads it.
+(:mod:`camtrace.workflows.attacks.run`) only reads it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The attack runner: an :class:`~camtrace.workflows.attack_plan.AttackPlan` on trained
+"""The attack runner: an :class:`~camtrace.workflows.attacks.plan.AttackPlan` on trained
 detectors (Güera 2018 Tables 3-4, Zhao 2019 Table 2, SpoC Table 4).
 
 Each detector's patches are picked once (:func:`build_pool`); every run attacks them at each
@@ -37,7 +37,7 @@ from camtrace.evaluation.attack_metrics import (
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.inference import eval_mode
-from camtrace.workflows.attack_plan import AttackPlan, Epsilon, JpegChoice, RunSpec
+from camtrace.workflows.attacks.plan import AttackPlan, Epsilon, JpegChoice, RunSpec
 from camtrace.workflows.report import percent
 
 # -- what is attacked ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from camtrace.workflows.config import SpoofConfig
 from camtrace.workflows.plots import amplified_difference, new_figure
 from camtrace.workflows.report import Report, percent
 from camtrace.workflows.spoof import attack_file
+
+if TYPE_CHECKING:
+    from camtrace.workflows.sections import Context
 
 SPOOF_DIR = "spoof"
 
@@ -125,3 +128,28 @@ def add_spoof_report(report: Report, spoof: dict[str, Any]) -> None:
             ax.set_title(title, fontsize=9)
             ax.axis("off")
         report.figure(fig, caption=f"{Path(p['source']).name} -> {p['target']}")
+
+
+class SpoofSection:
+    """Whole eval photos spoofed, read back from disk, before and after."""
+
+    key, stage = "spoof", "detectors"
+
+    def check(self, section: Any, ctx: Context) -> None:
+        return None
+
+    def plan(self, section: Any, ctx: Context) -> Any:
+        return section
+
+    def run(self, plan: Any, ctx: Context) -> dict[str, Any]:
+        result = run_spoof(
+            plan, ctx.detectors, ctx.split.manifest, ctx.run_dir, ctx.progress, ctx.log
+        )
+        ctx.clock.lap("spoof")
+        return result
+
+    def metrics(self, result: dict[str, Any]) -> dict[str, Any]:
+        return result
+
+    def report(self, report: Report, result: dict[str, Any], ctx: Context) -> None:
+        add_spoof_report(report, result)

@@ -1,5 +1,5 @@
 """The SpoC section of an experiment report, drawn from
-:func:`camtrace.workflows.spoc_run.evaluate_spoc`: SpoC's Tables 1-6 with its published
+:func:`camtrace.workflows.spoc.run.evaluate_spoc`: SpoC's Tables 1-6 with its published
 numbers beside ours, example patches (original, spoofed, amplified difference), the residual
 spectra before and after spoofing (SpoC Fig. 4) and SpoC's training losses."""
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from camtrace.workflows import plots
-from camtrace.workflows.generator_report import examples_figure, loss_figure
+from camtrace.workflows.generators.report import examples_figure, loss_figure
 from camtrace.workflows.report import Report, percent
 
 if TYPE_CHECKING:
-    from camtrace.workflows.spoc_run import SpocResults
+    from camtrace.workflows.spoc.run import SpocResults
 
 KINDS = {
     "synthetic": "S = synthetic images (SpoC's setting)",

@@ -45,7 +45,7 @@ from camtrace.evaluation.attack_metrics import attack_metrics, outcome_from_scor
 from camtrace.evaluation.sanity import Evidence, sanity_checks
 from camtrace.models.checkpoint import load_detector
 from camtrace.training.distributed import init_from_env, world
-from camtrace.workflows.attack_run import Pool, assign_targets, build_pool
+from camtrace.workflows.attacks.run import Pool, assign_targets, build_pool
 from camtrace.workflows.config import AdaptiveConfig, RobustnessConfig
 
 ITERATIVE = ("bim", "pgd", "mifgsm", "timifgsm")

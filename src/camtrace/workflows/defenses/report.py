@@ -1,7 +1,7 @@
 """Zhao's comparison of undefended and defended detectors in an experiment report: Table 1
 (clean accuracy per patch size, one row per detector architecture and defence) and the
 accuracy-vs-epsilon curves of each architecture, one line per defence (Zhao Tables 2-3 as
-curves; the per-detector tables of :mod:`camtrace.workflows.attack_report` hold the numbers).
+curves; the per-detector tables of :mod:`camtrace.workflows.attacks.report` hold the numbers).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The attack tables and figures of an experiment report, drawn from the metrics of
-:func:`camtrace.workflows.attack_run.run_attacks`: Güera Tables 3-4 and Fig. 4, Zhao
+:func:`camtrace.workflows.attacks.run.run_attacks`: Güera Tables 3-4 and Fig. 4, Zhao
 Table 2, the error-vs-epsilon curves and SpoC's Table 4 transfer matrix."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from camtrace.workflows import plots
-from camtrace.workflows.attack_plan import PLAIN
+from camtrace.workflows.attacks.plan import PLAIN
 from camtrace.workflows.report import Report, percent
 
 if TYPE_CHECKING:
-    from camtrace.workflows.attack_run import Example
+    from camtrace.workflows.attacks.run import Example
 
 METRIC_NAMES = {"sar": "SAR", "error_rate": "error rate"}
 

@@ -53,9 +53,9 @@ from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.ensemble import LogitEnsemble
 from camtrace.training.engine import TrainConfig
-from camtrace.workflows.attack_run import CameraJpeg
+from camtrace.workflows.attacks.run import CameraJpeg
 from camtrace.workflows.config import ExperimentConfig, SplitConfig, SvmConfig
-from camtrace.workflows.generator_run import Example, read_log, train_or_retrain
+from camtrace.workflows.generators.run import Example, read_log, train_or_retrain
 from camtrace.workflows.identification import (
     Clock,
     DetectorSpec,
@@ -64,8 +64,8 @@ from camtrace.workflows.identification import (
     identify_on_split,
     preset_patches,
 )
-from camtrace.workflows.spoc_inputs import Inputs, real_inputs, synthetic_inputs, target_patches
-from camtrace.workflows.spoc_plan import (
+from camtrace.workflows.spoc.inputs import Inputs, real_inputs, synthetic_inputs, target_patches
+from camtrace.workflows.spoc.plan import (
     ABLATIONS,
     BASELINES,
     ENSEMBLE,

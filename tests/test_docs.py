@@ -1,0 +1,70 @@
+"""The documentation holds to the code: every result table of the README and the docs is
+its own refresh from the kept runs, the CLI reference is typer's from the code, the README's
+Python example runs, and the README stays one screen."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import camtrace
+from camtrace.workflows.tables import BLOCK, refresh_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_table_is_rendered_from_its_run(page: Path) -> None:
+    text = page.read_text()
+    assert refresh_tables(text, ROOT) == text, f"camtrace tables {page.relative_to(ROOT)}"
+
+
+def test_the_readme_shows_its_tables_and_stays_one_screen() -> None:
+    text = (ROOT / "README.md").read_text()
+    kinds = {m.group(2) for m in BLOCK.finditer(text)}
+    assert {"accuracy", "zoo"} <= kinds
+    assert len(text.splitlines()) < 150
+
+
+def test_the_cli_reference_is_typers_from_the_code(tmp_path: Path) -> None:
+    typer = shutil.which("typer") or pytest.skip("the typer command is not installed")
+    out = tmp_path / "cli.md"
+    subprocess.run(
+        [typer, "camtrace.cli", "utils", "docs", "--name", "camtrace", "--output", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_text() == (ROOT / "docs" / "cli-reference.md").read_text(), (
+        "typer camtrace.cli utils docs --name camtrace --output docs/cli-reference.md"
+    )
+
+
+@contextlib.contextmanager
+def working_in(folder: Path):
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def test_the_readme_python_example_runs(tmp_path: Path, capsys) -> None:
+    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    manifest = camtrace.simulate("tiny", tmp_path / "sim", shots=1, size=(192, 256))
+    photo = next(r for r in manifest.records if r.model != "Nimbus_N300")
+    shutil.copy(manifest.abspath(photo), tmp_path / "photo.jpg")
+    with working_in(tmp_path):
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (the README's own example)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(printed) >= 2 and (tmp_path / "spoofed.png").is_file()
+    assert printed[-1].split()[:2] == ["Nimbus_N300", "True"]
+    assert sys.modules["camtrace"] is camtrace
