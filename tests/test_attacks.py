@@ -185,9 +185,11 @@ def test_quantised_output_is_uint8_in_the_ball_and_success_is_on_it(
     else:
         assert delta.abs().max() <= 2
     with torch.no_grad():
-        pred = bondi(adv.float()).argmax(1)
-        clean = bondi(patches.float()).argmax(1)
+        logits = bondi(adv.float())
+        pred, clean = logits.argmax(1), bondi(patches.float()).argmax(1)
     torch.testing.assert_close(info.success, pred != clean)
+    # the one verdict evaluation reads: the detector's fp32 soft-max on the uint8 output
+    torch.testing.assert_close(info.scores, logits.softmax(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(info.linf, delta.flatten(1).abs().amax(1))
     torch.testing.assert_close(info.l0, (delta != 0).flatten(1).sum(1))
     assert info.success.any()
@@ -337,8 +339,10 @@ def test_success_after_jpeg_flag(bondi) -> None:
     adv, info = PGD(eps=8, alpha=1, steps=20, random_start=False, jpeg=jpeg)(bondi, patches, target)
     with torch.no_grad():
         on_uint8 = bondi(adv.float()).argmax(1) == target
-        after_jpeg = bondi(recompress(adv, jpeg).float()).argmax(1) == target
+        jpeg_logits = bondi(recompress(adv, jpeg).float())
+        after_jpeg = jpeg_logits.argmax(1) == target
     torch.testing.assert_close(info.jpeg_success, after_jpeg)
+    torch.testing.assert_close(info.jpeg_scores, jpeg_logits.softmax(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(info.success, on_uint8 & after_jpeg)
     assert plain.jpeg_success is None
     assert plain.success.all() and info.success.any()

@@ -74,7 +74,10 @@ class AttackInfo:
     success means reaching ``target`` or leaving ``labels`` (the detector's clean prediction,
     or the true labels given). ``target`` is the class each sample was pushed toward (LLCM
     picks it itself), None when untargeted. Norms are of the uint8 perturbation, in pixel
-    units; L0 counts changed values (pixel x channel).
+    units; L0 counts changed values (pixel x channel). ``scores`` is the attacked detector's
+    fp32 soft-max on each uint8 output (``jpeg_scores`` after the JPEG, when asked): the one
+    verdict ``success`` is read from, which evaluation takes as it is
+    (:func:`camtrace.evaluation.attack_metrics.attack_metrics`) instead of judging again.
     """
 
     success: torch.Tensor
@@ -87,6 +90,8 @@ class AttackInfo:
     labels: torch.Tensor
     target: torch.Tensor | None
     targeted: bool
+    scores: torch.Tensor
+    jpeg_scores: torch.Tensor | None
 
     @classmethod
     def cat(cls, parts: list[AttackInfo]) -> AttackInfo:
@@ -106,6 +111,8 @@ class AttackInfo:
             "linf",
             "labels",
             "target",
+            "scores",
+            "jpeg_scores",
         )
         return cls(**{n: join(n) for n in names}, targeted=parts[0].targeted)
 
@@ -265,16 +272,16 @@ class Attack:
             # judges floats in its loop, so its uint8 outputs are all judged here
             settled = goal.settled if self.options.quantize else torch.zeros_like(goal.settled)
             on_uint8, todo = settled.clone(), (~settled).nonzero().squeeze(1)
-            on_uint8[todo] = goal.reached(model.judge(adv[todo]), todo)
+            logits = model.judge(adv).float()  # every uint8 output, once: the one verdict
+            on_uint8[todo] = goal.reached(logits[todo], todo)
             float_success = on_uint8.clone()
             off_grid = (x_float != adv).flatten(1).any(1).nonzero().squeeze(1)
             float_success[off_grid] = goal.reached(model.judge(x_float[off_grid]), off_grid)
-            success, jpeg_success = on_uint8, None
+            success, jpeg_success, jpeg_logits = on_uint8, None, None
             if self.options.jpeg is not None:
+                jpeg_logits = model.judge(_recompressed(adv, self.options.jpeg)).float()
                 jpeg_success = settled.clone()
-                jpeg_success[todo] = goal.reached(
-                    model.judge(_recompressed(adv[todo], self.options.jpeg)), todo
-                )
+                jpeg_success[todo] = goal.reached(jpeg_logits[todo], todo)
                 success = on_uint8 & jpeg_success
             delta = (adv - x0).flatten(1)
         info = AttackInfo(
@@ -288,6 +295,8 @@ class Attack:
             labels=labels.cpu(),
             target=None if aim is None else aim.cpu(),
             targeted=target is not None,
+            scores=logits.softmax(1).cpu(),
+            jpeg_scores=None if jpeg_logits is None else jpeg_logits.softmax(1).cpu(),
         )
         return (adv.to(torch.uint8) if self.options.quantize else x_float.detach()), info
 

@@ -196,13 +196,18 @@ def attack_metrics(
     jpeg_adv: Images | None = None,
     classes: Sequence[str] | None = None,
     batch_size: int = 256,
+    scores: np.ndarray | torch.Tensor | None = None,
+    jpeg_scores: np.ndarray | torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Outcome and distortion of an attack, overall and per true class, on uint8 images.
 
     ``clean``/``adv`` (and ``jpeg_adv``, the attacked images after JPEG re-compression) are
     uint8 batches (N, H, W, 3) or (N, 3, H, W); ``labels`` the true classes; ``target`` the
-    class(es) of a targeted attack (adds ``sar``). Returns ``{"overall", "per_class"}`` and,
-    with ``jpeg_adv``, ``"jpeg"`` holding the outcome after compression.
+    class(es) of a targeted attack (adds ``sar``). ``scores`` (and ``jpeg_scores``): the
+    detector's soft-max on ``adv`` (after JPEG) when the attack already judged it
+    (``AttackInfo.scores``); otherwise the detector judges here. Returns ``{"overall",
+    "per_class"}`` and, with ``jpeg_adv`` or ``jpeg_scores``, ``"jpeg"`` holding the outcome
+    after compression.
     """
     classes = list(detector.classes if classes is None else classes)
     x_adv = as_nhwc(adv, "adv")
@@ -210,12 +215,15 @@ def attack_metrics(
     if y is None:
         raise CamtraceError("labels: attack_metrics needs the true class of every image")
     d = distortion(clean, x_adv)
-    result = outcome_metrics(softmax_scores(detector, x_adv, batch_size), y, classes, target)
+    if scores is None:
+        scores = softmax_scores(detector, x_adv, batch_size)
+    result = outcome_metrics(np.asarray(scores), y, classes, target)
     result["overall"].update(summarise_distortion(d))
     for c, name in enumerate(classes):
         if name in result["per_class"]:
             result["per_class"][name].update(summarise_distortion(d, y == c))
-    if jpeg_adv is not None:
-        scores = softmax_scores(detector, as_nhwc(jpeg_adv, "jpeg_adv"), batch_size)
-        result["jpeg"] = outcome_metrics(scores, y, classes, target)
+    if jpeg_scores is None and jpeg_adv is not None:
+        jpeg_scores = softmax_scores(detector, as_nhwc(jpeg_adv, "jpeg_adv"), batch_size)
+    if jpeg_scores is not None:
+        result["jpeg"] = outcome_metrics(np.asarray(jpeg_scores), y, classes, target)
     return result

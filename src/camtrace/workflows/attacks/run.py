@@ -194,7 +194,7 @@ def _attack_setting(
     torch.manual_seed(ctx.seed)
     attack = spec.build(eps, row["target"], ctx.camera, ctx.plan.batch_size)
     adv, info = attack(det, x, target=target, labels=y)
-    row.update(attack_metrics(det, x, y, adv, target=target, batch_size=ctx.plan.batch_size))
+    row.update(attack_metrics(det, x, y, adv, target=target, scores=info.scores))
     row["attack"] = info.summary()
     t = None if target is None else np.full(len(y), target)
     models = y if target is None else t

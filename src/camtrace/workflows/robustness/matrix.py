@@ -251,12 +251,13 @@ def run_cell(
     x, y = pools[cell.row].images, pools[cell.row].labels
     if len(x) == 0:
         return {"n": 0}
-    adv = (
+    adv, scores = (
         _generated(cell, judge, x, y, batch_size)
         if cell.method in METHODS
         else _crafted(cell, judge, crafter, x, y, batch_size, seed)
     )
-    m = attack_metrics(judge, x, y, adv, jpeg_adv=recompress(adv, jpeg), batch_size=batch_size)
+    jpeg_adv = recompress(adv, jpeg)
+    m = attack_metrics(judge, x, y, adv, jpeg_adv=jpeg_adv, batch_size=batch_size, scores=scores)
     o, j = m["overall"], m["jpeg"]["overall"]
     return {
         "n": o["n"],
@@ -278,35 +279,48 @@ def _crafted(
     y: np.ndarray,
     batch_size: int,
     seed: int,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The cell's attack crafted on ``crafter``, once per restart on the patches ``judge``
-    still classifies right."""
+    still classifies right; with ``judge``'s soft-max on each final output (white-box: the
+    attack's own verdict, ``AttackInfo.scores``; transfer: ``judge`` judges)."""
     kwargs = _kwargs(cell)
     adv, done = x.copy(), np.zeros(len(x), bool)
+    scores = np.zeros((len(x), len(judge.classes)), np.float32)
     for r in range(cell.restarts):
         todo = np.flatnonzero(~done)
         if len(todo) == 0:
             break
         torch.manual_seed(seed + r)
         attack = make_attack(cell.method, batch_size=batch_size, seed=seed + r, **kwargs)
-        adv[todo], _ = attack(crafter, x[todo], labels=y[todo])
-        done[todo] = softmax_scores(judge, adv[todo], batch_size).argmax(1) != y[todo]
-    return adv
+        adv[todo], info = attack(crafter, x[todo], labels=y[todo])
+        scores[todo] = (
+            info.scores.numpy()
+            if crafter is judge
+            else softmax_scores(judge, adv[todo], batch_size)
+        )
+        done[todo] = scores[todo].argmax(1) != y[todo]
+    return adv, scores
 
 
 def _generated(
     cell: Cell, judge: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each patch pushed toward one target camera model in turn (never its own) by that
-    target's generator; a patch with no other target is left as is."""
+    target's generator; a patch with no other target is left as is. With ``judge``'s
+    soft-max on each output (the attack's own verdict)."""
     paths, classes = dict(dict(cell.params)["generators"]), list(judge.classes)
     targets = assign_targets(y, [classes.index(t) for t in paths if t in classes])
     adv = x.copy()
+    scores = np.zeros((len(x), len(classes)), np.float32)
     for t in np.unique(targets[targets >= 0]):
         rows = targets == t
         attack = make_attack(cell.method, generator=paths[classes[t]], batch_size=batch_size)
-        adv[rows], _ = attack(judge, x[rows])
-    return adv
+        adv[rows], info = attack(judge, x[rows])
+        scores[rows] = info.scores.numpy()
+    untouched = targets < 0
+    if untouched.any():
+        scores[untouched] = softmax_scores(judge, x[untouched], batch_size)
+    return adv, scores
 
 
 def run_sharded(
