@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from camtrace.attacks import PGD, make_attack
-from camtrace.attacks.base import LOSSES, cross_entropy_loss, cw_loss, dlr_loss
+from camtrace.attacks.losses import LOSSES, cross_entropy_loss, cw_loss, dlr_loss
 from camtrace.errors import CamtraceError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

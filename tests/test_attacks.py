@@ -26,9 +26,9 @@ from camtrace.attacks import (
     make_attack,
     recompress,
 )
-from camtrace.attacks.base import round_in_l2_ball
 from camtrace.attacks.generative import GAPGenerator, MISLGANGenerator, SpoCGenerator
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
+from camtrace.attacks.grid import round_in_l2_ball
 from camtrace.attacks.interop import UnitRangeDetector
 from camtrace.attacks.precision import resolve_precision
 from camtrace.errors import CamtraceError

@@ -113,3 +113,16 @@ def test_no_import_cycle() -> None:
     for m in sorted(graph):
         if m not in state:
             walk(m, [m])
+
+
+def test_attacks_know_a_detector_only_as_a_module() -> None:
+    """docs/architecture.md: outside generative/, attacks import no model class, registry or
+    checkpoint, only eval_mode, and of the data layer only the codec's JPEG."""
+    allowed = {"camtrace.models.inference", "camtrace.data.codec"}
+    for name in MODULES:
+        if not name.startswith("camtrace.attacks") or name.startswith(
+            "camtrace.attacks.generative"
+        ):
+            continue
+        below = {m for m in imports_of(name) if top(m) in ("models", "data", "training")}
+        assert below <= allowed, f"{name} imports {sorted(below - allowed)}"

@@ -13,9 +13,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from camtrace.attacks.base import Attack, AttackInfo, GradientAttack, as_pixel_eps
+from camtrace.attacks.base import Attack, AttackInfo, GradientAttack
 from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack, SpoCAttack
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
+from camtrace.attacks.grid import as_pixel_eps
 from camtrace.attacks.jsma import JSMA
 from camtrace.attacks.noise import RandomSign, RandomSignLuma
 from camtrace.attacks.options import OPTIONS, AttackOptions

@@ -1,4 +1,5 @@
-"""The attack contract and the one loop every iterative gradient attack shares.
+"""The attack contract and the one loop every iterative gradient attack shares (its losses:
+:mod:`camtrace.attacks.losses`; the 8-bit grid it rounds to: :mod:`camtrace.attacks.grid`).
 
 ``attack(detector, images_uint8, target=None) -> (adv_uint8, info)`` (docs/architecture.md): a
 callable object per attack, configured at construction. Epsilon and steps are in 0-255 pixel
@@ -23,10 +24,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
 
+from camtrace.attacks.grid import round_in_l2_ball, round_in_linf_ball
+from camtrace.attacks.losses import LOSSES
 from camtrace.attacks.options import AttackOptions, configure
 from camtrace.attacks.precision import AttackModel, resolve_precision
 from camtrace.data.codec import Jpeg, recompress
@@ -36,26 +38,6 @@ from camtrace.models.inference import eval_mode
 Images = torch.Tensor | np.ndarray
 Target = int | torch.Tensor | np.ndarray | list[int] | None
 NORMS = ("linf", "l2")
-
-
-def as_pixel_eps(value: float, units: str = "auto") -> tuple[float, str]:
-    """Epsilon or step size in 0-255 pixel units. ``units``: ``auto`` reads values < 1 on the
-    [0, 1] scale (x 255, Güera's 0.001..0.01) and 1 and above as pixel units (Zhao's 1..5);
-    ``pixel`` and ``unit`` force one convention.
-
-    Returns the value and a sentence saying which convention was used, for the CLI to print.
-    """
-    value = float(value)
-    if not value > 0:
-        raise CamtraceError(
-            f"epsilon {value:g} must be positive (0-255 pixel units, or < 1 for the [0, 1] scale)"
-        )
-    if units == "unit" or (units == "auto" and value < 1):
-        return (
-            value * 255,
-            f"{value:g} read on the [0, 1] scale = {value * 255:g} in 0-255 pixel units",
-        )
-    return value, f"{value:g} in 0-255 pixel units"
 
 
 def require(condition: bool, message: str) -> None:
@@ -440,99 +422,6 @@ class GradientAttack(Attack):
         if self.norm == "l2":
             return (x0 + round_in_l2_ball(x - x0, self.eps)).clamp(0, 255)
         return round_in_linf_ball(x, x0, self.eps)
-
-
-def cross_entropy_loss(
-    logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None
-) -> torch.Tensor:
-    """Cross-entropy to ascend (Goodfellow et al. 2015; Madry et al. 2018): J(x, y) away from
-    ``labels``, or -J(x, t) toward ``target``; summed, as every loss here, so each sample's
-    gradient is independent of the batch it shares. Saturates: once the soft-max is one-hot
-    in fp32 its gradient is exactly zero."""
-    if target is None:
-        return F.cross_entropy(logits, labels, reduction="sum")
-    return -F.cross_entropy(logits, target, reduction="sum")
-
-
-def cw_loss(
-    logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None
-) -> torch.Tensor:
-    """Carlini & Wagner 2017's margin (their objective f_6 without the confidence clamp),
-    to ascend: max_{j != y} z_j - z_y away from ``labels``, z_t - max_{j != t} z_j toward
-    ``target``. Its gradient is a difference of two logits' gradients: no soft-max to
-    saturate."""
-    if target is None:
-        return (_best_other(logits, labels) - _logit(logits, labels)).sum()
-    return (_logit(logits, target) - _best_other(logits, target)).sum()
-
-
-def dlr_loss(
-    logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None
-) -> torch.Tensor:
-    """Difference of Logits Ratio of Croce & Hein 2020 (AutoAttack's APGD-DLR), to ascend,
-    z sorted so that z_pi1 >= z_pi2 >= ...: -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 +
-    1e-12) away from ``labels`` (y); their targeted version -(z_y - z_t) / (z_pi1 -
-    (z_pi3 + z_pi4) / 2 + 1e-12) toward ``target`` (t). Invariant to a shift and a positive
-    scale of the logits, so it does not saturate."""
-    classes, need = logits.shape[1], 3 if target is None else 4
-    kind = "untargeted" if target is None else "targeted"
-    require(
-        classes >= need,
-        f"loss 'dlr' {kind} needs >= {need} classes, the detector has {classes}; use loss 'cw'",
-    )
-    z = logits.sort(dim=1, descending=True).values
-    if target is None:
-        margin, scale = _logit(logits, labels) - _best_other(logits, labels), z[:, 0] - z[:, 2]
-    else:
-        margin = _logit(logits, labels) - _logit(logits, target)
-        scale = z[:, 0] - (z[:, 2] + z[:, 3]) / 2
-    return (-margin / (scale + 1e-12)).sum()
-
-
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
-    "ce": cross_entropy_loss,
-    "cw": cw_loss,
-    "dlr": dlr_loss,
-}
-"""The losses the iterative loop ascends, by the name its ``loss`` option takes."""
-
-
-def _logit(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """z_c of each sample, c its class in ``classes``."""
-    return logits.gather(1, classes.unsqueeze(1)).squeeze(1)
-
-
-def _best_other(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """max_{j != c} z_j of each sample, c its class in ``classes``."""
-    own = F.one_hot(classes, logits.shape[1]).bool()
-    return logits.masked_fill(own, -torch.inf).amax(1)
-
-
-def round_in_linf_ball(x: torch.Tensor, x0: torch.Tensor, eps: float) -> torch.Tensor:
-    """Nearest 8-bit value of ``x`` within ``eps`` of the uint8-valued ``x0``: values that
-    rounding would push outside the ball are rounded toward ``x0``."""
-    q = x.round()
-    outside = (q - x0).abs() > eps
-    return torch.where(outside, x0 + (x - x0).trunc(), q).clamp(0, 255)
-
-
-def round_in_l2_ball(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Integer perturbation near ``delta`` (per sample, ||delta||_2 <= eps) whose L2 norm
-    stays <= eps: round to nearest, then, only in samples that rounding pushed outside the
-    ball, round toward zero the values rounded away from it, cheapest first (least added
-    distance to ``delta`` per unit of squared norm given back), until the sample fits.
-    Truncating whole samples instead spends only ~60% of the budget."""
-    t, q = delta.trunc(), delta.round()
-    excess = q.flatten(1).square().sum(1, keepdim=True) - eps**2
-    gain = (q.square() - t.square()).flatten(1)  # squared norm given back by truncating
-    frac = (delta - t).abs().flatten(1)  # in [0.5, 1) where rounding went away from zero
-    cost = torch.where(gain > 0, (2 * frac - 1) / gain.clamp_min(1e-12), torch.inf)
-    order = cost.argsort(dim=1, stable=True)
-    sorted_gain = gain.gather(1, order)
-    # values with gain 0 have t == q: reverting them changes nothing
-    revert_sorted = sorted_gain.cumsum(1) - sorted_gain < excess
-    revert = torch.zeros_like(revert_sorted).scatter_(1, order, revert_sorted)
-    return torch.where(revert.view_as(delta), t, q)
 
 
 def _recompressed(x: torch.Tensor, jpeg: Jpeg) -> torch.Tensor:

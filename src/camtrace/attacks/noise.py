@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from camtrace.attacks.base import Attack, Goal, require, round_in_linf_ball
+from camtrace.attacks.base import Attack, Goal, require
+from camtrace.attacks.grid import round_in_linf_ball
 from camtrace.attacks.precision import AttackModel
 
 

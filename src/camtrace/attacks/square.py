@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from camtrace.attacks.base import Attack, Goal, require, round_in_linf_ball
+from camtrace.attacks.base import Attack, Goal, require
+from camtrace.attacks.grid import round_in_linf_ball
 from camtrace.attacks.precision import AttackModel
 
 HALVING = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

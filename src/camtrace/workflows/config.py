@@ -91,7 +91,7 @@ def _generative() -> Sequence[str]:
 
 
 def _losses() -> Sequence[str]:
-    from camtrace.attacks.base import LOSSES
+    from camtrace.attacks.losses import LOSSES
 
     return tuple(LOSSES)
 

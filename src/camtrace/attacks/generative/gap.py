@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtrace.attacks.base import round_in_linf_ball
+from camtrace.attacks.grid import round_in_linf_ball
 
 STRIDE = 4  # two stride-2 convolutions
 
