@@ -18,6 +18,7 @@ LAYERS = {
     "_version": 0,
     "hardware": 0,
     "schema": 0,
+    "registry": 0,
     "data": 1,
     "models": 2,
     "attacks": 3,

@@ -41,6 +41,8 @@ _API = {
     "make_attack": "camtrace.attacks",
     "attack_image": "camtrace.workflows.spoof",
     "attack_file": "camtrace.workflows.spoof",
+    "spoof": "camtrace.workflows.spoof",
+    "AttackSettings": "camtrace.workflows.config",
     "save_image": "camtrace.data.codec",
     "Jpeg": "camtrace.data.codec",
     "attack_metrics": "camtrace.evaluation.attack_metrics",

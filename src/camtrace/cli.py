@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +16,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from camtrace.errors import CamtraceError
+from camtrace.training.config import TrainConfig
 
 app = typer.Typer(
     help="camtrace: identify the camera model of a photo, attack it, defend it, measure it.",
@@ -30,6 +34,84 @@ Detector = Annotated[
         help="A detector checkpoint (.safetensors) or a pretrained name (camtrace models)."
     ),
 ]
+
+
+class Registered:
+    """Parses an option whose values a registry or the config schema holds, read only when
+    needed (a value to check, or ``--help``: see :class:`ListsChoices`), because importing
+    the attacks or the models costs seconds on every start."""
+
+    def __init__(self, option: str, names: Callable[[], Sequence[str]]) -> None:
+        self.option, self.names = option, names
+        self.__name__ = "choice"  # click names the parameter type after it
+
+    def __call__(self, value: str) -> str:
+        names = self.names()
+        if value.lower() not in names:
+            raise CamtraceError(f"--{self.option} {value}: use one of {', '.join(names)}")
+        return value.lower()
+
+
+class ListsChoices(TyperCommand):
+    """A command whose ``--help`` shows, for each option parsed by :class:`Registered`, the
+    values its registry holds."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        function = getattr(self.callback, "__wrapped__", self.callback)  # typer wraps it
+        hints = typing.get_type_hints(function, include_extras=True)
+        for param in self.params:
+            infos = getattr(hints.get(param.name), "__metadata__", ())
+            parse = next((getattr(i, "parser", None) for i in infos), None)
+            if isinstance(parse, Registered) and "One of:" not in (param.help or ""):
+                param.help = f"{param.help} One of: {', '.join(parse.names())}."
+        super().format_help(ctx, formatter)
+
+
+def _architectures() -> Sequence[str]:
+    from camtrace.models import architectures
+
+    return architectures()
+
+
+def _attacks() -> Sequence[str]:
+    from camtrace.attacks import ATTACKS
+
+    return ATTACKS.names()
+
+
+def _defence(key: str) -> Callable[[], Sequence[str]]:
+    """The allowed values of DefenseConfig's ``key``, from its schema."""
+
+    def names() -> Sequence[str]:
+        from camtrace.defenses import DefenseConfig
+        from camtrace.schema import choices_of
+
+        return choices_of(DefenseConfig, key)
+
+    return names
+
+
+def _train(key: str) -> Any:
+    """TrainConfig's default for ``key``: the CLI declares none of its own."""
+    return TrainConfig.model_fields[key].default
+
+
+def _layouts() -> Sequence[str]:
+    from camtrace.data.layouts import LAYOUTS
+
+    return LAYOUTS
+
+
+def _protocols() -> Sequence[str]:
+    from camtrace.data.patches import PROTOCOLS
+
+    return tuple(PROTOCOLS)
+
+
+def _precisions() -> Sequence[str]:
+    from camtrace.schema import choices_of
+
+    return choices_of(TrainConfig, "precision")
 
 
 @app.command()
@@ -189,10 +271,12 @@ def synthesize(
     console.print(f"real vs synthetic -> {detection}")
 
 
-@app.command()
+@app.command(cls=ListsChoices)
 def index(
     root: Annotated[Path, typer.Argument(help="Root folder of the dataset.")],
-    layout: Annotated[str, typer.Option(help="dresden, vision, kaggle2018, folders or exif.")],
+    layout: Annotated[
+        str, typer.Option(help="Dataset layout.", parser=Registered("layout", _layouts))
+    ],
     out: Annotated[Path, typer.Option(help="Manifest file to write.")] = Path("manifest.csv"),
     scenes_csv: Annotated[Path | None, typer.Option(help="CSV with columns file,scene.")] = None,
     multi_instance_only: Annotated[
@@ -213,14 +297,14 @@ def index(
     )
 
 
-@app.command()
+@app.command(cls=ListsChoices)
 def audit(
     data: Annotated[Path, typer.Argument(help="Dataset folder, or a manifest.csv.")],
     out: Annotated[Path, typer.Option(help="Folder for audit.json and report.html.")] = Path(
         "runs/audit"
     ),
     layout: Annotated[
-        str, typer.Option(help="Layout of a dataset folder (see 'camtrace index').")
+        str, typer.Option(help="Layout of a dataset folder.", parser=Registered("layout", _layouts))
     ] = "dresden",
     scenes_csv: Annotated[Path | None, typer.Option(help="CSV with columns file,scene.")] = None,
     progress: Progress = True,
@@ -243,11 +327,15 @@ def audit(
     console.print(f"report: {out / 'report.html'}")
 
 
-@app.command()
+@app.command(cls=ListsChoices)
 def split(
     manifest: Annotated[Path, typer.Argument(help="Manifest to split.")],
     protocol: Annotated[
-        str, typer.Option(help="bondi (scene/device-disjoint) or random.")
+        str,
+        typer.Option(
+            help="bondi: scene- and device-disjoint; random: per-model image split.",
+            parser=Registered("protocol", lambda: ("bondi", "random")),
+        ),
     ] = "bondi",
     out: Annotated[Path | None, typer.Option(help="Output manifest (default: overwrite).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -282,12 +370,16 @@ def split(
     console.print(f"no leaks -> {path}")
 
 
-@app.command()
+@app.command(cls=ListsChoices)
 def patches(
     manifest: Annotated[Path, typer.Argument(help="Split manifest.")],
     out: Annotated[Path, typer.Option(help="Patch store folder.")] = Path("data/patches"),
     protocol: Annotated[
-        str, typer.Option(help="bondi (64, top-32), guera (32, 500 random), gan (256).")
+        str,
+        typer.Option(
+            help="bondi (64, top-32), guera (32, 500 random), gan (256).",
+            parser=Registered("protocol", _protocols),
+        ),
     ] = "bondi",
     size: Annotated[int | None, typer.Option(help="Override the patch size.")] = None,
     count: Annotated[int | None, typer.Option(help="Override patches per image.")] = None,
@@ -315,32 +407,29 @@ def patches(
     )
 
 
-class _ListsArchitectures(TyperCommand):
-    """A command whose ``--arch`` help lists the registered architectures, read only when the
-    help is shown (importing the models costs seconds on every start)."""
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        from camtrace.models import architectures
-
-        for param in self.params:
-            if param.name == "arch":
-                param.help = f"Detector architecture: {', '.join(architectures())}."
-        super().format_help(ctx, formatter)
-
-
-@app.command(cls=_ListsArchitectures)
+@app.command(cls=ListsChoices)
 def train(
     store: Annotated[Path, typer.Argument(help="Patch store (from 'camtrace patches').")],
-    arch: Annotated[str, typer.Option(help="Detector architecture.")] = "bondi2017",
+    arch: Annotated[
+        str, typer.Option(help="Detector architecture.", parser=Registered("arch", _architectures))
+    ] = "bondi2017",
     out: Annotated[Path, typer.Option(help="Training folder (state, best, detector).")] = Path(
         "runs/train"
     ),
-    epochs: Annotated[int, typer.Option(help="Epochs (Bondi: best val loss within 50).")] = 50,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 0.015,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    epochs: Annotated[int, typer.Option(help="Epochs (Bondi: best val loss within 50).")] = _train(
+        "epochs"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = _train("batch_size"),
+    lr: Annotated[float, typer.Option(help="Initial learning rate.")] = _train("lr"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _train("seed"),
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto: bf16/fp16 where fast, else fp32.",
+            parser=Registered("precision", _precisions),
+        ),
+    ] = _train("precision"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _train("device"),
     svm: Annotated[
         bool | None, typer.Option("--svm/--no-svm", help="Fit OvO SVMs (default: Bondi).")
     ] = None,
@@ -353,14 +442,23 @@ def train(
         typer.Option(help="Fine-tune: start from a checkpoint or a pretrained name (bondi2017)."),
     ] = None,
     defense: Annotated[
-        str, typer.Option(help="Zhao's defence: none, gradnorm, advtrain or both.")
+        str, typer.Option(help="Zhao's defence.", parser=Registered("defense", _defence("kind")))
     ] = "none",
     lam: Annotated[
         float | None, typer.Option("--lambda", help="gradnorm: penalty weight (eq. 5).")
     ] = None,
-    norm: Annotated[str | None, typer.Option(help="gradnorm: l2, l1 or linf.")] = None,
+    norm: Annotated[
+        str | None,
+        typer.Option(
+            help="gradnorm: the gradient's norm.", parser=Registered("norm", _defence("norm"))
+        ),
+    ] = None,
     adv_attack: Annotated[
-        str | None, typer.Option(help="advtrain: fgsm, llcm, bim, pgd, mifgsm, timifgsm.")
+        str | None,
+        typer.Option(
+            help="advtrain: the attack crafting the adversarial patches.",
+            parser=Registered("adv-attack", _defence("attack")),
+        ),
     ] = None,
     k: Annotated[int | None, typer.Option(help="advtrain: adversarial patches per batch.")] = None,
     alpha: Annotated[float | None, typer.Option(help="advtrain: their loss weight.")] = None,
@@ -518,7 +616,7 @@ def evaluate(
     console.print(f"report:  {path / 'report.html'}\nmetrics: {path / 'metrics.json'}")
 
 
-@app.command()
+@app.command(cls=ListsChoices)
 def attack(
     image: Annotated[Path, typer.Argument(help="Image to spoof.")],
     detector: Detector,
@@ -526,8 +624,8 @@ def attack(
     method: Annotated[
         str,
         typer.Option(
-            help="fgsm, llcm, bim, pgd, pgd-l2, mifgsm, timifgsm, jsma; or a generative "
-            "attack: mislgan, advcamid, gap, spoc (with --generator)."
+            help="The attack (a generative one with --generator).",
+            parser=Registered("method", _attacks),
         ),
     ] = "pgd",
     generator: Annotated[
@@ -574,50 +672,37 @@ def attack(
 ) -> None:
     """Spoof a whole image: attack every patch the detector votes with (a generator: every
     patch), stitch, write a real file, identify it."""
-    import torch
-
-    from camtrace.attacks import Jpeg, as_pixel_eps, make_attack
-    from camtrace.attacks.generative import METHODS
+    from camtrace.attacks import Jpeg, as_pixel_eps
     from camtrace.models import load_detector
-    from camtrace.workflows.spoof import attack_file, output_jpeg
+    from camtrace.schema import parse
+    from camtrace.workflows.config import AttackSettings
+    from camtrace.workflows.spoof import spoof
 
     if jpeg_quality is not None and jpeg_like is not None:
         raise CamtraceError("give --jpeg-quality or --jpeg-like, not both")
-    params: dict[str, Any] = {}
-    if method.lower() in METHODS:
-        if generator is None:
-            raise CamtraceError(
-                f"--method {method} needs --generator GEN.safetensors (written by train_generator)"
-            )
-        params["generator"] = generator
-    elif generator is not None:
-        raise CamtraceError(
-            f"--generator is for the generative methods ({', '.join(METHODS)}), not {method}"
-        )
-    for key, value in (("eps", eps), ("alpha", alpha)):
-        if value is not None:
-            params[key], said = as_pixel_eps(value)
-            err.print(f"{key}: {said}")
-    if steps is not None:
-        params["steps"] = steps
-    jpeg = Jpeg.from_file(jpeg_like) if jpeg_like is not None else jpeg_quality
-    if through_jpeg:
-        params["jpeg"] = output_jpeg(out, jpeg)
-        if params["jpeg"] is None:
-            raise CamtraceError(f"{out}: --through-jpeg needs a JPEG output; use a .jpg --out")
-        params["through_jpeg"] = True
-    det = load_detector(detector)
-    torch.manual_seed(seed)
-    result = attack_file(
-        det,
-        image,
-        out,
-        make_attack(method, progress=progress, **params),
-        target,
-        jpeg=jpeg,
-        rounds=rounds,
-        progress=progress,
+    if alpha is not None:
+        alpha, said = as_pixel_eps(alpha)
+        err.print(f"alpha: {said}")
+    given = {"alpha": alpha, "steps": steps}
+    settings = parse(
+        AttackSettings,
+        {
+            "method": method,
+            "eps": eps,
+            "params": {k: v for k, v in given.items() if v is not None},
+            "generator": generator,
+            "target": target,
+            "through_jpeg": through_jpeg,
+            "rounds": rounds,
+            "seed": seed,
+        },
+        "attack",
     )
+    if eps is not None:
+        err.print(f"eps: {settings.pixels()[1]}")
+    jpeg = Jpeg.from_file(jpeg_like) if jpeg_like is not None else jpeg_quality
+    det = load_detector(detector)
+    result = spoof(det, image, out, settings, jpeg=jpeg, progress=progress)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
@@ -645,6 +730,7 @@ def models(
 ) -> None:
     """The detector zoo: paper, native patch, protocol, SVMs, parameters, GFLOPs per patch;
     then the pretrained detectors with their SimCam-Bench accuracy."""
+    from rich import box
     from rich.table import Column
 
     from camtrace.models.summary import summarize_all
@@ -657,32 +743,34 @@ def models(
         return
 
     table = Table(
-        Column("name", no_wrap=True),
-        "paper",
-        Column("native", no_wrap=True),
-        "min",
-        "protocol",
-        "SVMs",
-        "bf16",
+        *(Column(h, no_wrap=True) for h in ("name", "paper", "patch", "protocol")),
+        *(Column(h, no_wrap=True) for h in ("SVMs", "bf16")),
         Column("params", no_wrap=True, justify="right"),
         Column("GFLOPs", no_wrap=True, justify="right"),
-        title=f"Registered detectors ({classes} classes; GFLOPs: one forward of a native patch)",
+        title=f"Registered detectors ({classes} classes): native patch (smallest), GFLOPs a patch",
+        box=box.SIMPLE_HEAD,  # fits an 80-column terminal
+        pad_edge=False,
     )
     for row in summarize_all(classes):
         s = row.spec
         table.add_row(
             s.name,
-            s.paper,
-            f"{s.patch_size}x{s.patch_size}",
-            str(s.min_patch_size),
+            _short_paper(s.paper),
+            f"{s.patch_size} ({s.min_patch_size})",
             s.protocol,
             "yes" if s.svm else "no",
-            "yes" if s.mixed_precision else "fp32",
-            f"{row.parameters:,}",
-            f"{row.gflops_per_patch:.3f}",
+            "yes" if s.mixed_precision else "no",
+            f"{row.parameters / 1e6:.2f}M",
+            f"{row.gflops_per_patch:.2f}",
         )
     console.print(table)
     _pretrained_table()
+
+
+def _short_paper(paper: str) -> str:
+    """ "Bondi et al., ICIP 2017" -> "Bondi 2017" (the first author and the year)."""
+    years = re.findall(r"\b(?:19|20)\d\d\b", paper)
+    return f"{paper.split()[0].rstrip(',')} {years[0] if years else ''}".strip()
 
 
 def _pretrained_table() -> None:

@@ -151,13 +151,30 @@ def option(
     when: tuple[str, tuple[str, ...]] | None = None,
     pattern: str | None = None,
 ) -> Any:
-    """A field of a section: its default (:data:`REQUIRED` if none), meaning and rules."""
+    """A field of a section: its default (:data:`REQUIRED` if none; a function: computed when
+    needed), meaning and rules."""
     rule = Rule(choices, minimum, maximum, when, pattern)
+    if callable(default):  # a default read when needed (e.g. from a registry)
+        return Field(default_factory=default, description=doc, json_schema_extra=rule)
     if isinstance(default, (dict, list)):
         return Field(
             default_factory=type(default)(default).copy, description=doc, json_schema_extra=rule
         )
     return Field(default, description=doc, json_schema_extra=rule)
+
+
+def choices_of(cls: type[BaseModel], name: str) -> tuple[Any, ...]:
+    """The values field ``name`` of section ``cls`` allows (its choices or its Literal)."""
+    rule = rule_of(cls, name)
+    if rule.choices is not None:
+        return tuple(rule.choices())
+    annotation = cls.model_fields[name].annotation
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) is not Literal
+        else (annotation,)
+    )
+    return tuple(v for o in options if typing.get_origin(o) is Literal for v in typing.get_args(o))
 
 
 def rule_of(cls: type[BaseModel], name: str) -> Rule:

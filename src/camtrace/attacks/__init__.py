@@ -2,7 +2,9 @@
 
 Every attack returns uint8 images and an :class:`AttackInfo` whose success is measured on
 those uint8 images (and after JPEG when asked); ``square`` queries forward passes only.
-Build one by name with :func:`make_attack`; the options every attack shares are one
+Build one by name with :func:`make_attack` (the registry :data:`ATTACKS`: a new attack is a
+subclass of :class:`Attack` decorated with ``@register_attack``); the options every attack
+shares are one
 :class:`AttackOptions`. Generative attacks ("mislgan", "advcamid", "gap", "spoc") take a
 trained generator: ``make_attack("mislgan", generator="gen.safetensors")`` (training:
 :func:`camtrace.attacks.generative.train_generator`, SpoC's ``train_spoc``).
@@ -13,31 +15,33 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from camtrace.attacks.base import Attack, AttackInfo, GradientAttack
-from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack, SpoCAttack
+# the attacks register in the order they are imported, the order of every list of them
+from camtrace.attacks.base import ATTACKS, Attack, AttackInfo, GradientAttack, matrix_attacks
 from camtrace.attacks.gradient import BIM, FGSM, LLCM, MIFGSM, PGD, PGDL2, TIMIFGSM
-from camtrace.attacks.grid import as_pixel_eps
+
+# isort: split
 from camtrace.attacks.jsma import JSMA
-from camtrace.attacks.noise import RandomSign, RandomSignLuma
-from camtrace.attacks.options import OPTIONS, AttackOptions
+
+# isort: split
 from camtrace.attacks.square import Square
+
+# isort: split
+from camtrace.attacks.noise import RandomSign, RandomSignLuma
+
+# isort: split
+from camtrace.attacks.generative import AdvCamIdAttack, GAPAttack, MISLGANAttack, SpoCAttack
+
+# isort: split
+from camtrace.attacks.grid import as_pixel_eps
+from camtrace.attacks.options import OPTIONS, AttackOptions
 from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
-
-ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls
-    for cls in (FGSM, LLCM, BIM, PGD, PGDL2, MIFGSM, TIMIFGSM, JSMA, Square)
-    + (RandomSign, RandomSignLuma)
-    + (MISLGANAttack, AdvCamIdAttack, GAPAttack, SpoCAttack)
-}
 
 
 def make_attack(name: str, **kwargs: Any) -> Attack:
     """Build the attack registered as ``name`` from its paper parameters and any of the
     shared options (:class:`AttackOptions`, as keywords or ``options=``)."""
-    cls = ATTACKS.get(name.lower())
-    if cls is None:
-        raise CamtraceError(f"unknown attack '{name}'; choose one of: {', '.join(ATTACKS)}")
+    cls = ATTACKS.get(name)
     params = [
         p.name
         for p in inspect.signature(cls.__init__).parameters.values()
@@ -80,5 +84,6 @@ __all__ = [
     "Jpeg",
     "as_pixel_eps",
     "make_attack",
+    "matrix_attacks",
     "recompress",
 ]

@@ -34,6 +34,7 @@ from camtrace.attacks.precision import AttackModel, resolve_precision
 from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
 from camtrace.models.inference import eval_mode
+from camtrace.registry import Registry
 
 Images = torch.Tensor | np.ndarray
 Target = int | torch.Tensor | np.ndarray | list[int] | None
@@ -144,6 +145,7 @@ class Attack:
     """
 
     name: ClassVar[str] = ""
+    matrix: ClassVar[bool] = True  # a column of the robustness matrix (one Linf budget)
     inapplicable: ClassVar[dict[str, str]] = {}
     needs_gradient: ClassVar[bool] = True
 
@@ -506,3 +508,14 @@ def _bar(enabled: bool, total: int, name: str) -> Iterator[Callable[[int], None]
     with Progress(disable=not enabled, transient=True) as bar:
         task = bar.add_task(f"attack {name}", total=total)
         yield lambda k: bar.advance(task, k)
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+"""Every attack by the name ``make_attack`` and the configs take (``@register_attack``)."""
+register_attack = ATTACKS.register(lambda cls: cls.name)
+
+
+def matrix_attacks() -> tuple[str, ...]:
+    """The attacks the robustness matrix takes as columns (one Linf budget: not PGD-L2, not
+    the generative ones, which have their own column)."""
+    return tuple(name for name, cls in ATTACKS.items() if cls.matrix)

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from camtrace.attacks.base import GradientAttack, require
+from camtrace.attacks.base import GradientAttack, register_attack, require
 
 
+@register_attack
 class FGSM(GradientAttack):
     """x* = x + eps sign(grad_x J(x, y)) (Guera eq. in Sec. 3.1), y the detector's prediction
     (or the true label if given); targeted: x - eps sign(grad_x J(x, t))."""
@@ -30,6 +31,7 @@ class FGSM(GradientAttack):
         super().__init__(eps, eps, 1, loss=loss, **options)
 
 
+@register_attack
 class LLCM(FGSM):
     """Least-likely class method (Zhao eq. 3-4): x - eps sign(grad_x J(x, y_min)), y_min the
     class the detector finds least likely on the clean image. Success is misclassification."""
@@ -43,6 +45,7 @@ class LLCM(FGSM):
         return clean_logits.argmin(1)
 
 
+@register_attack
 class BIM(GradientAttack):
     """Basic iterative method / I-FGSM (Kurakin et al. 2017): ``steps`` sign steps of ``alpha``
     projected onto the Linf ball of radius ``eps``."""
@@ -60,6 +63,7 @@ class BIM(GradientAttack):
         super().__init__(eps, alpha, steps, loss=loss, **options)
 
 
+@register_attack
 class PGD(GradientAttack):
     """Projected gradient descent (Madry et al. 2018) from a random start in the ball,
     Linf (sign steps) or L2 (unit-L2 steps)."""
@@ -81,10 +85,12 @@ class PGD(GradientAttack):
         )
 
 
+@register_attack
 class PGDL2(PGD):
     """PGD in the L2 ball; ``eps`` is the L2 norm of the whole patch in pixel units."""
 
     name = "pgd-l2"
+    matrix = False  # an L2 budget: not a column of the Linf matrix
 
     def __init__(
         self,
@@ -98,6 +104,7 @@ class PGDL2(PGD):
         super().__init__(eps, alpha, steps, random_start, "l2", loss, **options)
 
 
+@register_attack
 class MIFGSM(GradientAttack):
     """Momentum iterative FGSM (Dong et al. 2018, eq. 6-7): g <- mu g + grad / ||grad||_1,
     x <- x + alpha sign(g)."""
@@ -116,6 +123,7 @@ class MIFGSM(GradientAttack):
         super().__init__(eps, alpha, steps, mu=mu, loss=loss, **options)
 
 
+@register_attack
 class TIMIFGSM(MIFGSM):
     """Translation-invariant MI-FGSM (Dong et al. 2019, eq. 8): the gradient is convolved with
     a Gaussian kernel (depthwise, any channel count) before momentum. Defaults are SPOC's

@@ -33,12 +33,13 @@ from typing import Any
 
 import torch
 
-from camtrace.attacks.base import Attack, Goal, require
+from camtrace.attacks.base import Attack, Goal, register_attack, require
 from camtrace.attacks.precision import AttackModel
 
 OTHERS = ("sum", "max")
 
 
+@register_attack
 class JSMA(Attack):
     """Targeted JSMA; without a target it aims at the detector's runner-up class and counts
     any misclassification as success. ``theta`` in pixel units (255 saturates, Papernot's

@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from camtrace.attacks.base import Attack, Goal, require
+from camtrace.attacks.base import Attack, Goal, register_attack, require
 from camtrace.attacks.grid import round_in_linf_ball
 from camtrace.attacks.precision import AttackModel
 
 
+@register_attack
 class RandomSign(Attack):
     """x + eps s with uniform random signs s per pixel and channel (0-255 pixel units)."""
 
@@ -51,6 +52,7 @@ class RandomSign(Attack):
         return x, torch.ones(n, dtype=torch.long, device=x0.device)
 
 
+@register_attack
 class RandomSignLuma(RandomSign):
     """x + eps s with one random sign per pixel, shared by R, G and B (luma only)."""
 

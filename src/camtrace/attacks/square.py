@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from camtrace.attacks.base import Attack, Goal, require
+from camtrace.attacks.base import Attack, Goal, register_attack, require
 from camtrace.attacks.grid import round_in_linf_ball
 from camtrace.attacks.precision import AttackModel
 
@@ -32,6 +32,7 @@ HALVING = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 PAPER_QUERIES = 10_000
 
 
+@register_attack
 class Square(Attack):
     """Square Attack in the Linf ball of radius ``eps`` (0-255 pixel units) with at most
     ``queries`` forward passes per sample; ``p_init`` is the fraction of the patch the first

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from camtrace.errors import CamtraceError
 from camtrace.models.base import Detector
 from camtrace.models.spec import ModelSpec
+from camtrace.registry import Registry
 
-_REGISTRY: dict[str, type[Detector]] = {}
+ARCHITECTURES: Registry[type[Detector]] = Registry("architecture")
 
 
 def register(spec: ModelSpec) -> Callable[[type[Detector]], type[Detector]]:
@@ -21,23 +21,17 @@ def register(spec: ModelSpec) -> Callable[[type[Detector]], type[Detector]]:
 
     def add(cls: type[Detector]) -> type[Detector]:
         cls.spec = spec
-        _REGISTRY[spec.name.lower()] = cls
-        return cls
+        return ARCHITECTURES.add(spec.name, cls)
 
     return add
 
 
 def architectures() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(ARCHITECTURES)
 
 
 def detector_class(arch: str) -> type[Detector]:
-    try:
-        return _REGISTRY[arch.lower()]
-    except KeyError:
-        raise CamtraceError(
-            f"unknown architecture '{arch}'; choose one of: {', '.join(architectures())}"
-        ) from None
+    return ARCHITECTURES.get(arch)
 
 
 def model_spec(arch: str) -> ModelSpec:

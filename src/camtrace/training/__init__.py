@@ -1,5 +1,2 @@
-"""Training: one loop for every detector, resumable state, SVM batteries."""
-
-from camtrace.training.engine import Objective, PatchSet, TrainConfig, TrainResult, train
-
-__all__ = ["Objective", "PatchSet", "TrainConfig", "TrainResult", "train"]
+"""Training: one loop for every detector (``engine.py``), its settings (``config.py``),
+resumable state, SVM batteries. Modules are imported by their own path."""

@@ -22,18 +22,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from camtrace.errors import CamtraceError
-from camtrace.hardware import PRECISIONS
 from camtrace.io import write_json
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector, save_detector
-from camtrace.schema import Section, option
+from camtrace.training.config import TrainConfig
 from camtrace.training.distributed import (
     average_gradients,
     barrier,
@@ -63,32 +62,6 @@ Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor
 def cross_entropy(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The default objective: mean cross-entropy of the minibatch."""
     return F.cross_entropy(model(x).float(), labels)
-
-
-def _precisions() -> tuple[str, ...]:
-    return PRECISIONS
-
-
-class TrainConfig(Section):
-    """Hyper-parameters; defaults are Bondi 2017's (SGD, lr 0.015 halved every 10 epochs).
-    In a config's ``train:`` section every key but ``seed`` (the experiment's)."""
-
-    epochs: int = option(50, "training epochs", minimum=1)
-    batch_size: int = option(128, "patches per step", minimum=1)
-    lr: float = option(0.015, "learning rate", minimum=0)
-    momentum: float = option(0.9, "SGD momentum", minimum=0)
-    weight_decay: float = option(7.5e-3, "L2 weight decay", minimum=0)
-    lr_step_epochs: int = option(10, "epochs between learning-rate steps", minimum=1)
-    lr_gamma: float = option(0.5, "factor of each learning-rate step", minimum=0)
-    optimizer: Literal["sgd", "adam"] = option("sgd", "sgd (the papers') or adam")
-    seed: int = option(0, "seed of the initialisation and the batch order", minimum=0)
-    precision: str = option("auto", "auto: bf16/fp16 where fast, else fp32", choices=_precisions)
-    channels_last: bool = option(True, "channels-last memory format")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    eval_batch_size: int = option(512, "patches per validation step", minimum=1)
-    init: str | None = option(
-        None, "fine-tune: start from a checkpoint or pretrained name (default: random)"
-    )
 
 
 @dataclass

@@ -97,10 +97,9 @@ def _losses() -> Sequence[str]:
 
 
 def _matrix_attacks() -> Sequence[str]:
-    from camtrace.attacks import ATTACKS
-    from camtrace.attacks.generative import METHODS
+    from camtrace.attacks import matrix_attacks
 
-    return tuple(a for a in ATTACKS if a not in METHODS)
+    return matrix_attacks()
 
 
 SIMULATE = ("source", ("simulate",))
@@ -302,18 +301,72 @@ class AttacksConfig(Section):
     )
 
 
-class SpoofConfig(Section):
-    """Whole photos of the evaluation split spoofed toward another camera model (Chen Sec.
-    3.4: patch by patch, stitched), written as real files and identified again."""
+class AttackSettings(Section):
+    """One attack of whole photos (``camtrace attack``, :func:`camtrace.spoof`): the method
+    with its budget and parameters, the target, and how the photo is attacked (Chen Sec. 3.4:
+    patch by patch, stitched, written as a real file and identified again)."""
+
+    method: str = option("pgd", "the attack", choices=_attacks)
+    eps: float | None = option(
+        None,
+        "budget: 0-255 pixel units (>= 1), or < 1 on the [0, 1] scale (default: the attack's)",
+        minimum=0,
+    )
+    params: dict[str, Any] = option(
+        {}, "the attack's other keyword arguments (alpha, steps, ...), 0-255 units"
+    )
+    generator: str | None = option(
+        None, "generative attacks: a generator checkpoint or a trained generator's name"
+    )
+    target: str | None = option(
+        None, "camera model to spoof (default: untargeted; a generator's own target)"
+    )
+    through_jpeg: bool = option(
+        False, "gradient attacks: the gradient through the written JPEG too (a .jpg output)"
+    )
+    rounds: int = option(3, "re-identify and re-attack failing patches up to this many", minimum=1)
+    seed: int = option(0, "seed of the random starts: same seed, same output", minimum=0)
+
+    def check(self) -> None:
+        from camtrace.attacks.generative import METHODS
+
+        if "eps" in self.params or "generator" in self.params:
+            raise Invalid("params", "give eps and generator as their own keys")
+        if self.method in METHODS and self.generator is None:
+            raise Invalid("generator", f"method {self.method} needs a trained generator")
+        if self.method not in METHODS and self.generator is not None:
+            raise Invalid("generator", f"for the generative methods ({', '.join(METHODS)})")
+
+    def pixels(self) -> tuple[float | None, str]:
+        """The budget in 0-255 pixel units, and how it was read (for the CLI to say)."""
+        from camtrace.attacks import as_pixel_eps
+
+        return (None, "") if self.eps is None else as_pixel_eps(self.eps)
+
+    def build(self, jpeg: Any = None, progress: bool = False) -> Any:
+        """The attack; ``jpeg``: the written file's setting, which ``through_jpeg`` takes the
+        gradient through."""
+        from camtrace.attacks import make_attack
+
+        params = dict(self.params)
+        eps, _ = self.pixels()
+        if eps is not None:
+            params["eps"] = eps
+        if self.generator is not None:
+            params["generator"] = self.generator
+        if self.through_jpeg:
+            if jpeg is None:
+                raise CamtraceError("through_jpeg needs a JPEG output; write a .jpg")
+            params |= {"jpeg": jpeg, "through_jpeg": True}
+        return make_attack(self.method, progress=progress, **params)
+
+
+class SpoofConfig(AttackSettings):
+    """Whole photos of the evaluation split spoofed toward another camera model, written as
+    real files and identified again (a run's ``spoof:`` section)."""
 
     detector: str | None = option(None, "the run's detector attacked (default: the first)")
-    method: str = option("pgd", "a gradient attack", choices=_attacks)
-    eps: float = option(4.0, "budget, 0-255 pixel units", minimum=0)
-    params: dict[str, Any] = option({}, "the attack's other keyword arguments, 0-255 units")
     photos: int = option(1, "photos spoofed: the first eval photo of the first models", minimum=1)
-    target: str | None = option(
-        None, "camera model to spoof (default: the next in class order after the photo's reading)"
-    )
 
 
 class UnseenConfig(Section):
@@ -463,12 +516,6 @@ class SpocSectionConfig(Section):
             raise Invalid("synthetic.size", f"{side} is not 4 x a power of two (e.g. 64, 128)")
 
 
-MATRIX_ATTACKS = (
-    *("fgsm", "llcm", "bim", "pgd", "mifgsm", "timifgsm", "jsma", "square"),
-    *("noise", "noise-luma"),  # controls: random signs of the same radius
-)
-
-
 class AdaptiveConfig(Section):
     """Adaptive evaluation (Athalye et al. 2018; Carlini et al. 2019; AutoAttack's checks):
     stronger and different attacks on every detector of the matrix, and the sanity checks."""
@@ -515,7 +562,10 @@ class RobustnessConfig(Section):
         4.0, "the matrix's Linf budget in 0-255 pixel units (below 1 nothing moves)", minimum=1
     )
     attacks: tuple[str, ...] = option(
-        MATRIX_ATTACKS, "columns: attacks by name (jsma has no eps)", choices=_matrix_attacks
+        _matrix_attacks,
+        "columns: attacks by name (jsma has no eps; default: every one of the registry's Linf "
+        "attacks and the random-sign controls)",
+        choices=_matrix_attacks,
     )
     params: dict[str, Any] = option(
         {}, "per attack, its keyword arguments, e.g. {square: {queries: 300}, pgd: {steps: 20}}"

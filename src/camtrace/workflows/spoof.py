@@ -39,6 +39,7 @@ from camtrace.errors import CamtraceError
 from camtrace.evaluation.metrics import psnr
 from camtrace.models.base import Detector
 from camtrace.models.inference import Identification, identify, patch_protocol
+from camtrace.workflows.config import AttackSettings
 
 
 class VotingScores(nn.Module):
@@ -328,3 +329,31 @@ def _paste(image: np.ndarray, patches: np.ndarray, positions: np.ndarray, size: 
     """Write ``patches`` back at ``positions`` (in place; grid patches never overlap)."""
     for patch, (y, x) in zip(patches, positions.tolist()):
         image[y : y + size, x : x + size] = patch
+
+
+def spoof(
+    detector: Detector,
+    image: str | Path | np.ndarray,
+    out: str | Path,
+    settings: AttackSettings | None = None,
+    *,
+    jpeg: int | Jpeg | None = None,
+    progress: bool = False,
+) -> WholeImageResult:
+    """``image`` spoofed with the attack ``settings`` describe (default: PGD, untargeted) and
+    written to ``out`` (.png, or .jpg with ``jpeg`` or quality 95): :func:`attack_file` with
+    the attack built, seeded and pointed at the target the settings name."""
+    settings = settings or AttackSettings()
+    jpeg = output_jpeg(out, jpeg)
+    torch.manual_seed(settings.seed)
+    attack = settings.build(jpeg, progress)
+    return attack_file(
+        detector,
+        image,
+        out,
+        attack,
+        settings.target,
+        jpeg=jpeg,
+        rounds=settings.rounds,
+        progress=progress,
+    )

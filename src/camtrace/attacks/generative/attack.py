@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtrace.attacks.base import Attack, AttackInfo, Goal, Images, Target, require
+from camtrace.attacks.base import Attack, AttackInfo, Goal, Images, Target, register_attack, require
 from camtrace.attacks.generative.checkpoint import check_classes, load_generator
 from camtrace.attacks.generative.methods import get_method
 from camtrace.attacks.precision import AttackModel
@@ -36,6 +36,8 @@ class GenerativeAttack(Attack):
     target, the detector classes and the patch size) or a generator module (a loaded one
     keeps its card; a bare one needs ``target`` at every call). ``patch_size``: the tile side
     (default: the card's training patch; None on a bare module: the whole image at once)."""
+
+    matrix = False  # the matrix's generative column, not one of its gradient columns
 
     needs_gradient = False
     inapplicable = {
@@ -151,24 +153,28 @@ class GenerativeAttack(Attack):
         return self.generator.to_grid(x, x0)
 
 
+@register_attack
 class MISLGANAttack(GenerativeAttack):
     """MISLGAN (Chen et al. 2019): generator trained with the discriminator."""
 
     name = "mislgan"
 
 
+@register_attack
 class AdvCamIdAttack(GenerativeAttack):
     """Adv-Cam-Id (Chen et al.'s generator without discriminator, SpoC's baseline)."""
 
     name = "advcamid"
 
 
+@register_attack
 class GAPAttack(GenerativeAttack):
     """GAP (Poursaeed et al. 2018), image-dependent and targeted."""
 
     name = "gap"
 
 
+@register_attack
 class SpoCAttack(GenerativeAttack):
     """SpoC (Cozzolino et al. 2021): a generator trained on the target camera's images
     alone; the detector it meets only has to know the target among its classes."""

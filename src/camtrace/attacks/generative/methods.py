@@ -21,6 +21,7 @@ from camtrace.attacks.generative.gap import GAPGenerator
 from camtrace.attacks.generative.mislgan import MISLGANGenerator
 from camtrace.attacks.generative.spoc import SpoCGenerator
 from camtrace.errors import CamtraceError
+from camtrace.registry import Registry
 
 CHEN = (0.9, 0.999)  # TensorFlow's default Adam betas
 
@@ -50,32 +51,27 @@ class Method:
             raise CamtraceError(f"{self.name} generator: bad hyper-parameter ({exc})") from None
 
 
-METHODS = {
-    m.name: m
-    for m in (
-        Method("mislgan", "Chen et al. 2019", MISLGANGenerator, True, True, 40.0, 1e-4, CHEN),
-        Method("advcamid", "Chen 2019 without D", MISLGANGenerator, False, True, 40.0, 1e-4, CHEN),
-        Method("gap", "Poursaeed et al. 2018", GAPGenerator, False, False, 0.0, 2e-4, (0.5, 0.999)),
-        Method(
-            "spoc",
-            "Cozzolino et al. 2021",
-            SpoCGenerator,
-            True,
-            True,
-            0.0,
-            1e-4,
-            (0.5, 0.999),
-            False,
-        ),
-    )
-}
+METHODS: Registry[Method] = Registry("generative method")
+"""The generative methods by name (``get_method``; a new one: ``METHODS.add(name, method)``)."""
+for _method in (
+    Method("mislgan", "Chen et al. 2019", MISLGANGenerator, True, True, 40.0, 1e-4, CHEN),
+    Method("advcamid", "Chen 2019 without D", MISLGANGenerator, False, True, 40.0, 1e-4, CHEN),
+    Method("gap", "Poursaeed et al. 2018", GAPGenerator, False, False, 0.0, 2e-4, (0.5, 0.999)),
+    Method(
+        "spoc",
+        "Cozzolino et al. 2021",
+        SpoCGenerator,
+        True,
+        True,
+        0.0,
+        1e-4,
+        (0.5, 0.999),
+        False,
+    ),
+):
+    METHODS.add(_method.name, _method)
 
 
 def get_method(name: str) -> Method:
     """The method registered as ``name`` (a one-line error lists the choices)."""
-    method = METHODS.get(str(name).lower())
-    if method is None:
-        raise CamtraceError(
-            f"unknown generative method '{name}'; choose one of: {', '.join(METHODS)}"
-        )
-    return method
+    return METHODS.get(str(name))

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from camtrace.attacks import make_attack
 from camtrace.data.images import load_rgb
 from camtrace.data.manifest import Manifest
 from camtrace.errors import CamtraceError
@@ -21,7 +20,7 @@ from camtrace.models.inference import identify
 from camtrace.workflows.config import SpoofConfig
 from camtrace.workflows.plots import amplified_difference, new_figure
 from camtrace.workflows.report import Report, percent
-from camtrace.workflows.spoof import attack_file
+from camtrace.workflows.spoof import spoof
 
 if TYPE_CHECKING:
     from camtrace.workflows.sections import Context
@@ -64,13 +63,13 @@ def run_spoof(
     classes = detector.classes
     if section.target is not None and section.target not in classes:
         raise CamtraceError(f"spoof.target: {section.target} is not one of {classes}")
-    attack = make_attack(section.method, eps=section.eps, progress=progress, **section.params)
     rows = []
     for i in spoof_photos(manifest, section.photos):
         record = manifest[i]
         target = section.target or next_model(detector, manifest.abspath(record))
         out = run_dir / SPOOF_DIR / f"{Path(record.path).stem}-as-{target}.png"
-        result = attack_file(detector, manifest.abspath(record), out, attack, target)
+        settings = section.replace(target=target)
+        result = spoof(detector, manifest.abspath(record), out, settings, progress=progress)
         log(
             f"spoof {Path(record.path).name}: {result.before.model} -> {result.after.model} "
             f"(target {target}), PSNR {result.psnr:.1f} dB"
