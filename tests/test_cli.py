@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from camtrace.cli import app
@@ -196,7 +197,21 @@ def test_user_errors_are_one_line_without_traceback(
 ) -> None:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    photo = min((pipeline["data"] / "images").glob("*.JPG"))
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(photo.read_bytes()[: photo.stat().st_size // 3])
+    bomb = tmp_path / "bomb.png"  # 20000 x 20000: past Pillow's decompression-bomb guard
+    Image.new("1", (20000, 20000)).save(bomb)
+    manifest = tmp_path / "columns.csv"
+    manifest.write_text("path,make,camera\nimages/a.jpg,Halden,H20\n")  # no model column
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: [unclosed\n")
+    attack = ("--detector", pipeline["ckpt"], "--out", tmp_path / "out.png")
     cases = [
+        (("attack", truncated, *attack), "truncated.jpg"),
+        (("attack", bomb, *attack), "bomb.png"),
+        (("split", manifest), "columns.csv"),
+        (("run", bad_yaml), "bad.yaml"),
         (("identify", tmp_path / "missing.jpg", "--detector", pipeline["ckpt"]), "missing.jpg"),
         (("identify", corrupt, "--detector", pipeline["ckpt"]), "corrupt.jpg"),
         (("identify", corrupt, "--detector", corrupt), "corrupt.jpg"),
@@ -213,7 +228,7 @@ def test_user_errors_are_one_line_without_traceback(
             result.stderr
         )
         assert "Traceback" not in result.stderr
-    assert not (tmp_path / "t").exists()
+    assert not (tmp_path / "t").exists() and not (tmp_path / "out.png").exists()
 
 
 def test_unseen_models_reuse_the_frozen_cnn(pipeline: dict[str, Path]) -> None:

@@ -54,7 +54,7 @@ def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
     assert torch.allclose(saved(x), net.eval()(x), atol=1e-5)
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_a_shorter_finished_run_continues_to_the_longer_runs_result(tmp_path: Path) -> None:
     data, val = toy_patches(), toy_patches(seed=1)
     straight = model()
     train(straight, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "a", progress=False)
@@ -117,3 +117,59 @@ def test_training_state_of_another_patch_size_is_a_one_line_error(tmp_path: Path
     opt = torch.optim.SGD(large.parameters(), 0.1)
     with pytest.raises(CamtraceError, match="training state of another network"):
         load_state(path, large, opt, info["run"], epochs=1)
+
+
+CHILD = """
+import os, signal, sys
+import torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from test_training import CONFIG, model, toy_patches
+from camtrace.training import state
+from camtrace.training.engine import TrainConfig, train
+
+writes, die_at = [0], {die_at}
+real_save = state.save_file
+
+def save_file(tensors, path, metadata=None):
+    real_save(tensors, path, metadata=metadata)
+    writes[0] += 1
+    if writes[0] == die_at:  # the temporary file written, not yet renamed: SIGKILL now
+        os.kill(os.getpid(), signal.SIGKILL)
+
+state.save_file = save_file
+train(model(), toy_patches(), toy_patches(seed=1), TrainConfig(epochs=3, **CONFIG),
+      {out!r}, progress=False)
+"""
+
+
+@pytest.mark.parametrize("moment", ["mid-epoch", "mid-checkpoint-write"])
+def test_a_sigkilled_training_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, moment: str
+) -> None:
+    """A real ``SIGKILL`` of a training process, during the second epoch (the first epoch's
+    state on disk) or while a checkpoint is being written (its temporary file complete, not
+    yet renamed): a fresh process resumes and ends with the uninterrupted run's weights."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    torch.set_num_threads(1)
+    data, val = toy_patches(), toy_patches(seed=1)
+    straight = model()
+    train(straight, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "a", progress=False)
+    out = tmp_path / "b"
+    die_at = 2 if moment == "mid-checkpoint-write" else 0  # the state write of epoch 2
+    code = CHILD.format(tests=str(Path(__file__).parent), out=str(out), die_at=die_at)
+    child = subprocess.Popen([sys.executable, "-c", code])
+    if moment == "mid-epoch":
+        while not (out / "state.safetensors").is_file() and child.poll() is None:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=300) == -signal.SIGKILL
+    resumed = model()
+    result = train(resumed, data, val, TrainConfig(epochs=3, **CONFIG), out, progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
