@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,3 +27,24 @@ def attacks_judged_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     and runs fp32. The tests of the resolver itself patch the timing as they need."""
     monkeypatch.setattr("camtrace.attacks.precision.bf16_speedup", lambda *_: 0.0)
     monkeypatch.setattr("camtrace.attacks.precision._measured", {})  # nothing timed is kept
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The CLI's stages once for the session: a tiny simulated dataset, split, cut and a
+    detector trained one epoch (the CLI and defence tests share it)."""
+    from tiny_runs import ok
+
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "sim"
+    ok("simulate", "--preset", "tiny", "--out", data, "--shots", "8", "--size", "192", "256",
+       "--quiet")  # fmt: skip
+    ok("split", data / "manifest.csv", "--eval-scene-frac", "0.25", "--val-scene-frac", "0.25")
+    ok("patches", data / "manifest.csv", "--out", root / "patches", "--quiet")
+    ok("train", root / "patches", "--out", root / "train", "--epochs", "1", "--quiet")
+    return {
+        "root": root,
+        "data": data,
+        "store": root / "patches",
+        "ckpt": root / "train" / "detector.safetensors",
+    }

@@ -14,42 +14,9 @@ from typer.testing import CliRunner
 
 from camtrace.cli import app
 from camtrace.workflows.config import ExperimentConfig, parse_config
+from tiny_runs import ok
 
 runner = CliRunner()
-
-
-def ok(*args: str) -> str:
-    result = runner.invoke(app, [*map(str, args)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("cli")
-    data = root / "sim"
-    ok(
-        "simulate",
-        "--preset",
-        "tiny",
-        "--out",
-        data,
-        "--shots",
-        "8",
-        "--size",
-        "192",
-        "256",
-        "--quiet",
-    )
-    ok("split", data / "manifest.csv", "--eval-scene-frac", "0.25", "--val-scene-frac", "0.25")
-    ok("patches", data / "manifest.csv", "--out", root / "patches", "--quiet")
-    ok("train", root / "patches", "--out", root / "train", "--epochs", "1", "--quiet")
-    return {
-        "root": root,
-        "data": data,
-        "store": root / "patches",
-        "ckpt": root / "train" / "detector.safetensors",
-    }
 
 
 def test_pipeline_writes_a_checkpoint_with_a_card(pipeline: dict[str, Path]) -> None:

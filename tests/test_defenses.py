@@ -16,7 +16,6 @@ from camtrace.defenses import DefenseConfig, GradNormPenalty, make_objective, mi
 from camtrace.defenses.advtrain import cross_entropies, draw_eps
 from camtrace.errors import CamtraceError
 from camtrace.schema import parse
-from test_cli import pipeline  # noqa: F401  (the tiny simulated store, module-scoped)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -143,7 +142,7 @@ def test_bad_defense_values_fail_in_one_line(kwargs: dict, message: str) -> None
 
 
 def test_train_with_a_defense_writes_it_in_the_card(
-    pipeline: dict[str, Path],  # noqa: F811
+    pipeline: dict[str, Path],
 ) -> None:
     out = pipeline["root"] / "defended"
     args = ["train", pipeline["store"], "--out", out, "--epochs", "1", "--quiet"]
@@ -242,7 +241,7 @@ def test_experiment_trains_defended_detectors_and_reports_zhaos_tables(tmp_path:
     assert [r["defence"] for r in table1_rows(dets)] == ["none", "advtrain"]
 
 
-def test_fine_tuning_starts_from_the_init_weights(pipeline: dict[str, Path]) -> None:  # noqa: F811
+def test_fine_tuning_starts_from_the_init_weights(pipeline: dict[str, Path]) -> None:
     """train.init: a fine-tune at learning rate 0 ends on exactly the weights it started
     from (the init checkpoint's, read back from the file); other classes are refused."""
     from camtrace.data.patch_store import PatchStore

@@ -1,13 +1,17 @@
 """The tiny SimCam experiment the end-to-end tests share: 3 devices of the ``tiny`` preset's
 models, 6 shots of 128x192, a random 50/17/33 split, 4 Bondi patches an image, one epoch and
-no SVMs; each test adds its own sections. And :func:`untimed`, a training log compared
-without its wall-clock times."""
+no SVMs; each test adds its own sections. :func:`ok` runs a CLI command that must succeed;
+:func:`untimed`, a training log compared without its wall-clock times."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from typer.testing import CliRunner
+
+from camtrace.cli import app
 
 
 def tiny_experiment(root: Path, name: str, **sections: Any) -> dict[str, Any]:
@@ -37,3 +41,10 @@ def untimed(log: Path) -> object:
         return value
 
     return strip(json.loads(log.read_text()))
+
+
+def ok(*args: object) -> str:
+    """The output of a camtrace command that must succeed."""
+    result = CliRunner().invoke(app, [*map(str, args)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
