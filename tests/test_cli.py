@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from camtrace.cli import app
 from camtrace.workflows.config import ExperimentConfig, parse_config
-from tiny_runs import ok
+from tiny_runs import is_rate, ok
 
 runner = CliRunner()
 
@@ -122,7 +122,7 @@ def test_evaluate_writes_metrics_and_report(pipeline: dict[str, Path]) -> None:
     run = pipeline["root"] / "runs" / "ev"
     metrics = json.loads((run / "metrics.json").read_text())
     result = next(iter(metrics["detectors"].values()))
-    assert 0 <= result["svm"]["patch"]["accuracy"] <= 1
+    assert is_rate(result["svm"]["patch"]["accuracy"], result["patches"])
     assert result["patches"] == sum(sum(row) for row in result["svm"]["patch"]["confusion"])
     assert "data:image/png;base64," in (run / "report.html").read_text()
     assert yaml.safe_load((run / "config.yaml").read_text())["split"] == "eval"

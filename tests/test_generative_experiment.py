@@ -20,7 +20,7 @@ from camtrace.schema import parse
 from camtrace.workflows.config import GeneratorsConfig, parse_config
 from camtrace.workflows.experiment import run_experiment, train_attack
 from camtrace.workflows.generators.run import centre_crop, plan_generators
-from tiny_runs import tiny_experiment
+from tiny_runs import is_rate, tiny_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,12 +135,11 @@ def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Pa
         assert t["iterations"] == 2
         for group in ("seen", "unseen"):
             r = t[group]
-            assert r["n"] == 6 and 0 <= r["sar"] <= 1 and 0 <= r["clean_sar"] <= 1
+            assert r["n"] == 6 and is_rate(r["sar"], 6) and is_rate(r["clean_sar"], 6)
             assert r["sar_by_detector"] == {"bondi2017": r["sar"]}
-            assert -1 <= r["ssim"] <= 1 and (r["psnr"] is None or r["psnr"] > 0)
-            assert all(0 <= t["transfer"][a][group] <= 1 for a in g["judges"])
-            assert 0 <= t["jpeg"][group] <= 1
-            assert r["sar"] * r["n"] == pytest.approx(round(r["sar"] * r["n"]))  # counts / n
+            assert r["psnr"] is None or r["psnr"] > 0
+            assert all(is_rate(t["transfer"][a][group], 6) for a in g["judges"])
+            assert is_rate(t["jpeg"][group], 6)
     assert (
         g["paper"]["tables"]["Database I (Dresden)"][0][3] == 99.25
     )  # Chen Table 3, target 1, SAR
@@ -183,10 +182,11 @@ def test_an_edited_generators_section_retrains_its_generator(
     tiny_run: tuple[dict, Path, Path],
 ) -> None:
     """A generator folder trained with other settings is trained afresh, as a stale
-    detector is, not refused (runs after the tests that keep Halden_H20's generator)."""
+    detector is, not refused."""
     _, root, run_dir = tiny_run
     config = tiny_config(root, ["Halden_H20"])
-    config["generators"]["iterations"] = 3
+    run_experiment(config, runs_dir=root / "runs", progress=False, log=lambda _: None)
+    config["generators"]["iterations"] = 3  # the generator above is now another config's
     lines: list[str] = []
     metrics = run_experiment(config, runs_dir=root / "runs", progress=False, log=lines.append)
     assert any("another config" in line and "training afresh" in line for line in lines), lines

@@ -48,3 +48,9 @@ def ok(*args: object) -> str:
     result = CliRunner().invoke(app, [*map(str, args)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
+
+
+def is_rate(value: float, n: int) -> bool:
+    """A rate over ``n`` patches: a whole count of them, divided by ``n`` (a range check alone
+    cannot fail)."""
+    return 0 <= value <= 1 and abs(value * n - round(value * n)) < 1e-9

@@ -333,9 +333,14 @@ class AttackSettings(Section):
         if "eps" in self.params or "generator" in self.params:
             raise Invalid("params", "give eps and generator as their own keys")
         if self.method in METHODS and self.generator is None:
-            raise Invalid("generator", f"method {self.method} needs a trained generator")
+            raise Invalid(
+                "generator", f"method {self.method} needs a trained generator (--generator)"
+            )
         if self.method not in METHODS and self.generator is not None:
-            raise Invalid("generator", f"for the generative methods ({', '.join(METHODS)})")
+            raise Invalid(
+                "generator",
+                f"is for the generative methods ({', '.join(METHODS)}), not {self.method}",
+            )
 
     def pixels(self) -> tuple[float | None, str]:
         """The budget in 0-255 pixel units, and how it was read (for the CLI to say)."""
