@@ -21,6 +21,7 @@ def _dresden_tree(
     sizes: dict[str, tuple[int, int]] = {},
     quality: dict[str, int] = {},
     noise: dict[str, int] = {},
+    no_exif: tuple[str, ...] = (),
 ) -> Path:
     """3 models x 2 devices x 4 scenes of random flat blocks, one JPEG each (quality 90 and
     noise +-3 grey levels unless planted), scene ids in ``scenes.csv``; every model shoots
@@ -40,7 +41,7 @@ def _dresden_tree(
                     root / model / name,
                     image,
                     quality.get(model, 90),
-                    exif=camera_exif(*model.split("_")),
+                    exif=None if model in no_exif else camera_exif(*model.split("_")),
                 )
                 rows.append(f"{name},scene{scene}")
     (root / "scenes.csv").write_text("\n".join(rows) + "\n")
@@ -83,6 +84,20 @@ def test_planted_image_size_is_flagged(tmp_path: Path) -> None:
     root = _dresden_tree(tmp_path / "data", sizes={"Vexa_V8": (48, 80)})
     flags = _audit(root, tmp_path / "out")["flags"]
     assert flags == ["image size alone identifies a model: 1 of 3 (Vexa_V8)"]
+
+
+def test_planted_orientation_is_flagged(tmp_path: Path) -> None:
+    root = _dresden_tree(tmp_path / "data", sizes={"Kairo_K1": (64, 48)})  # portrait
+    result = _audit(root, tmp_path / "out")
+    assert result["models"]["Kairo_K1"]["orientations"] == {"portrait": 8}
+    assert "orientation alone identifies a model: 1 of 3 (Kairo_K1)" in result["flags"]
+
+
+def test_planted_exif_shortcut_is_flagged(tmp_path: Path) -> None:
+    root = _dresden_tree(tmp_path / "data", no_exif=("Vexa_V8",))
+    result = _audit(root, tmp_path / "out")
+    assert result["models"]["Vexa_V8"]["exif_fraction"] == 0.0
+    assert result["flags"] == ["EXIF presence alone identifies a model: 1 of 3 (Vexa_V8)"]
 
 
 def test_planted_jpeg_quality_is_flagged(tmp_path: Path) -> None:

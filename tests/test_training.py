@@ -87,12 +87,14 @@ def test_a_state_of_other_settings_is_never_resumed(
     assert len(fresh.history) == other.epochs
 
 
-def test_auto_precision_is_fp32_on_a_cpu_without_fast_bf16() -> None:
-    from camtrace.hardware import fast_bf16
-
-    expected = "bf16" if fast_bf16(torch.device("cpu")) else "fp32"
+@pytest.mark.parametrize(("fast", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_only_where_this_cpu_has_fast_bf16(
+    monkeypatch: pytest.MonkeyPatch, fast: bool, expected: str
+) -> None:
+    monkeypatch.setattr("camtrace.training.precision.fast_bf16", lambda device: fast)
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
 def test_cpu_training_keeps_freed_memory_where_glibc_allows() -> None:
