@@ -17,7 +17,7 @@ from camtrace.models.inference import patch_protocol
 from camtrace.models.spec import ModelSpec
 from camtrace.workflows.config import parse_config
 from camtrace.workflows.identification import detector_specs
-from test_zoo import PARAMS
+from test_zoo import PAPER_COUNTS, PARAMS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "camtrace"
 CLASSES = [f"Maker_M{i}" for i in range(10)]
@@ -79,8 +79,9 @@ def table_rows() -> dict[str, str]:
     its first table (the pretrained detectors follow in a second one)."""
     result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    first = result.output.split("└")[0]
-    return {line.split("│")[1].strip(): line for line in first.splitlines() if "│" in line}
+    first = result.output.split("Pretrained on SimCam-Bench")[0]
+    rows = (line.split() for line in first.splitlines())
+    return {r[0]: " ".join(r) for r in rows if r and r[0] in architectures()}
 
 
 def test_models_command_lists_every_arch_with_its_parameter_count(
@@ -90,13 +91,14 @@ def test_models_command_lists_every_arch_with_its_parameter_count(
     assert sorted(rows) == architectures()
     for arch in architectures():
         spec = model_spec(arch)
-        count = PARAMS.get((arch, spec.patch_size)) or PARAMS.get((arch, 64))
+        counts = {**PARAMS, **PAPER_COUNTS}
+        count = counts.get((arch, spec.patch_size)) or counts.get((arch, 64))
         if arch == "bondi2017":  # tests/test_bondi2017.py: 340,642 at 18 classes
             count = 340_642 - 8 * (128 + 1)
         if arch == "inceptionv3":
             count = PARAMS["inceptionv3", 96]
         assert f"{count:,}" in rows[arch]
-        assert f"{spec.patch_size}x{spec.patch_size}" in rows[arch]
+        assert f"{spec.patch_size} ({spec.min_patch_size})" in rows[arch]
 
 
 def test_models_command_counts_tuama_flops_of_the_paper_layers(table_rows: dict[str, str]) -> None:

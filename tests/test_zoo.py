@@ -112,20 +112,30 @@ def fc(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
 
-def test_parameter_counts_follow_the_papers_layer_lists() -> None:
-    """Counted by hand from the papers' layer lists, at 10 classes and 256 px patches."""
-    # Bayar & Stamm 2018, Table I: constrained conv 5x5x3 (3 filters, no bias), conv 7x7/2
-    # 96, conv 5x5 64, conv 5x5 64, conv 1x1 128 (each BN, tanh, maxpool 3/2: 256 -> 252 ->
-    # 126 -> 63 -> 31 -> 15 -> 7), fc 200, fc 200, classes
-    mislnet = conv(5, 3, 3, bias=False) + conv(7, 3, 96, False, True) + conv(5, 96, 64, False, True)
-    mislnet += conv(5, 64, 64, False, True) + conv(1, 64, 128, False, True)
-    mislnet += fc(128 * 7 * 7, 200) + fc(200, 200) + fc(200, 10)
-    assert n_params(net("mislnet", 256)) == mislnet
-    # Tuama et al. 2016, Fig. 2: fixed KV high-pass 5x5 (252), conv 3x3/2 64 (125), pool 3/2
-    # (62), conv 5x5 64, pool (30), conv 3x3 32, pool (15), fc 4096, fc 4096, classes
-    tuama = conv(3, 3, 64) + conv(5, 64, 64) + conv(3, 64, 32)
-    tuama += fc(32 * 15 * 15, 4096) + fc(4096, 4096) + fc(4096, 10)
-    assert n_params(net("tuama2016", 256)) == tuama
+def mislnet_count(classes: int = 10) -> int:
+    """Bayar & Stamm 2018, Table I, at 256 px: constrained conv 5x5x3 (3 filters, no bias),
+    conv 7x7/2 96, conv 5x5 64, conv 5x5 64, conv 1x1 128 (each BN, tanh, maxpool 3/2: 256 ->
+    252 -> 126 -> 63 -> 31 -> 15 -> 7), fc 200, fc 200, classes."""
+    body = conv(5, 3, 3, bias=False) + conv(7, 3, 96, False, True) + conv(5, 96, 64, False, True)
+    body += conv(5, 64, 64, False, True) + conv(1, 64, 128, False, True)
+    return body + fc(128 * 7 * 7, 200) + fc(200, 200) + fc(200, classes)
+
+
+def tuama_count(classes: int = 10) -> int:
+    """Tuama et al. 2016, Fig. 2, at 256 px: fixed KV high-pass 5x5 (252), conv 3x3/2 64
+    (125), pool 3/2 (62), conv 5x5 64, pool (30), conv 3x3 32, pool (15), fc 4096, fc 4096,
+    classes."""
+    body = conv(3, 3, 64) + conv(5, 64, 64) + conv(3, 64, 32)
+    return body + fc(32 * 15 * 15, 4096) + fc(4096, 4096) + fc(4096, classes)
+
+
+PAPER_COUNTS = {("mislnet", 256): mislnet_count(), ("tuama2016", 256): tuama_count()}
+"""Counted by hand from the papers' layer lists, at 10 classes and the native patch."""
+
+
+@pytest.mark.parametrize(("arch", "size"), sorted(PAPER_COUNTS))
+def test_parameter_counts_follow_the_papers_layer_lists(arch: str, size: int) -> None:
+    assert n_params(net(arch, size)) == PAPER_COUNTS[arch, size]
 
 
 def test_parameter_counts_match_the_papers() -> None:

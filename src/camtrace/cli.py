@@ -743,11 +743,10 @@ def models(
         return
 
     table = Table(
-        *(Column(h, no_wrap=True) for h in ("name", "paper", "patch", "protocol")),
-        *(Column(h, no_wrap=True) for h in ("SVMs", "bf16")),
+        *(Column(h, no_wrap=True) for h in ("name", "paper", "patch", "SVMs", "bf16")),
         Column("params", no_wrap=True, justify="right"),
         Column("GFLOPs", no_wrap=True, justify="right"),
-        title=f"Registered detectors ({classes} classes): native patch (smallest), GFLOPs a patch",
+        title=f"Detectors ({classes} classes): native patch (smallest), GFLOPs a patch",
         box=box.SIMPLE_HEAD,  # fits an 80-column terminal
         pad_edge=False,
     )
@@ -757,11 +756,10 @@ def models(
             s.name,
             _short_paper(s.paper),
             f"{s.patch_size} ({s.min_patch_size})",
-            s.protocol,
             "yes" if s.svm else "no",
             "yes" if s.mixed_precision else "no",
-            f"{row.parameters / 1e6:.2f}M",
-            f"{row.gflops_per_patch:.2f}",
+            f"{row.parameters:,}",
+            f"{row.gflops_per_patch:.3f}",
         )
     console.print(table)
     _pretrained_table()
