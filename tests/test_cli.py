@@ -159,6 +159,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(
     pipeline: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -235,6 +236,7 @@ def test_quickstart_preset_names_the_run_and_the_data(
     assert all(c.workdir == str(tmp_path) for c in seen)
 
 
+@pytest.mark.slow
 def test_marra2017_fits_svms_only_identifies_and_refuses_gradient_attacks(
     pipeline: dict[str, Path], tmp_path: Path
 ) -> None:

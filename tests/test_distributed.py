@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -15,6 +16,9 @@ from camtrace.training.engine import TrainConfig, train
 from test_training import model, toy_patches
 
 CONFIG = {"lr": 0.015, "weight_decay": 1e-4, "precision": "fp32", "device": "cpu", "epochs": 2}
+
+
+pytestmark = pytest.mark.slow  # each test starts two processes
 
 
 def _worker(

@@ -121,6 +121,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path
     return metrics, root, root / "runs" / "tiny-generators"
 
 
+@pytest.mark.slow
 def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Path]) -> None:
     _, _, run_dir = tiny_run
     g = json.loads((run_dir / "metrics.json").read_text())["generators"]
@@ -151,6 +152,7 @@ def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Pa
     assert {"l1", "ce", "adversarial", "discriminator"} <= set(losses["losses"][0])
 
 
+@pytest.mark.slow
 def test_rerun_keeps_generators_and_train_attack_adds_missing_ones(
     tiny_run: tuple[dict, Path, Path],
 ) -> None:

@@ -58,6 +58,7 @@ def test_shipped_manifest_is_the_recorded_one() -> None:
     assert len({r.scene for r in rows if r.split == "val"}) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_detector_matches_its_card_on_resimulated_bench_images(name: str) -> None:
     """Accuracy on a re-simulated slice of the eval split within SIGMAS binomial standard
@@ -145,6 +146,7 @@ def test_weights_metadata_round_trips_through_the_registry() -> None:
         assert set(raw[name]) == {f.name for f in dataclasses.fields(Weights)} - {"name"}
 
 
+@pytest.mark.slow
 def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     tmp_path, monkeypatch
 ) -> None:

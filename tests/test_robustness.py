@@ -229,6 +229,7 @@ def tiny_config(root: Path) -> dict:
     return {**TINY, "workdir": str(root / "work")}
 
 
+@pytest.mark.slow
 def test_run_writes_the_matrix_plain_and_under_torchrun(tmp_path: Path) -> None:
     from camtrace.workflows.experiment import run_experiment
 

@@ -182,6 +182,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     return metrics, root
 
 
+@pytest.mark.slow
 def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
     _, root = tiny_run
     run_dir = root / "runs" / "tiny-spoc"

@@ -145,6 +145,7 @@ train(model(), toy_patches(), toy_patches(seed=1), TrainConfig(epochs=3, **CONFI
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["mid-epoch", "mid-checkpoint-write"])
 def test_a_sigkilled_training_resumes_to_the_uninterrupted_result(
     tmp_path: Path, moment: str
