@@ -68,3 +68,32 @@ def test_the_readme_python_example_runs(tmp_path: Path, capsys) -> None:
     assert len(printed) >= 2 and (tmp_path / "spoofed.png").is_file()
     assert printed[-1].split()[:2] == ["Nimbus_N300", "True"]
     assert sys.modules["camtrace"] is camtrace
+
+
+def test_the_transfer_table_is_spocs_table_4_layout() -> None:
+    from camtrace.workflows.tables import transfer_tables
+
+    source = {
+        "n": 10,
+        "distortion": {"psnr": 31.04},
+        "attacked": {"plain": {"a": 0.9, "b": 0.2}, "camera": {"a": 0.5, "b": 0.1}},
+    }
+    other = {**source, "attacked": {"plain": {"a": 0.1, "b": 1.0}, "camera": {"a": 0, "b": 0.7}}}
+    metrics = {
+        "attacks": {
+            "transfer": [
+                {
+                    "method": "pgd",
+                    "eps": 8.0,
+                    "detectors": ["a", "b"],
+                    "sources": {"a": source, "b": other},
+                }
+            ]
+        }
+    }
+    assert transfer_tables(metrics).splitlines() == [
+        "| pgd, eps 8, crafted on \\ judged by | a | b | own, after JPEG camera | PSNR |",
+        "|---|---|---|---|---|",
+        "| `a` | **90%** | 20% | 50% | 31.0 dB |",
+        "| `b` | 10% | **100%** | 70% | 31.0 dB |",
+    ]

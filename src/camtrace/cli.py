@@ -871,6 +871,21 @@ def tables(
 
 
 @app.command()
+def keep(
+    run: Annotated[Path, typer.Argument(help="A finished run folder (runs/<name>).")],
+    name: Annotated[
+        str | None, typer.Option("--as", help="Its name under results/ (default: the run's).")
+    ] = None,
+    results: Annotated[Path, typer.Option(help="Where kept runs go.")] = Path("results"),
+) -> None:
+    """Keep a run whose numbers a document shows: its metrics.json and config.yaml into
+    results/<name>/, where table blocks (<!-- table: KIND results/<name> -->) read them."""
+    from camtrace.workflows.tables import keep_run
+
+    console.print(f"kept: {keep_run(run, results, name or run.name)}")
+
+
+@app.command()
 def schema(
     out: Annotated[
         Path | None, typer.Option(help="Write it to this file (default: print it).")

@@ -35,7 +35,7 @@ from camtrace.models.zoo import (
 from camtrace.workflows.config import ExperimentConfig, on_bench
 from camtrace.workflows.experiment import load_config, run_experiment
 from camtrace.workflows.identification import head_accuracy
-from camtrace.workflows.tables import refresh_tables
+from camtrace.workflows.tables import keep_run, refresh_tables
 
 CONFIG_PREFIX = "pretrain-"
 
@@ -230,14 +230,9 @@ def _keep_run(run_dir: Path, det_name: str | None, config: str) -> None:
     """In a source checkout, keep the run a shipped entry's numbers come from:
     ``results/<config>/`` gets its metrics.json, config.yaml and the training history."""
     root = _source_checkout()
-    if root is None:
-        return
-    kept = root / "results" / config
-    kept.mkdir(parents=True, exist_ok=True)
-    history = [run_dir / "train" / det_name / "history.json"] if det_name else []
-    for src in (run_dir / "metrics.json", run_dir / "config.yaml", *history):
-        if src.is_file():
-            write_text(kept / src.name, src.read_text())
+    if root is not None:
+        history = (run_dir / "train" / det_name / "history.json",) if det_name else ()
+        keep_run(run_dir, root / "results", config, history)
 
 
 def _refresh_readme() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from camtrace.data.simcam.preset import PRESET_SECTIONS
 from camtrace.errors import CamtraceError
+from camtrace.io import write_text
 from camtrace.models.zoo import Weights, zoo
 from camtrace.schema import reference
 from camtrace.workflows.config import config_reference
@@ -92,6 +93,7 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "zoo": lambda root, source: zoo_markdown(zoo()),
     "config": lambda root, source: config_reference().rstrip("\n"),
     "preset": lambda root, source: reference(PRESET_SECTIONS).rstrip("\n"),
+    "transfer": lambda root, source: transfer_tables(_metrics(root, source)),
 }
 
 
@@ -105,3 +107,46 @@ def refresh_tables(text: str, root: Path) -> str:
         return f"{m.group(1)}{RENDERERS[kind](root, source)}\n{m.group(5)}"
 
     return BLOCK.sub(render, text)
+
+
+def keep_run(run_dir: Path, results: Path, name: str, extra: tuple[Path, ...] = ()) -> Path:
+    """Keep the run a published table is rendered from: ``results/<name>/`` gets its
+    metrics.json and config.yaml (and ``extra`` files, e.g. a training history)."""
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        raise CamtraceError(f"{run_dir}: no metrics.json; keep a finished run")
+    kept = results / name
+    kept.mkdir(parents=True, exist_ok=True)
+    for src in (metrics, run_dir / "config.yaml", *extra):
+        if src.is_file():
+            write_text(kept / src.name, src.read_text())
+    return kept
+
+
+def transfer_tables(metrics: dict[str, Any]) -> str:
+    """SpoC Table 4's layout from a run's transfer attacks: per method, rows crafted on,
+    columns judged by (on the uint8 output), then the crafting detector's own verdict after
+    each JPEG and the PSNR."""
+    transfers = metrics["attacks"].get("transfer") or []
+    out = []
+    for t in transfers if isinstance(transfers, list) else [transfers]:
+        archs, first = t["detectors"], next(iter(t["sources"].values()))
+        jpegs = [j for j in first["attacked"] if j != "plain"]
+        eps = f", eps {t['eps']:g}" if t["eps"] is not None else ""
+        head = [f"{t['method']}{eps}, crafted on \\ judged by", *archs]
+        head += [f"own, after JPEG {j}" for j in jpegs] + ["PSNR"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for a in archs:
+            src = t["sources"][a]
+            cells = [f"**{_pct(v)}**" if b == a else _pct(v) for b, v in (
+                (b, src["attacked"]["plain"][b]) for b in archs)]
+            cells += [_pct(src["attacked"][j][a]) for j in jpegs]
+            psnr = src["distortion"]["psnr"]
+            cells.append("unchanged" if psnr is None else f"{psnr:.1f} dB")
+            lines.append("| " + " | ".join([f"`{a}`", *cells]) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
