@@ -249,17 +249,18 @@ class Section(BaseModel):
             value, when = getattr(self, name), rule_of(type(self), name).when
             if value is None or (when and getattr(self, when[0]) not in when[1]):
                 continue
-            out[name] = _plain(value)
+            out[name] = yaml_value(value)
         return out
 
 
-def _plain(value: Any) -> Any:
+def yaml_value(value: Any) -> Any:
+    """A config value as YAML writes it: sections as mappings, tuples as lists."""
     if isinstance(value, Section):
         return value.to_dict()
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: yaml_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [yaml_value(v) for v in value]
     return value
 
 
@@ -331,11 +332,7 @@ def _message(cls: type[BaseModel], error: Mapping[str, Any], where: str) -> str:
         for i in problem.index:
             value = value[i]
     if isinstance(problem, Invalid):
-        return (
-            f"{path}.{problem.key} : {problem}".replace(" :", ":", 1)
-            if path
-            else (f"{problem.key}: {problem}")
-        )
+        return f"{f'{path}.' if path else ''}{problem.key}: {problem}"
     if kind == "extra_forbidden":
         known = _model_in(annotation) or owner
         key = error["loc"][-1]
@@ -346,7 +343,7 @@ def _message(cls: type[BaseModel], error: Mapping[str, Any], where: str) -> str:
         keys = ", ".join(cls.model_fields)
         return f"{where or 'config'}: a mapping with keys {keys}, not {error['input']!r}"
     allowed = describe(owner, name, depth)
-    return f"{path}: {_plain(value)!r} is not allowed; use {allowed}"
+    return f"{path}: {yaml_value(value)!r} is not allowed; use {allowed}"
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -29,12 +29,12 @@ from camtrace.schema import (
     REQUIRED,
     Invalid,
     Section,
-    _plain,
     json_schema,
     option,
     parse,
     reference,
     rule_of,
+    yaml_value,
 )
 from camtrace.training.engine import TrainConfig
 
@@ -650,7 +650,7 @@ class ExperimentConfig(Section):
 def _overrides(section: Section, out: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """``out`` with the override sections ``keys`` written as the keys given only."""
     for key in keys:
-        given = _plain(getattr(section, key).given())
+        given = yaml_value(getattr(section, key).given())
         out.pop(key)
         out |= {key: given} if given else {}
     return out

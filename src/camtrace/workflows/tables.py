@@ -138,8 +138,10 @@ def transfer_tables(metrics: dict[str, Any]) -> str:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for a in archs:
             src = t["sources"][a]
-            cells = [f"**{_pct(v)}**" if b == a else _pct(v) for b, v in (
-                (b, src["attacked"]["plain"][b]) for b in archs)]
+            cells = [
+                f"**{_pct(v)}**" if b == a else _pct(v)
+                for b, v in ((b, src["attacked"]["plain"][b]) for b in archs)
+            ]
             cells += [_pct(src["attacked"][j][a]) for j in jpegs]
             psnr = src["distortion"]["psnr"]
             cells.append("unchanged" if psnr is None else f"{psnr:.1f} dB")
