@@ -62,14 +62,15 @@ class Rule:
         _one_for_a_list(schema)
 
     def check(self, value: Any) -> None:
+        allowed = None if self.choices is None else set(self.choices())  # read once a value
         for index, item in _leaves(value):
-            if not self.allows(item):
+            if not self.allows(item, allowed):
                 raise BadValue(index, item)
 
-    def allows(self, item: Any) -> bool:
+    def allows(self, item: Any, allowed: set[Any] | None) -> bool:
         if isinstance(item, bool) or item is None:
             return True
-        if self.choices is not None and item not in self.choices():
+        if allowed is not None and item not in allowed:
             return False
         if isinstance(item, (int, float)) and (
             (self.minimum is not None and item < self.minimum)
@@ -240,6 +241,11 @@ class Section(BaseModel):
     def given(self) -> dict[str, Any]:
         """The keys set explicitly (in the YAML or the call), as values."""
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+    def values_of(self, base: type[Section]) -> dict[str, Any]:
+        """The values of ``base``'s keys alone: an engine's settings inside a section that
+        extends them with keys of its own (what makes a generator, not how it is measured)."""
+        return {name: getattr(self, name) for name in base.model_fields}
 
     def to_dict(self) -> dict[str, Any]:
         """The section as a YAML mapping that parses back to it, every default written out

@@ -638,6 +638,17 @@ class ExperimentConfig(Section):
 
     def check(self) -> None:
         _no_seed(self.train)
+        if self.data.source != "bench":
+            return
+        bench = get_bench(self.data.bench)
+        seed = bench.config_sections()["seed"]
+        if self.split != SplitConfig():
+            raise Invalid(
+                "split",
+                f"data.source bench fixes the split ({bench.name}'s); drop the split section",
+            )
+        if self.seed != seed:
+            raise Invalid("seed", f"{bench.name} is split with seed {seed}; set seed: {seed}")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a YAML mapping that parses back to it, every default written out
@@ -693,33 +704,22 @@ def _extended() -> type[ExperimentConfig]:
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     """The typed experiment config of a YAML mapping (or the config itself); a bad key or
     value fails in one line naming its key path and the allowed values. ``data: {source:
-    bench}`` stays as given (:func:`on_bench` resolves it) but is checked here."""
+    bench}`` stays as given (:func:`on_bench` resolves it; its rules are checked here)."""
     if isinstance(raw, ExperimentConfig):
         return raw
     if not isinstance(raw, Mapping):
         keys = ", ".join(_CONFIG.model_fields)
         raise CamtraceError(f"{source}: a config is a YAML mapping with sections {keys}")
-    config = parse(_CONFIG, raw)
-    on_bench(config)
-    return config
+    return parse(_CONFIG, raw)
 
 
 def on_bench(config: ExperimentConfig) -> ExperimentConfig:
     """``data: {source: bench}`` resolved: the bench's simulated data and its split, at its
-    seed (a split section or another seed would not be the bench: one line)."""
+    seed (a split section or another seed would not be the bench: the config's check refuses
+    them in one line)."""
     if config.data.source != "bench":
         return config
-    bench = get_bench(config.data.bench)
-    sections = bench.config_sections()
-    if config.split != SplitConfig():
-        raise CamtraceError(
-            f"split: data.source bench fixes the split ({bench.name}'s); drop the split section"
-        )
-    if config.seed != sections["seed"]:
-        raise CamtraceError(
-            f"seed: {bench.name} is split with seed {sections['seed']}; "
-            f"set seed: {sections['seed']}"
-        )
+    sections = get_bench(config.data.bench).config_sections()
     return config.replace(
         data=parse(DataConfig, sections["data"], "data"),
         split=parse(SplitConfig, sections["split"], "split"),

@@ -67,7 +67,7 @@ class EmbedderConfig(Section):
 def embedder_key(config: EmbedderConfig, seed: int) -> dict[str, Any]:
     """What makes an embedder: its own settings (not a section's extra keys) and the seed."""
     return {
-        **{name: getattr(config, name) for name in EmbedderConfig.model_fields},
+        **config.values_of(EmbedderConfig),
         "seed": seed,
         "progress": None,
     }

@@ -97,10 +97,6 @@ class GeneratorConfig(Section):
         """The generator's constructor keywords these settings fix (GAP's ``eps``)."""
         return {} if self.eps is None else {"eps": self.eps}
 
-    def card(self) -> dict[str, Any]:
-        """These settings alone (a section extending them adds its own keys), for the card."""
-        return {name: getattr(self, name) for name in GeneratorConfig.model_fields}
-
 
 def train_generator(
     method: str,
@@ -149,7 +145,7 @@ def train_generator(
             "train_patches": len(train),
             "val_patches": len(val),
         },
-        "config": {**config.card(), "seed": seed},
+        "config": {**config.values_of(GeneratorConfig), "seed": seed},
     }
     if resume and (out / GENERATOR_FILE).is_file():
         same_run(read_generator_card(out / GENERATOR_FILE), card, out)
