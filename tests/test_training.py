@@ -148,7 +148,7 @@ train(model(), toy_patches(), toy_patches(seed=1), TrainConfig(epochs=3, **CONFI
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["mid-epoch", "mid-checkpoint-write"])
 def test_a_sigkilled_training_resumes_to_the_uninterrupted_result(
-    tmp_path: Path, moment: str
+    tmp_path: Path, moment: str, one_thread: None
 ) -> None:
     """A real ``SIGKILL`` of a training process, during the second epoch (the first epoch's
     state on disk) or while a checkpoint is being written (its temporary file complete, not
@@ -158,8 +158,7 @@ def test_a_sigkilled_training_resumes_to_the_uninterrupted_result(
     import sys
     import time
 
-    torch.set_num_threads(1)
-    data, val = toy_patches(), toy_patches(seed=1)
+    data, val = toy_patches(), toy_patches(seed=1)  # one thread, as the child: one sum order
     straight = model()
     train(straight, data, val, TrainConfig(epochs=3, **CONFIG), tmp_path / "a", progress=False)
     out = tmp_path / "b"
