@@ -99,7 +99,10 @@ class MISLGANGenerator(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 255 * self.body(self.cfa(x) / 255).clamp(max=1)
+        features = self.body[:-2](self.cfa(x) / 255)
+        # the reduction in fp32 even under autocast: bf16 holds [0.5, 1) in steps of a grey level
+        with torch.autocast(x.device.type, enabled=False):
+            return 255 * self.body[-2:](features.float()).clamp(max=1)
 
     def to_grid(self, y: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """The nearest 8-bit image (no budget to respect)."""
