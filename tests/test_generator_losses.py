@@ -114,6 +114,49 @@ def test_generator_step_weighs_chens_three_terms(method: str) -> None:
     assert ("adversarial" in log) == (method == "mislgan")
 
 
+def test_warm_start_steps_on_the_l1_term_alone_at_its_own_rate() -> None:
+    """The named warm start (not Chen's): its iterations update G on L_p alone (no
+    classifier, no discriminator) at ``warm_lr``; the next iteration is Chen's L_G at lr."""
+    x = torch.full((2, 3, 1, 2), 100.0)
+    delta = torch.tensor([0.4, 1.6]).reshape(1, 1, 1, 2).expand(1, 3, 1, 2).clone()
+    config = GeneratorConfig(batch_size=2, alpha=2.0, warm_start=1, warm_lr=1e-3, lr=1e-4)
+    card = {"method": "mislgan", "target": "M_1", "patch_size": 64}
+    run = _Run(get_method("mislgan"), config, [FixedLogits([2.0, 0.0, -1.0])], 1, x, x, card, 0)
+    run.modules["generator"] = Shift(delta)
+    run.modules["discriminator"] = FixedLogits([0.5])
+    run.adam(1e-4, (0.5, 0.999))
+    warm = run.step(x)
+    assert warm["generator"] == pytest.approx((0 + 2) / 2) and "ce" not in warm
+    assert "discriminator" not in warm
+    assert run.optimizers["generator"].param_groups[0]["lr"] == 1e-3
+    run.iteration = 1
+    full = run.step(x)
+    assert "ce" in full and "discriminator" in full
+    assert run.optimizers["generator"].param_groups[0]["lr"] == 1e-4
+
+
+def test_warm_start_needs_an_l1_term_and_fewer_iterations_than_the_run() -> None:
+    from pydantic import ValidationError
+
+    from camtrace.errors import CamtraceError
+
+    with pytest.raises(ValidationError, match="must be below iterations"):
+        GeneratorConfig(iterations=10, warm_start=10)
+    x = torch.zeros((2, 3, 4, 4))
+    card = {"method": "gap", "target": "M_1", "patch_size": 4}
+    with pytest.raises(CamtraceError, match="no L1 term"):
+        _Run(
+            get_method("gap"),
+            GeneratorConfig(warm_start=5),
+            [FixedLogits([0.0, 1.0])],
+            1,
+            x,
+            x,
+            card,
+            0,
+        )
+
+
 # -- SpoC (Cozzolino et al. 2021, Eq. 1-6) ---------------------------------------------------
 
 

@@ -118,18 +118,38 @@ def _exif_model(make: str, model: str) -> str:
     return f"{make}_{model}" if make else model
 
 
-def _parse_exif(rel: PurePosixPath, path: Path) -> Record:
-    """Model from the EXIF Make (0x010F) and Model (0x0110) tags, read with Pillow."""
+@dataclass(frozen=True)
+class ExifCamera:
+    """The camera a photo's EXIF names: its Make and Model tags and the model label the
+    ``exif`` layout gives it (``Make_Model``)."""
+
+    make: str
+    model: str
+    label: str
+
+
+def read_exif_camera(path: str | Path) -> ExifCamera | None:
+    """The EXIF Make (0x010F) and Model (0x0110) of ``path``, read with Pillow; None when the
+    Model tag is absent. An unreadable file is a one-line :class:`CamtraceError`."""
     try:
         with Image.open(path) as im:
             exif = im.getexif()
     except (OSError, SyntaxError) as e:  # Pillow's UnidentifiedImageError is an OSError
-        raise _Unmatched(f"unreadable image ({e})") from None
+        raise CamtraceError(f"{path}: unreadable image ({e}); no EXIF to read") from None
     make, model = _exif_text(exif.get(EXIF_MAKE)), _exif_text(exif.get(EXIF_MODEL))
-    if not model:
+    return ExifCamera(make, model, _exif_model(make, model)) if model else None
+
+
+def _parse_exif(rel: PurePosixPath, path: Path) -> Record:
+    """Model from the EXIF Make and Model tags (:func:`read_exif_camera`)."""
+    try:
+        camera = read_exif_camera(path)
+    except CamtraceError as e:
+        raise _Unmatched(str(e).removeprefix(f"{path}: ")) from None
+    if camera is None:
         raise _Unmatched("no EXIF Model tag")
-    name = _exif_model(make, model)
-    return Record(rel.as_posix(), make or _make_of(model, "-"), name, "0", shot=rel.stem)
+    make = camera.make or _make_of(camera.model, "-")
+    return Record(rel.as_posix(), make, camera.label, "0", shot=rel.stem)
 
 
 _LAYOUTS: dict[str, _Layout] = {

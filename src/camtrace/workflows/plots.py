@@ -31,7 +31,7 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _class_colors(num_classes: int) -> np.ndarray:
+def class_colors(num_classes: int) -> np.ndarray:
     """Distinct qualitative RGBA colours: tab10, tab20, then tab20 + tab20b + tab20c (60)."""
     if num_classes <= 10:
         names = ["tab10"]
@@ -160,7 +160,7 @@ def attribution_map_figure(
     if len(positions) and positions.min() < 0:
         raise CamtraceError("positions: block corners must be non-negative (row, col) pixels")
     strength = np.ones(len(labels)) if confidence is None else np.clip(confidence, 0.0, 1.0)
-    colors = _class_colors(len(classes))
+    colors = class_colors(len(classes))
     overlay = _attribution_overlay(
         image.shape[:2], labels, positions, patch_size, colors, 0.55 * strength
     )

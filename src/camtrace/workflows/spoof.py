@@ -19,6 +19,7 @@ score a whole image). The target defaults to the generator's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def attack_image(
     jpeg: int | Jpeg | None = None,
     rounds: int = 3,
     progress: bool = False,
+    on_round: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, WholeImageResult]:
     """Attack the patches ``detector`` votes with on ``image`` (path or (H, W, 3) uint8).
 
@@ -144,6 +146,7 @@ def attack_image(
     patch that passed alone but fails inside the stored JPEG), since a deterministic attack
     would return the same pixels. A generative attack spoofs every grid block in the first
     round (so it needs no second), toward its generator's target unless ``target`` repeats it.
+    ``on_round(done, rounds)`` is told each finished round (a page's progress bar).
     """
     if rounds < 1:
         raise CamtraceError(f"rounds={rounds} must be >= 1")
@@ -172,6 +175,8 @@ def attack_image(
             per_round.append(len(todo))
             infos.append(info)
             bar.advance(task)
+            if on_round is not None:
+                on_round(len(per_round), rounds)
         else:
             after = identify(detector, stored(adv, jpeg))
     result = WholeImageResult(
@@ -199,13 +204,21 @@ def attack_file(
     jpeg: int | Jpeg | None = None,
     rounds: int = 3,
     progress: bool = False,
+    on_round: Callable[[int, int], None] | None = None,
 ) -> WholeImageResult:
     """``attack_image``, then ``save_image`` to ``out`` (.png, or .jpg with ``jpeg`` or
     quality 95), then ``identify`` on the file read back: ``result.after`` and
     ``result.success`` are those of the real file."""
     jpeg = output_jpeg(out, jpeg)
     adv, result = attack_image(
-        detector, image, attack, target, jpeg=jpeg, rounds=rounds, progress=progress
+        detector,
+        image,
+        attack,
+        target,
+        jpeg=jpeg,
+        rounds=rounds,
+        progress=progress,
+        on_round=on_round,
     )
     saved = save_image(out, adv, jpeg)
     result.after = identify(detector, saved)
@@ -339,6 +352,7 @@ def spoof(
     *,
     jpeg: int | Jpeg | None = None,
     progress: bool = False,
+    on_round: Callable[[int, int], None] | None = None,
 ) -> WholeImageResult:
     """``image`` spoofed with the attack ``settings`` describe (default: PGD, untargeted) and
     written to ``out`` (.png, or .jpg with ``jpeg`` or quality 95): :func:`attack_file` with
@@ -356,4 +370,5 @@ def spoof(
         jpeg=jpeg,
         rounds=settings.rounds,
         progress=progress,
+        on_round=on_round,
     )

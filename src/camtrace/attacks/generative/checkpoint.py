@@ -151,7 +151,9 @@ def save_state(
         state = optimizer.state_dict()
         for idx, slot in state["state"].items():
             for key, value in slot.items():
-                tensors[f"optim.{name}.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous().clone()
+                tensors[f"optim.{name}.{idx}.{key}"] = (
+                    torch.as_tensor(value).detach().cpu().contiguous().clone()
+                )
         groups[name] = state["param_groups"]
     meta = {"info": info, "param_groups": groups}
     with atomic_path(path) as tmp:

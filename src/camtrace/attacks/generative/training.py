@@ -95,6 +95,9 @@ class GeneratorConfig(Section):
         "Adv-Cam-Id)",
         minimum=0,
     )
+    warm_lr: float | None = option(
+        None, "Adam learning rate of the warm start (default: lr)", minimum=0
+    )
     precision: str = option(
         "auto",
         "the generator's arithmetic in training (auto: bf16 where this CPU or GPU is fast in "
@@ -315,7 +318,9 @@ class _Run(GeneratorLoop):
         if config.channels_last:
             self.generator.to(memory_format=torch.channels_last)
         self.precision = generator_precision(config.precision, torch.device("cpu"))
-        self.adam(config.lr or method.lr, method.betas)
+        self.lr = config.lr or method.lr
+        self.warm_lr = config.warm_lr or self.lr
+        self.adam(self.lr, method.betas)
 
     def frozen(self) -> contextlib.AbstractContextManager[None]:
         return _frozen(self.classifiers)
@@ -336,7 +341,10 @@ class _Run(GeneratorLoop):
         with autocast(self.precision, x.device):
             fake = ste_round(g(x).float())
         log = {"iteration": self.iteration + 1}
-        if self.iteration < self.config.warm_start:
+        warm = self.iteration < self.config.warm_start
+        for group in self.optimizers["generator"].param_groups:
+            group["lr"] = self.warm_lr if warm else self.lr
+        if warm:
             l1 = perceptual_loss(fake, x)
             log["l1"] = l1.item()
             log["generator"] = self.update("generator", l1)

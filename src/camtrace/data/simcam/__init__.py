@@ -5,6 +5,14 @@ and writes Dresden-style JPEGs plus a manifest.
 """
 
 from camtrace.data.simcam.pipeline import dataset_name, render, simulate
-from camtrace.data.simcam.preset import Preset, available_presets, load_preset
+from camtrace.data.simcam.preset import Preset, available_presets, camera_tables, load_preset
 
-__all__ = ["Preset", "available_presets", "dataset_name", "load_preset", "render", "simulate"]
+__all__ = [
+    "Preset",
+    "available_presets",
+    "camera_tables",
+    "dataset_name",
+    "load_preset",
+    "render",
+    "simulate",
+]

@@ -13,6 +13,7 @@ inside the ranges they span (``draw.py``; ``presets/many.yaml``: SpoC's embedder
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,6 +244,29 @@ def load_preset(preset: str | Path) -> Preset:
         return _parse(data, path, digest.hexdigest())
     except _Bad as e:
         raise CamtraceError(f"{path}: {e}; fix the preset") from None
+
+
+TABLE_PRESETS = ("default", "unseen")
+"""The presets whose camera models' JPEG tables :func:`camera_tables` knows by default: the
+bench's and the unseen models (``tiny`` reuses default's names with other tables, ``hard``
+draws a quality per shot, ``many`` holds SpoC's embedder models)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _tables_of(presets: tuple[str, ...]) -> tuple[tuple[str, Jpeg], ...]:
+    found: dict[str, Jpeg] = {}
+    for name in presets:
+        for camera in load_preset(name).models:
+            if isinstance(camera.jpeg.quality, int):
+                found.setdefault(camera.label, camera.jpeg.jpeg())
+    return tuple(found.items())
+
+
+def camera_tables(presets: tuple[str, ...] = TABLE_PRESETS) -> dict[str, Jpeg]:
+    """Each SimCam camera model's own JPEG setting (its quantisation tables and chroma
+    subsampling) by its label ``Make_Model``, from ``presets`` (the first that has the
+    label wins). Models whose quality is drawn per shot have no one setting: left out."""
+    return dict(_tables_of(tuple(presets)))
 
 
 def _read(path: Path, chain: tuple[Path, ...]) -> tuple[Any, Any]:
