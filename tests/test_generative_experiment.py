@@ -211,3 +211,33 @@ def test_an_alpha_sweep_trains_one_generator_per_target_and_value(tmp_path: Path
         assert row["target"] == "Halden_H20"
         card = load_generator(row["checkpoint"]).card
         assert card["config"]["alpha"] == row["alpha"] == float(name.split("-alpha-")[1])
+
+
+def test_a_pretrained_section_takes_the_zoos_generator_only_against_the_same_detectors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """generators.pretrained: the zoo's <method>-<target> is used when it was trained against
+    the section's pretrained detectors at its patch size; otherwise the target is trained."""
+    from types import SimpleNamespace
+
+    from camtrace.models.zoo import GeneratorWeights
+    from camtrace.workflows.generators import run as generators_run
+
+    weights = tmp_path / "g.safetensors"
+    weights.write_bytes(b"weights")
+    entry = GeneratorWeights(
+        name="mislgan-M_1", file="g.safetensors", bytes=7, sha256="", shipped=False,
+        method="mislgan", target="M_1", against=["mislnet"], patch_size=64,
+    )  # fmt: skip
+    monkeypatch.setattr(generators_run, "generator_zoo", lambda: {entry.name: entry})
+    monkeypatch.setattr(GeneratorWeights, "verified_path", lambda self: weights)
+    plan = SimpleNamespace(
+        section=SimpleNamespace(method="mislgan"), detectors=("m",), patch_size=64
+    )
+    shipped = {"m": {"pretrained": "mislnet"}}
+    assert generators_run.zoo_generator(plan, shipped, "M_1") == weights
+    assert generators_run.zoo_generator(plan, shipped, "M_2") is None  # no such entry
+    assert generators_run.zoo_generator(plan, {"m": {"pretrained": None}}, "M_1") is None
+    assert generators_run.zoo_generator(plan, {"m": {"pretrained": "bondi2017"}}, "M_1") is None
+    plan.patch_size = 32
+    assert generators_run.zoo_generator(plan, shipped, "M_1") is None

@@ -415,10 +415,18 @@ class GeneratorsConfig(GeneratorConfig):
         None, "camera models no part of training used, e.g. {preset: unseen, shots: 4}"
     )
     examples: int = option(4, "patches per target in the examples figure", minimum=0)
+    pretrained: bool = option(
+        False,
+        "use the zoo's <method>-<target> generator where one was trained against these "
+        "shipped detectors (camtrace models); train only the missing ones",
+    )
 
     def check(self) -> None:
+        super().check()
         if "eps" in self.model_fields_set and self.method != "gap":
             raise Invalid("eps", f"applies to method gap only, not {self.method}")
+        if self.pretrained and self.alpha_sweep:
+            raise Invalid("pretrained", "the zoo has one generator per target; drop alpha_sweep")
 
 
 class SpocSyntheticConfig(Section):
@@ -521,6 +529,56 @@ class SpocSectionConfig(Section):
             raise Invalid("synthetic.size", f"{side} is not 4 x a power of two (e.g. 64, 128)")
 
 
+class PrnuConfig(Section):
+    """PRNU device fingerprints (Lukas et al. 2006; Chen et al. 2008): each device's
+    fingerprint enrolled from its photos of the scenes outside the evaluation split, every
+    photo of the evaluation scenes matched against every device by PCE (Goljan et al. 2009)."""
+
+    enrol: int = option(
+        40,
+        "photos per device its fingerprint is estimated from: the first by shot among its "
+        "photos of scenes outside the evaluation split",
+        minimum=1,
+    )
+    photos: int | None = option(
+        None,
+        "photos per device matched: the first by shot among its evaluation-scene photos "
+        "(default: all)",
+        minimum=1,
+    )
+    threshold: float = option(
+        60.0, "PCE at or above which a photo is declared the device's (Goljan 2009: 60)", minimum=0
+    )
+    neighbourhood: int = option(
+        11, "side of the square around the peak left out of the PCE's energy", minimum=1
+    )
+    levels: int = option(4, "wavelet levels of the denoiser (Lukas 2006: 4)", minimum=1)
+    sigma: float = option(
+        5.0, "the denoiser's noise std in grey levels (Lukas 2006: 5)", minimum=0.5
+    )
+    workers: int = option(2, "processes computing the residuals", minimum=1)
+
+
+class RobustnessPrnuConfig(Section):
+    """PRNU in the robustness matrix: whole evaluation photos spoofed by each attack of the
+    matrix (gradient attacks toward the next camera model, generators toward their target),
+    then tested against the source device's fingerprint and the target model's devices'."""
+
+    photos: int = option(
+        2,
+        "evaluation photos spoofed per detector and attack: the first of each of the first "
+        "`photos` camera models",
+        minimum=1,
+    )
+    enrol: int = option(
+        40,
+        "photos per device its fingerprint is estimated from (as prnu.enrol: scenes outside "
+        "the evaluation split)",
+        minimum=1,
+    )
+    threshold: float = option(60.0, "PCE at or above which a photo matches a device", minimum=0)
+
+
 class AdaptiveConfig(Section):
     """Adaptive evaluation (Athalye et al. 2018; Carlini et al. 2019; AutoAttack's checks):
     stronger and different attacks on every detector of the matrix, and the sanity checks."""
@@ -590,6 +648,11 @@ class RobustnessConfig(Section):
     adaptive: AdaptiveConfig | None = option(
         None, "adaptive attacks and sanity checks ({} for the defaults; null: the matrix only)"
     )
+    prnu: RobustnessPrnuConfig | None = option(
+        None,
+        "whole photos spoofed by each attack, tested against the source and target devices' "
+        "PRNU ({} for the defaults; null: none)",
+    )
 
     def check(self) -> None:
         unknown = sorted(set(self.params) - set(self.attacks))
@@ -621,6 +684,7 @@ class ExperimentConfig(Section):
     robustness: RobustnessConfig | None = option(None, "the robustness matrix section")
     spoc: SpocSectionConfig | None = option(None, "SpoC's Tables 1-6 section")
     spoof: SpoofConfig | None = option(None, "whole photos spoofed, before and after")
+    prnu: PrnuConfig | None = option(None, "PRNU device fingerprints: enrol, match, ROC")
     audit: bool = option(
         False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
     )
@@ -744,6 +808,8 @@ SECTIONS: dict[str, type[Section]] = {
     "generators.unseen": UnseenConfig,
     "robustness": RobustnessConfig,
     "robustness.adaptive": AdaptiveConfig,
+    "robustness.prnu": RobustnessPrnuConfig,
+    "prnu": PrnuConfig,
     "spoc": SpocSectionConfig,
     "spoc.synthetic": SpocSyntheticConfig,
     "spoc.embedder": SpocEmbedderConfig,

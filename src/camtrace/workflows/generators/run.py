@@ -37,6 +37,7 @@ from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.registry import model_spec
 from camtrace.models.spec import ModelSpec
+from camtrace.models.zoo import generator_zoo
 from camtrace.workflows.attacks.run import CameraJpeg
 from camtrace.workflows.config import ExperimentConfig, GeneratorsConfig
 from camtrace.workflows.identification import Clock, DetectorSpec, SplitRun, prepare_unseen
@@ -179,6 +180,11 @@ def train_generators(
     val = centre_crop(store.patches(_pick(store, "val", s.val_patches, plan.seed)), plan.patch_size)
     paths = {}
     for name, target, alpha in plan.units:
+        shipped = zoo_generator(plan, detectors, target) if s.pretrained else None
+        if shipped is not None:
+            paths[name] = shipped
+            log(f"generator {s.method} -> {name}: the zoo's, {shipped}")
+            continue
         out = plan.folder(run_dir, name)
         state = (
             "finished, kept"
@@ -203,6 +209,18 @@ def train_generators(
         state = "trained afresh" if retrained else state
         log(f"generator {s.method} -> {name}: {state}, {paths[name]}")
     return paths
+
+
+def zoo_generator(
+    plan: GeneratorPlan, detectors: Mapping[str, dict[str, Any]], target: str
+) -> Path | None:
+    """The verified file of the zoo's ``<method>-<target>`` generator if it was trained against
+    the pretrained detectors this section trains against (by name, in order), else None."""
+    against = tuple(detectors[d].get("pretrained") or "" for d in plan.detectors)
+    entry = generator_zoo().get(f"{plan.section.method}-{target}")
+    if entry is None or tuple(entry.against) != against or entry.patch_size != plan.patch_size:
+        return None
+    return entry.verified_path()
 
 
 def train_or_retrain(
