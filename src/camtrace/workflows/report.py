@@ -42,6 +42,12 @@ figcaption { color: #555; font-size: 0.9rem; }
 .alert { color: #b00020; font-weight: 600; }
 footer { margin-top: 3rem; border-top: 1px solid #e5e5e5; color: #888; font-size: 0.8rem;
          padding-top: 0.5rem; }
+@media print { html { font-size: 8pt; } body { max-width: none; margin: 0; line-height: 1.3; }
+               h2 { margin-top: 0.8rem; }
+               figure { display: inline-block; width: 49%; vertical-align: top; margin: 0.4rem 0;
+                        break-inside: avoid; }
+               figure img { max-height: 7cm; width: auto; max-width: 100%; }
+               footer { margin-top: 1rem; } }
 """
 
 # A string cell that reads as a number (e.g. "93.5%", "-1.2e-3") is right-aligned too.
@@ -84,6 +90,14 @@ def _table_rows(
     if header is None:
         header = list(dict.fromkeys(key for row in rows for key in row))
     return header, [[row.get(column) for column in header] for row in rows]
+
+
+def markdown_table(rows: list[dict] | list[list], header: list[str] | None = None) -> str:
+    """The rows of :meth:`Report.table` as a Markdown table (the docs' result tables)."""
+    header, body = _table_rows(rows, header)
+    cells = [[_format_cell(v, ".2f")[0].replace("|", "\\|") for v in row] for row in body]
+    lines = ["| " + " | ".join(map(str, header or [])) + " |", "|" + "---|" * len(header or [])]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 class Report:

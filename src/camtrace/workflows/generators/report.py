@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from camtrace.workflows import plots
-from camtrace.workflows.report import Report, percent
+from camtrace.workflows.report import Report, markdown_table, percent
 
 if TYPE_CHECKING:
     from camtrace.workflows.generators.run import Example
@@ -107,6 +107,53 @@ def curves_figure(validation: list[dict[str, Any]], title: str) -> Figure:
     return plots.line_figure(steps, series, title, "iteration", "value")
 
 
+def jpeg_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per target: SAR as written and after JPEG with the target camera's own tables."""
+    groups = [g for g in GROUPS if all(g in t for t in targets.values())]
+    return [
+        {
+            "target": name,
+            **{f"{g} SAR": percent(t[g]["sar"]) for g in groups},
+            **{f"{g} SAR after JPEG": percent(t["jpeg"][g]) for g in groups},
+        }
+        for name, t in targets.items()
+    ]
+
+
+def validation_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per target: its last validation (iteration, SAR per detector, PSNR, SSIM, seconds)."""
+    rows = []
+    for name, t in targets.items():
+        v = t.get("validation") or {}
+        rows.append(
+            {
+                "target": name,
+                **({"alpha": f"{t['alpha']:g}"} if "alpha" in t else {}),
+                "iterations": v.get("iteration"),
+                "val SAR": " / ".join(percent(s) for s in v.get("sar", [])),
+                "val PSNR (dB)": _db(v.get("psnr")),
+                "val SSIM": f"{v['ssim']:.3f}" if "ssim" in v else "",
+                "training (s)": v.get("seconds"),
+            }
+        )
+    return rows
+
+
+def generators_markdown(metrics: dict[str, Any]) -> str:
+    """The docs' tables of a run's ``generators`` section, from its metrics.json: the last
+    validation per generator, our Chen Tables 3-4 rows with Chen's beside, and the SAR after
+    the target camera's JPEG."""
+    g = metrics["generators"]
+    targets = g["targets"]
+    return "\n\n".join(
+        [
+            markdown_table(validation_rows(targets)),
+            markdown_table(table_rows(targets) + chen_rows(g["paper"])),
+            markdown_table(jpeg_rows(targets)),
+        ]
+    )
+
+
 def add_generator_report(
     report: Report,
     metrics: dict[str, Any],
@@ -138,14 +185,7 @@ def add_generator_report(
     )
     groups = [g for g in GROUPS if all(g in t for t in targets.values())]
     report.table(
-        [
-            {
-                "target": name,
-                **{f"{g} SAR": percent(t[g]["sar"]) for g in groups},
-                **{f"{g} SAR after JPEG": percent(t["jpeg"][g]) for g in groups},
-            }
-            for name, t in targets.items()
-        ],
+        jpeg_rows(targets),
         caption="SAR as written and after JPEG with the target camera's own tables (each "
         "row: its target's)",
     )
