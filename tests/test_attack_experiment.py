@@ -249,3 +249,18 @@ def test_gradient_attacks_skip_hand_crafted_detectors_and_refuse_them_when_liste
     listed = {"runs": [{"method": "pgd", "eps": [2], "detectors": ["marra2017"]}]}
     with pytest.raises(CamtraceError, match=r"runs\[0\]\.detectors: .*square"):
         plan_attacks(parse(AttacksConfig, listed, "attacks"), sizes, ["marra2017"])
+
+
+def test_the_docs_attack_tables_show_the_kept_metrics(tiny_run: tuple[dict, Path]) -> None:
+    """`<!-- table: attacks RUN -->` renders each attack run from the run's metrics.json:
+    every FGSM row's uint8 error rate, and the accuracy-under-attack table per eps."""
+    from camtrace.workflows.tables import refresh_tables
+
+    _, run_dir = tiny_run
+    text = refresh_tables(f"<!-- table: attacks {run_dir} -->\n<!-- /table -->\n", Path("/"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())["attacks"]
+    fgsm = metrics["detectors"]["mislnet"]["runs"][0]
+    assert "**`mislnet`, fgsm** (untargeted)" in text
+    for s in fgsm["settings"]:
+        assert f"| {100 * s['overall']['error_rate']:.1f}% |" in text
+    assert "accuracy under attack, ε in 0-255 units" in text and "| ε = 0.51 |" in text

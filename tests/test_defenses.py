@@ -239,6 +239,19 @@ def test_experiment_trains_defended_detectors_and_reports_zhaos_tables(tmp_path:
     assert xs == [1.0, 2.0] and len(curves) == 2  # 64 px: both defences on one figure; 32 px
     assert sorted(series)[:2] == ["advtrain, after q90", "advtrain, uint8"]
     assert [r["defence"] for r in table1_rows(dets)] == ["none", "advtrain"]
+    from camtrace.workflows.tables import refresh_tables
+
+    run_dir = tmp_path / "runs" / "tiny-zhao"
+    text = refresh_tables(f"<!-- table: defenses {run_dir} -->\n<!-- /table -->\n", Path("/"))
+    advtrain = metrics["attacks"]["detectors"]["yang2018-advtrain"]["runs"][0]["settings"]
+    assert "**yang2018, 64x64, fgsm: accuracy under attack**" in text
+    row = next(line for line in text.splitlines() if line.startswith("| advtrain, uint8 |"))
+    assert (
+        row
+        == "| advtrain, uint8 | "
+        + " | ".join(f"{100 * s['overall']['accuracy']:.1f}%" for s in advtrain)
+        + " |"
+    )
 
 
 def test_fine_tuning_starts_from_the_init_weights(pipeline: dict[str, Path]) -> None:

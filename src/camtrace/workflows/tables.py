@@ -7,7 +7,10 @@ A table stands between two markers naming what renders it and from what:
     <!-- /table -->
 
 ``accuracy RUN``: each detector's single-patch and image accuracy in the run's
-``metrics.json`` (with the processor and precision that made it); ``zoo``: the pretrained
+``metrics.json`` (with the processor and precision that made it); ``generators RUN``: a run's
+generators (last validation, Chen Tables 3-4 with Chen's beside, SAR after JPEG); ``attacks
+RUN``: each attack run (Güera Tables 3-4) and the accuracy under attack per eps (Zhao Table 2);
+``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``zoo``: the pretrained
 detectors of the registry; ``config`` and ``preset``: the references of a run config and of
 a SimCam preset, from their schemas.
 :func:`refresh_tables` re-renders every block of a file (``camtrace tables README.md``); a
@@ -27,7 +30,10 @@ from camtrace.errors import CamtraceError
 from camtrace.io import write_text
 from camtrace.models.zoo import Weights, zoo
 from camtrace.schema import reference
+from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
+from camtrace.workflows.defenses.report import defenses_markdown
+from camtrace.workflows.generators.report import generators_markdown
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
@@ -94,6 +100,9 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "config": lambda root, source: config_reference().rstrip("\n"),
     "preset": lambda root, source: reference(PRESET_SECTIONS).rstrip("\n"),
     "transfer": lambda root, source: transfer_tables(_metrics(root, source)),
+    "generators": lambda root, source: generators_markdown(_metrics(root, source)),
+    "attacks": lambda root, source: attacks_markdown(_metrics(root, source)),
+    "defenses": lambda root, source: defenses_markdown(_metrics(root, source)),
 }
 
 

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from camtrace.workflows import plots
 from camtrace.workflows.attacks.plan import PLAIN
-from camtrace.workflows.report import Report, percent
+from camtrace.workflows.report import Report, markdown_table, percent
 
 if TYPE_CHECKING:
     from camtrace.workflows.attacks.run import Example
@@ -179,6 +179,27 @@ def _add_transfer(report: Report, t: dict[str, Any], jpeg_names: list[str]) -> N
         transfer_figure(matrices, archs, metric),
         caption="Transfer matrix: rows crafted on, columns judged by.",
     )
+
+
+def attacks_markdown(metrics: dict[str, Any]) -> str:
+    """The docs' tables of a run's ``attacks`` section, from its metrics.json: per detector,
+    each attack run's table (Güera Tables 3-4 layout) and the accuracy under attack per eps
+    (Zhao Table 2 layout)."""
+    attacks = metrics["attacks"]
+    jpeg_names = [n for n in attacks["plan"]["jpeg"] if n != PLAIN]
+    out = []
+    for arch, d in attacks["detectors"].items():
+        runs = [r for r in d["runs"] if r is not None]
+        for run in runs:
+            params = ", ".join(f"{k} {v}" for k, v in run["params"].items())
+            kind = "targeted" if run["targeted"] else "untargeted"
+            out.append(f"**`{arch}`, {run['method']}** ({kind}{'; ' + params if params else ''})")
+            out.append(markdown_table(_run_rows(run, jpeg_names)))
+        zhao = _zhao_rows(runs, d["clean"])
+        if zhao:
+            out.append(f"**`{arch}`: accuracy under attack, ε in 0-255 units**")
+            out.append(markdown_table(zhao))
+    return "\n\n".join(out)
 
 
 def add_attack_report(

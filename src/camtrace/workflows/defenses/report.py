@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from camtrace.workflows import plots
-from camtrace.workflows.report import Report, percent
+from camtrace.workflows.report import Report, markdown_table, percent
 
 
 def defense_of(d: dict[str, Any]) -> str:
@@ -54,6 +54,26 @@ def accuracy_curves(
                     100 * s["jpeg"][jpeg]["overall"]["accuracy"] for s in settings
                 ]
     return curves
+
+
+def defenses_markdown(metrics: dict[str, Any]) -> str:
+    """The docs' tables of Zhao's comparison, from a run's metrics.json: Table 1 (clean
+    accuracy) and, per architecture, patch size and attack, the accuracy per eps of every
+    defence on the 8-bit output and after each JPEG (Zhao Tables 2-3)."""
+    detectors = metrics["detectors"]
+    out = [markdown_table(table1_rows(detectors))]
+    attacked = metrics.get("attacks", {}).get("detectors", {})
+    for (arch, size, method), (xs, series) in accuracy_curves(detectors, attacked).items():
+        rows = [
+            {
+                "defence, judged": label,
+                **{f"ε = {x:g}": f"{v:.1f}%" for x, v in zip(xs, ys, strict=True)},
+            }
+            for label, ys in series.items()
+        ]
+        out.append(f"**{arch}, {size}x{size}, {method}: accuracy under attack**")
+        out.append(markdown_table(rows))
+    return "\n\n".join(out)
 
 
 def add_defense_report(report: Report, metrics: dict[str, Any]) -> None:
