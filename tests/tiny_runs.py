@@ -31,11 +31,12 @@ def tiny_experiment(root: Path, name: str, **sections: Any) -> dict[str, Any]:
 
 
 def untimed(log: Path) -> object:
-    """A training log without its wall-clock times (the only part a resume may change)."""
+    """A training log without its wall-clock and CPU times (the only part a resume may
+    change)."""
 
     def strip(value: object) -> object:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+            return {k: strip(v) for k, v in value.items() if k not in ("seconds", "cpu_seconds")}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value

@@ -86,7 +86,10 @@ class SpoCConfig(Section):
     val_every: int = option(50, "iterations between validations", minimum=1)
     save_every: int = option(50, "iterations between saved training states", minimum=1)
     max_hours: float | None = option(
-        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
+        None,
+        "stop after this much CPU time of training (all threads), summed over sittings "
+        "(default: none)",
+        minimum=0,
     )
 
 

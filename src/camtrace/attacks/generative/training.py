@@ -80,7 +80,10 @@ class GeneratorConfig(Section):
         minimum=0,
     )
     max_hours: float | None = option(
-        None, "stop after this much training time, summed over sittings (default: none)", minimum=0
+        None,
+        "stop after this much CPU time of training (all threads), summed over sittings; a "
+        "machine shared with other jobs then gets the same work (default: none)",
+        minimum=0,
     )
     alpha: float = option(1.0, "weight of the L1 term in grey levels (Chen Eq. 2)", minimum=0)
     beta: float = option(1.0, "weight of the classification term (Chen Eq. 2)", minimum=0)
@@ -191,6 +194,7 @@ class GeneratorLoop:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.iteration, self.losses, self.validation, self.done = 0, [], [], False
         self.seconds = 0.0  # training time, summed over sittings
+        self.cpu_seconds = 0.0  # the process's CPU time in training, what max_hours bounds
         self.precision = "fp32"  # the generator's arithmetic in training (its card says it)
 
     def adam(self, lr: float, betas: tuple[float, float]) -> None:
@@ -218,6 +222,7 @@ class GeneratorLoop:
         self.iteration, self.losses = info["iteration"], info["losses"]
         self.validation, self.done = info["validation"], info["done"]
         self.seconds = info.get("seconds", 0.0)
+        self.cpu_seconds = info.get("cpu_seconds", self.seconds)  # older states: wall time
 
     def batch(self) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
@@ -243,13 +248,21 @@ class GeneratorLoop:
         with self.frozen(), Progress(disable=not progress) as bar:
             task = bar.add_task(self.label, total=self.total, completed=self.iteration)
             started, before = time.perf_counter(), self.seconds
+            cpu_started, cpu_before = time.process_time(), self.cpu_seconds
             while not self.done and self.iteration < self.total:
                 self.losses.append(self.step(*self.batch()))
                 self.iteration += 1
                 self.seconds = before + time.perf_counter() - started
+                self.cpu_seconds = cpu_before + time.process_time() - cpu_started
                 last = self.iteration == self.total or self.out_of_time()
                 if self.iteration % val_every == 0 or last:
-                    self.validation.append({**self.validate(), "seconds": round(self.seconds)})
+                    self.validation.append(
+                        {
+                            **self.validate(),
+                            "seconds": round(self.seconds),
+                            "cpu_seconds": round(self.cpu_seconds),
+                        }
+                    )
                     self.done = last or self.good_enough(self.validation[-1])
                 if self.iteration % save_every == 0 or self.done:
                     self.save(out)
@@ -260,6 +273,7 @@ class GeneratorLoop:
             "hparams": self.generator.hparams,
             "iterations": self.iteration,
             "training_seconds": round(self.seconds),
+            "training_cpu_seconds": round(self.cpu_seconds),
             **self.final_card(),
             "validation": self.validation[-1] if self.validation else None,
             "environment": environment(torch.device("cpu"), self.precision),
@@ -269,12 +283,13 @@ class GeneratorLoop:
         return save_generator(self.generator, out / GENERATOR_FILE, card)
 
     def out_of_time(self) -> bool:
-        return self.max_seconds is not None and self.seconds >= self.max_seconds
+        return self.max_seconds is not None and self.cpu_seconds >= self.max_seconds
 
     def save(self, out: Path) -> None:
         info = {
             "card": self.card,
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
             "iteration": self.iteration,
             "losses": self.losses,
             "validation": self.validation,
