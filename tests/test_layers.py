@@ -26,8 +26,9 @@ LAYERS = {
     "evaluation": 4,
     "defenses": 4,
     "workflows": 5,
-    "cli": 6,
-    "__init__": 7,  # the lazy public API over everything
+    "web": 6,
+    "cli": 7,
+    "__init__": 8,  # the lazy public API over everything
 }
 
 

@@ -31,6 +31,7 @@ def test_every_spec_names_its_class_and_a_real_protocol() -> None:
         "marra2017",
         "mislnet",
         "spec",
+        "spoofnet",
         "tuama2016",
         "xception",
         "yang2018",

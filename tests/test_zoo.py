@@ -27,6 +27,7 @@ ZOO = [
     ("inceptionv3", 256, 96),
     ("yang2018", 64, 32),
     ("spec", 256, 64),
+    ("spoofnet", 64, 32),
 ]
 # Parameter counts at 10 classes beyond the native patch (the native ones are counted from the
 # papers' layer lists below): how a patch size changes the head, recorded from the networks.
@@ -39,6 +40,9 @@ PARAMS = {
     ("yang2018", 64): 395_674,  # the same at any patch size (global average pooling)
     ("spec", 64): 193_178,  # the same at any patch size; fc 64*4*4 * 128 + 128 is 131,200
     ("marra2017", 64): 0,  # hand-crafted SPAM features; its SVMs are fitted buffers
+    # Bayar 6x3x5x5 (no bias) 450; conv 3x3 15->16, 16->16, 16->32, 32->64 (no bias, BN):
+    # 2,192 + 2,336 + 4,672 + 18,560; fc 64*10 + 10; the SRM filters are a fixed buffer
+    ("spoofnet", 64): 28_860,
 }
 EMBED_DIM = {
     "tuama2016": 4096,
@@ -48,6 +52,7 @@ EMBED_DIM = {
     "inceptionv3": 2048,
     "yang2018": 256,
     "spec": 128,
+    "spoofnet": 64,
 }
 
 

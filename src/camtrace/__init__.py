@@ -35,6 +35,9 @@ _API = {
     "prepare_bench": "camtrace.data.bench",
     "save_detector": "camtrace.models",
     "identify": "camtrace.models.inference",
+    "calibrate_openset": "camtrace.models.calibration",
+    "checkpoint_openset": "camtrace.models.openset",
+    "load_photo": "camtrace.data.images",
     "train_detector": "camtrace.training.detector",
     "TrainConfig": "camtrace.training.engine",
     "evaluate_identifier": "camtrace.evaluation.identification",
@@ -42,6 +45,8 @@ _API = {
     "attack_image": "camtrace.workflows.spoof",
     "attack_file": "camtrace.workflows.spoof",
     "spoof": "camtrace.workflows.spoof",
+    "spoof_photo": "camtrace.workflows.camera_spoof",
+    "examine": "camtrace.workflows.examine",
     "AttackSettings": "camtrace.workflows.config",
     "save_image": "camtrace.data.codec",
     "Jpeg": "camtrace.data.codec",
@@ -57,6 +62,11 @@ _API = {
     "make_objective": "camtrace.defenses",
     "train_generator": "camtrace.attacks.generative",
     "load_generator": "camtrace.attacks.generative",
+    "prnu_enroll": "camtrace.workflows.prnu.files",
+    "prnu_match": "camtrace.workflows.prnu.files",
+    "load_fingerprint": "camtrace.models.fingerprint",
+    "detect_spoof": "camtrace.workflows.spoof_check",
+    "spoof_detector_zoo": "camtrace.models.zoo",
 }
 
 __all__ = ["__version__", *_API.keys()]  # noqa: PLE0604

@@ -540,41 +540,145 @@ def identify(
     map_out: Annotated[
         Path | None, typer.Option("--map", help="Write the per-block attribution map PNG.")
     ] = None,
+    closed_set: Annotated[
+        bool,
+        typer.Option("--closed-set", help="Always name one of the known models (open set off)."),
+    ] = False,
 ) -> None:
-    """Which camera model shot each image: majority vote over patches, with per-model shares."""
-    from camtrace.data.images import load_rgb
+    """Which camera model shot each image: majority vote over patches, with per-model shares.
+
+    Open set is on by default: evidence unlike every model the detector
+    knows is answered "unknown model", by the detector's calibrated score
+    and threshold (camtrace calibrate; the zoo ships its own); without a
+    calibration it says so and answers closed-set. Images that cannot carry
+    colour camera traces (greyscale, 16-bit, heavily resized, screenshot-
+    sized PNG) get a warning instead of a confident model."""
+    from camtrace.data.images import load_photo
     from camtrace.models import load_detector
     from camtrace.models.inference import identify as _identify
+    from camtrace.models.openset import detector_openset
 
     det = load_detector(detector)
+    openset, notice = None if closed_set else detector_openset(det), None
+    if isinstance(openset, str):
+        openset, notice = None, openset
+    if openset is not None and k is not None and k != openset.patches:
+        notice = (
+            f"open set calibrated at {openset.patches} voting patches, not --k {k}: "
+            "answering closed-set"
+        )
+        openset = None
     results = []
     for path in images:
-        rgb = load_rgb(path, min_size=det.patch_size)
-        result = _identify(det, rgb, k=k)
-        result.path = str(path)
-        results.append(result)
+        photo = load_photo(path, min_size=det.patch_size)
+        results.append(_identify(det, photo, k=k, openset=openset))
         if map_out is not None:
             target = (
                 map_out
                 if len(images) == 1
                 else map_out.with_name(f"{map_out.stem}_{path.stem}.png")
             )
-            _write_map(det, rgb, target, path.name)
+            _write_map(det, photo.rgb, target, path.name)
+    if notice:  # after the images were read: a bad image stays a one-line error
+        err.print(notice, highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
     from rich.table import Column
 
-    table = Table(Column("image", overflow="fold"), "camera model", "vote share", "runner-up")
+    table = Table(
+        Column("image", overflow="fold", ratio=2),  # a camera's file name fits at 80 columns
+        Column("camera model", overflow="fold", ratio=1),
+        "votes",
+        Column("runner-up", overflow="fold", ratio=1),
+        expand=True,
+    )
     for r in results:
         ranked = sorted(r.scores.items(), key=lambda kv: -kv[1])
-        second = f"{ranked[1][0]} ({ranked[1][1]:.0%})" if len(ranked) > 1 else ""
-        table.add_row(Path(r.path).name, r.model, f"{r.vote_share:.0%}", second)
+        second = f"{ranked[1][0]} {ranked[1][1]:.0%}" if len(ranked) > 1 else ""
+        model = r.model if r.model == r.nearest else f"unknown model (nearest {r.nearest})"
+        table.add_row(
+            Path(r.path).name,
+            model + (" (warning)" if r.warnings else ""),
+            f"{r.vote_share:.0%}",
+            second,
+        )
     console.print(table)
+    if openset is not None:
+        threshold = openset.thresholds[openset.score]
+        console.print(
+            f"open set: unknown model below {threshold:.4g} of the {openset.score} score (a "
+            f"{openset.frr:.0%} false rejection of known models); --json: each image's score",
+            highlight=False,
+        )
+    for r in results:
+        for warning in r.warnings:
+            console.print(
+                f"[yellow]warning:[/] {Path(r.path).name}: {warning}; the answer is not "
+                "evidence of its camera model",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@app.command(cls=ListsChoices)
+def calibrate(
+    checkpoint: Annotated[
+        str, typer.Argument(help="A detector checkpoint (.safetensors) or a pretrained name.")
+    ],
+    store: Annotated[
+        Path,
+        typer.Option(help="Patch store of the detector's models with train and val splits."),
+    ],
+    frr: Annotated[
+        float, typer.Option(help="False-rejection rate of known models, on the val split.")
+    ] = 0.05,
+    cloud_images: Annotated[
+        int, typer.Option(help="Training images per model in the Mahalanobis cloud.")
+    ] = 40,
+    score: Annotated[
+        str,
+        typer.Option(
+            help="The score identify decides with.",
+            parser=Registered("score", _openset_scores),
+        ),
+    ] = "mahalanobis",
+    progress: Progress = True,
+) -> None:
+    """Calibrate a detector for open-set identification (camtrace identify).
+
+    Every score's threshold at FRR on the store's val split, the Mahalanobis
+    cloud from its train split; writes CHECKPOINT.openset.safetensors beside
+    the checkpoint, where identify finds it."""
+    from camtrace.data.patch_store import PatchStore
+    from camtrace.models.calibration import calibrate_openset
+    from camtrace.models.openset import save_openset, sidecar_path
+    from camtrace.models.zoo import resolve_checkpoint
+
+    if not 0 <= frr < 1:
+        raise CamtraceError(f"--frr {frr}: a rate in [0, 1), e.g. 0.05")
+    if cloud_images < 2:
+        raise CamtraceError(f"--cloud-images {cloud_images}: at least 2 images per model")
+    path = resolve_checkpoint(checkpoint)
+    openset = calibrate_openset(path, PatchStore.open(store), frr, cloud_images, progress=progress)
+    saved = save_openset(openset.with_score(score), sidecar_path(path))
+    table = Table("score", "threshold")
+    for name, threshold in openset.thresholds.items():
+        table.add_row(name + (" (decides)" if name == score else ""), f"{threshold:.4g}")
+    console.print(table)
+    n = openset.data["thresholds"]["images"]
+    console.print(f"thresholds at FRR {frr:.0%} on {n} val images -> {saved}")
+
+
+def _openset_scores() -> Sequence[str]:
+    from camtrace.models.openset import SCORES
+
+    return SCORES
 
 
 def _write_map(det, rgb, target: Path, title: str) -> None:
     from camtrace.models.inference import block_map
+    from camtrace.workflows.examine import block_scores
     from camtrace.workflows.plots import attribution_map_figure, save_figure
 
     labels, positions, conf = block_map(det, rgb)
@@ -584,7 +688,7 @@ def _write_map(det, rgb, target: Path, title: str) -> None:
         positions,
         det.patch_size,
         det.classes,
-        conf,
+        block_scores(det, conf),  # an SVM's votes on 0-1, or the tint is barely visible
         title=f"{title}: camera model per {det.patch_size}x{det.patch_size} block",
     )
     save_figure(fig, target)
@@ -721,6 +825,67 @@ def attack(
         raise typer.Exit(1)
 
 
+@app.command("detect-spoof")
+def detect_spoof(
+    image: Annotated[Path, typer.Argument(help="The photo to examine.")],
+    fingerprints: Annotated[
+        Path | None,
+        typer.Option(help="PRNU fingerprints (camtrace prnu enroll): a folder, or one file."),
+    ] = None,
+    detector: Annotated[
+        str, typer.Option(help="The camera-model detector whose reading is checked.")
+    ] = "bondi2017",
+    spoof_detector: Annotated[
+        str,
+        typer.Option(help="The learned spoof detector: a checkpoint or a name (camtrace models)."),
+    ] = "spoofnet",
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="An original JPEG of the camera model the photo is read as: its quantisation "
+            "tables stand for the model's (camtrace knows SimCam's models' only)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Was a photo processed by a counter-forensic attack? The learned spoof detector's
+    verdict on the patches a detector votes with, and the consistency checks (EXIF Make/Model
+    and JPEG tables against the camera model the traces are read as, the sensor's PRNU
+    against enrolled devices), each explained in a sentence."""
+    from camtrace.workflows.spoof_check import detect_spoof as _detect
+
+    found = _detect(
+        image,
+        detector=detector,
+        spoof_detector=spoof_detector,
+        fingerprints=fingerprints,
+        reference=reference,
+    )
+    if as_json:
+        print(json.dumps(found.to_dict(), indent=2))
+        return
+    learned = found.learned
+    console.print(
+        f"{image.name}: read as {found.model} ({found.vote_share:.0%} of the votes by "
+        f"{detector}); learned verdict: {'attacked' if learned.attacked else 'clean'}",
+        highlight=False,
+    )
+    from rich.table import Column
+
+    table = Table(
+        Column("check", max_width=20, overflow="fold"),
+        "result",
+        Column("why", overflow="fold", ratio=1),
+        expand=True,
+    )
+    table.add_row(
+        f"learned ({learned.detector})", "warn" if learned.attacked else "pass", learned.sentence
+    )
+    for check in found.checks:
+        table.add_row(check.name, check.status, check.sentence)
+    console.print(table)
+
+
 @app.command()
 def models(
     classes: Annotated[int, typer.Option(help="Camera models the classifiers are sized for.")] = 10,
@@ -774,7 +939,7 @@ def _short_paper(paper: str) -> str:
 def _pretrained_table() -> None:
     from rich.table import Column
 
-    from camtrace.models.zoo import generator_zoo, zoo
+    from camtrace.models.zoo import generator_zoo, spoof_detector_zoo, zoo
 
     table = Table(
         Column("name", no_wrap=True),
@@ -797,6 +962,7 @@ def _pretrained_table() -> None:
             "shipped" if w.shipped else "cache",
         )
     console.print(table)
+    _spoof_detector_table(spoof_detector_zoo())
     generators = generator_zoo()
     if not generators:
         return
@@ -818,6 +984,31 @@ def _pretrained_table() -> None:
             f"{min(v['sar']):.1%}",
             f"{v['psnr']:.1f} dB",
             f"{v.get('ssim', float('nan')):.3f}",
+        )
+    console.print(table)
+
+
+def _spoof_detector_table(entries: dict) -> None:
+    from rich.table import Column
+
+    if not entries:
+        return
+    table = Table(
+        Column("spoof detector", no_wrap=True),
+        "trained on",
+        "false positives",
+        "MB",
+        Column("where", no_wrap=True),
+        title="Spoof detectors (bench eval patches): camtrace detect-spoof --spoof-detector NAME",
+    )
+    for w in entries.values():
+        table.add_row(
+            w.name,
+            f"{', '.join(dict.fromkeys(a.split()[0] for a in w.trained_on))} against "
+            f"{', '.join(w.against)}",
+            ", ".join(f"{k} {v:.1%}" for k, v in w.false_positives.items()),
+            f"{w.bytes / 2**20:.1f}",
+            "shipped" if w.shipped else "cache",
         )
     console.print(table)
 
@@ -947,6 +1138,104 @@ def info(
     from camtrace.models import read_card
 
     print(json.dumps(read_card(checkpoint), indent=2))
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port of the page.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Interface: 127.0.0.1 keeps the page on this machine.")
+    ] = "127.0.0.1",
+    detectors: Annotated[
+        Path | None,
+        typer.Option(
+            help="A folder of checkpoints offered beside the shipped zoo (generators, and PRNU "
+            "fingerprints for the PRNU check, too)."
+        ),
+    ] = None,
+) -> None:
+    """The analyst's web page: drop photos, see which camera shot them and where, check and
+    spoof them, batches of a folder or a zip (needs the web extra: camtrace[web])."""
+    try:
+        from camtrace.web import exposed
+        from camtrace.web import serve as run_page
+    except ImportError as e:
+        raise CamtraceError(
+            f"camtrace serve needs the web extra ({e.name} is missing): pip install 'camtrace[web]'"
+        ) from None
+    if exposed(host):
+        err.print(
+            f"[yellow]warning:[/] --host {host} opens the page to other machines; anyone who "
+            "reaches it can upload photos and run attacks (no login)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"camtrace page: http://{host}:{port} (Ctrl+C stops it; uploads are removed)")
+    run_page(host, port, detectors)
+
+
+prnu = typer.Typer(
+    help="PRNU device fingerprints (Lukas 2006; Chen 2008): enrol a device from its photos, "
+    "match a photo against the enrolled devices by PCE (Goljan 2009).",
+    no_args_is_help=True,
+)
+app.add_typer(prnu, name="prnu")
+
+
+@prnu.command("enroll")
+def prnu_enroll(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of the device's photos (one size; at least 10).")
+    ],
+    device: Annotated[str, typer.Option(help="The device's name, recorded in the fingerprint.")],
+    out: Annotated[Path, typer.Option(help="The fingerprint file to write (.safetensors).")],
+    workers: Annotated[int, typer.Option(help="Processes computing the residuals.")] = 2,
+    progress: Progress = True,
+) -> None:
+    """Estimate a device's PRNU fingerprint from its photos (maximum likelihood, saturated
+    pixels left out) and write it with its card (camtrace info FP prints it)."""
+    from camtrace.workflows.prnu.files import prnu_enroll as enroll
+
+    fp = enroll(folder, device, out, workers=workers, progress=progress)
+    h, w = fp.size
+    console.print(
+        f"{fp.device}: fingerprint of {fp.card['images']} photos of {w}x{h} -> {fp.path}",
+        soft_wrap=True,
+    )
+
+
+@prnu.command("match")
+def prnu_match(
+    image: Annotated[Path, typer.Argument(help="The photo to test.")],
+    fingerprints: Annotated[
+        Path, typer.Option(help="A folder of fingerprints (camtrace prnu enroll), or one file.")
+    ],
+    threshold: Annotated[
+        float, typer.Option(help="PCE at or above which the photo is the device's.")
+    ] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Which enrolled device took a photo: its PCE against every fingerprint, highest first;
+    a device matches at PCE >= threshold."""
+    from camtrace.workflows.prnu.files import prnu_match as match
+
+    result = match(image, fingerprints, threshold=threshold)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table("device", "PCE", "peak correlation", "match")
+    for m in result.matches:
+        table.add_row(m.device, f"{m.pce:.1f}", f"{m.rho:.4f}", "yes" if m.matched else "no")
+    console.print(table)
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    best = result.matches[0]
+    verdict = (
+        f"taken by {result.device} (PCE {best.pce:.1f} >= {threshold:g})"
+        if result.device
+        else f"no enrolled device (highest PCE {best.pce:.1f}, {best.device}, < {threshold:g})"
+    )
+    console.print(f"{image.name}: {verdict}")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from camtrace.models import (
     densenet40,  # noqa: F401  (registers the architecture)
     marra2017,  # noqa: F401  (registers the architecture)
     mislnet,  # noqa: F401  (registers the architecture)
+    spoofnet,  # noqa: F401  (registers the spoof detector's architecture)
     timm_detectors,  # noqa: F401  (registers xception, inceptionv3)
     tuama2016,  # noqa: F401  (registers the architecture)
     yang2018,  # noqa: F401  (registers the architecture)

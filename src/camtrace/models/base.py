@@ -77,11 +77,20 @@ class Detector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
 
-    def identify(self, image: Any, k: int | None = None) -> Any:
-        """Camera model of an image (path or (H, W, 3) uint8) by majority vote over patches."""
+    def identify(self, image: Any, k: int | None = None, open_set: bool = False) -> Any:
+        """Camera model of an image (path or (H, W, 3) uint8) by majority vote over patches;
+        ``open_set`` (on by default in ``camtrace identify``): "unknown" when the calibration
+        beside the checkpoint rejects the evidence (without one, closed-set, and the
+        result's ``warnings`` say so)."""
         from camtrace.models.inference import identify
+        from camtrace.models.openset import detector_openset
 
-        return identify(self, image, k=k)
+        openset = detector_openset(self) if open_set else None
+        if not isinstance(openset, str):
+            return identify(self, image, k=k, openset=openset)
+        result = identify(self, image, k=k)
+        result.warnings.append(openset)
+        return result
 
     def fit_preprocessing(self, patches_uint8: torch.Tensor) -> None:
         """Set data-dependent preprocessing from training patches (N, H, W, 3) uint8."""

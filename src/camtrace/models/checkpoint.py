@@ -118,4 +118,5 @@ def load_detector(
             f"{path}: weights do not fit a {card['arch']} network ({first})"
         ) from None
     det.card = card
+    det.checkpoint = path  # its open-set calibration lies beside it (models/openset.py)
     return det.to(device).eval()

@@ -2,15 +2,15 @@
 maximum-likelihood fingerprint of Chen, Fridrich, Goljan & Lukas 2008 and its detection by
 the peak-to-correlation energy (PCE) of Goljan, Fridrich & Filler 2009.
 
-The sensor output model (Chen 2008, Sec. II): ``I = I0 + I0 K + Theta``; the residual
+The sensor output model of Chen 2008: ``I = I0 + I0 K + Theta``; the residual
 ``W = I - F(I)`` of a denoiser ``F`` is ``I K`` plus noise, so a device's fingerprint ``K`` is
 estimated from its photos and looked for in a photo's residual.
 
 Colour, as in the papers' reference implementation (Binghamton's camera-fingerprint
 toolbox, which Chen 2008 and Goljan 2009 describe): the residual is extracted from each
 colour channel, and the fingerprint estimated per channel; both are combined into one
-grey-scale array with the luminance weights ``LUMA`` (Goljan 2009, Sec. 3); a photo's grey
-intensity ``I`` for the test is the same weighted sum of its channels.
+grey-scale array with the luminance weights ``LUMA`` (the toolbox's ``rgb2gray1``); a
+photo's grey intensity ``I`` for the test is the same weighted sum of its channels.
 
 Arrays: images are uint8 (N, H, W, 3) as everywhere in camtrace; residuals and fingerprints
 are float (..., H, W), every function vectorised over the leading axes (a batch of photos or
@@ -33,7 +33,7 @@ from camtrace.errors import CamtraceError
 LUMA = np.array([0.29893602, 0.58704307, 0.11402090])
 """R, G, B weights of the grey combination (the toolbox's ``rgb2gray1``, ITU-R BT.601)."""
 THRESHOLD = 60.0
-"""PCE above which a photo is declared taken by the fingerprint's device (Goljan 2009)."""
+"""PCE at or above which a photo is declared the fingerprint's device's (Goljan 2009)."""
 NEIGHBOURHOOD = 11
 """Side of the square around the correlation peak left out of the PCE's energy (Goljan 2009)."""
 SATURATED_ABOVE = 250
@@ -108,7 +108,7 @@ def channel_residuals(
     images: np.ndarray, settings: ResidualSettings = ResidualSettings()
 ) -> np.ndarray:
     """The residual ``W = I - F(I)`` of each colour channel: uint8 (N, H, W, 3) ->
-    float32 (N, 3, H, W) (Lukas 2006, eq. for the residual; App. A for ``F``)."""
+    float32 (N, 3, H, W) (Lukas 2006; App. A for ``F``)."""
     _check_images(images)
     x = images.transpose(0, 3, 1, 2).astype(np.float32)
     return wavelet_noise(x, settings).astype(np.float32)
@@ -120,12 +120,12 @@ def grey(x: np.ndarray) -> np.ndarray:
 
 
 def intensity(images: np.ndarray) -> np.ndarray:
-    """The grey intensity ``I`` of uint8 photos (N, H, W, 3): float64 (N, H, W)."""
-    return images.astype(np.float64) @ LUMA
+    """The grey intensity ``I`` of uint8 photos (N, H, W, 3): float32 (N, H, W)."""
+    return images.astype(np.float32) @ LUMA.astype(np.float32)
 
 
 def zero_mean_total(x: np.ndarray) -> np.ndarray:
-    """The linear pattern removed (Chen 2008, Sec. III): each of the four 2x2 CFA
+    """The linear pattern removed (Chen 2008): each of the four 2x2 CFA
     sub-lattices of ``x`` (..., H, W) made zero-mean, then zero-mean along every row and every
     column, so row and column artefacts shared by the devices of a model (readout, JPEG rows)
     cancel. Returns a new array."""
@@ -142,7 +142,7 @@ def zero_mean_total(x: np.ndarray) -> np.ndarray:
 def wiener_dft(
     x: np.ndarray, sigma: float | np.ndarray | None = None, windows: Sequence[int] = (3, 5, 7, 9)
 ) -> np.ndarray:
-    """Wiener filtering in the DFT domain (Chen 2008, Sec. III): the normalised magnitude
+    """Wiener filtering in the DFT domain (Chen 2008): the normalised magnitude
     ``|DFT(x)| / sqrt(HW)`` of each array (..., H, W) replaced by its noise part
     (:func:`local_wiener_noise`, noise std ``sigma``: default each array's own std), phase
     kept. White noise has a flat spectrum and passes; the peaks of periodic artefacts (JPEG's
@@ -158,10 +158,12 @@ def wiener_dft(
     return fft.ifft2(spectrum * scale, axes=(-2, -1)).real.astype(x.dtype)
 
 
-def noise_residual(images: np.ndarray, settings: ResidualSettings = ResidualSettings()) -> np.ndarray:
+def noise_residual(
+    images: np.ndarray, settings: ResidualSettings = ResidualSettings()
+) -> np.ndarray:
     """The residual a photo is tested with: uint8 (N, H, W, 3) -> float32 (N, H, W): each
     channel's :func:`wavelet_noise`, combined to grey, :func:`zero_mean_total`, then
-    :func:`wiener_dft` (Chen 2008, Sec. III; Goljan 2009, Sec. 3)."""
+    :func:`wiener_dft` (Chen 2008; Goljan 2009)."""
     return wiener_dft(zero_mean_total(grey(channel_residuals(images, settings))))
 
 
@@ -181,7 +183,7 @@ def saturated(images: np.ndarray) -> np.ndarray:
 @dataclass
 class FingerprintSums:
     """The running sums of the maximum-likelihood estimate ``K = sum_k W_k I_k / sum_k
-    I_k^2`` (Chen 2008, Sec. II), per pixel and colour channel, saturated pixels left out;
+    I_k^2`` (Chen 2008), per pixel and colour channel, saturated pixels left out;
     sums of disjoint sets of photos add (enrolment over processes)."""
 
     wi: np.ndarray  # (3, H, W) float64: sum of W I
@@ -222,7 +224,7 @@ class FingerprintSums:
 
 def fingerprint(sums: FingerprintSums) -> np.ndarray:
     """The fingerprint a photo is tested against: the ML estimate's channels combined to grey,
-    its linear pattern removed and Wiener-filtered in the DFT domain (Chen 2008, Sec. III:
+    its linear pattern removed and Wiener-filtered in the DFT domain (Chen 2008:
     what the devices of a model share is not the device's): float32 (H, W)."""
     if sums.count == 0:
         raise CamtraceError("a fingerprint needs photos; none were added")
@@ -232,7 +234,7 @@ def fingerprint(sums: FingerprintSums) -> np.ndarray:
 def cross_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The normalised circular cross-correlation ``rho(s) = sum_x a'(x) b'(x + s) / (|a'|
     |b'|)`` of arrays (..., H, W) (broadcast), ``a'`` and ``b'`` with their means removed
-    (Goljan 2009, Sec. 2), computed with the FFT; ``rho[0, 0]`` is the zero shift."""
+    (Goljan 2009), computed with the FFT; ``rho[0, 0]`` is the zero shift."""
     h, w = np.broadcast_shapes(a.shape, b.shape)[-2:]
     a = a - a.mean(axis=(-2, -1), keepdims=True)
     b = b - b.mean(axis=(-2, -1), keepdims=True)
@@ -256,7 +258,7 @@ def pce(
     search: tuple[int, int] | None = (0, 0),
     neighbourhood: int = NEIGHBOURHOOD,
 ) -> Peak:
-    """The peak-to-correlation energy of correlation planes (..., H, W) (Goljan 2009, Sec. 2):
+    """The peak-to-correlation energy of correlation planes (..., H, W) (Goljan 2009):
 
         PCE = sign(rho(s_peak)) rho(s_peak)^2 / (1 / (HW - |N|) sum_{s not in N} rho(s)^2)
 
@@ -279,7 +281,9 @@ def pce(
     peak = flat[np.arange(len(flat)), py, px]
     ry, rx = min(neighbourhood // 2, (h - 1) // 2), min(neighbourhood // 2, (w - 1) // 2)
     if (2 * ry + 1) * (2 * rx + 1) >= h * w:
-        raise CamtraceError(f"a {w}x{h} correlation plane is no larger than the PCE's neighbourhood")
+        raise CamtraceError(
+            f"a {w}x{h} correlation plane is no larger than the PCE's neighbourhood"
+        )
     ny = (py[:, None] + np.arange(-ry, ry + 1)) % h
     nx = (px[:, None] + np.arange(-rx, rx + 1)) % w
     near = flat[np.arange(len(flat))[:, None, None], ny[:, :, None], nx[:, None, :]]
@@ -297,12 +301,23 @@ def match_pce(
     fingerprints: np.ndarray,
     search: tuple[int, int] | None = (0, 0),
     neighbourhood: int = NEIGHBOURHOOD,
+    region: np.ndarray | None = None,
 ) -> Peak:
     """The PCE of one photo against fingerprints (F, H, W) (or one (H, W)): its
-    :func:`noise_residual` (H, W) correlated with ``I K`` (Chen 2008, Sec. III: the
+    :func:`noise_residual` (H, W) correlated with ``I K`` (Chen 2008: the
     fingerprint as the photo's own :func:`intensity` ``I``, its ``luminance``, would have
-    imprinted it)."""
-    return pce(cross_correlation(residual, luminance * fingerprints), search, neighbourhood)
+    imprinted it). With ``region`` (H, W) bool, only the region's pixels take part (each
+    side centred on the region, zero outside), as Chen 2008 tests a block for tampering."""
+    signal = luminance * fingerprints
+    if region is not None:
+        residual, signal = _within(residual, region), _within(signal, region)
+    return pce(cross_correlation(residual, signal), search, neighbourhood)
+
+
+def _within(x: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``x`` (..., H, W) minus its mean over ``region``, zero outside it."""
+    mean = x.sum(axis=(-2, -1), where=region, keepdims=True) / max(int(region.sum()), 1)
+    return np.where(region, x - mean, 0).astype(x.dtype)
 
 
 def _check_images(images: Any) -> None:

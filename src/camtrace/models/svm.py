@@ -58,15 +58,19 @@ class OvOLinearSVM(nn.Module):
         svm.C.fill_(C)
         return svm
 
+    def decision_function(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, P) decision value of each pairwise SVM: pair ``(i, j)`` votes ``i`` when > 0."""
+        return features.float() @ self.coef.T + self.intercept
+
     def votes(self, features: torch.Tensor) -> torch.Tensor:
         """(N, num_classes) count of binary SVMs voting for each class."""
-        score = features.float() @ self.coef.T + self.intercept
+        score = self.decision_function(features)
         winner = torch.where(score > 0, self.pairs[:, 0], self.pairs[:, 1])
         return torch.nn.functional.one_hot(winner, self.num_classes).sum(1).float()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Votes with a small tie-break by summed margins, as scikit-learn's ``ovo`` does."""
-        score = features.float() @ self.coef.T + self.intercept
+        score = self.decision_function(features)
         conf = torch.zeros(features.shape[0], self.num_classes, device=features.device)
         conf.index_add_(1, self.pairs[:, 0], score)
         conf.index_add_(1, self.pairs[:, 1], -score)

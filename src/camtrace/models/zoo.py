@@ -6,7 +6,8 @@ on SimCam-Bench and shipped with camtrace, as torchvision and timm ship pretrain
 digest, the config that trained it, its measured bench accuracy, training time and
 processor, camtrace version) and the weights file's sha256; per generator name,
 :class:`GeneratorWeights` (method, target, the detectors it was trained against, its
-validation SAR, PSNR and SSIM). Files up to
+validation SAR, PSNR and SSIM); per spoof detector name, :class:`SpoofDetectorWeights` (the
+attacks it was trained on, its detection and false-positive rates). Files up to
 :data:`MAX_SHIPPED_MB` ship in ``camtrace/zoo/``; larger ones (``shipped: false``) are
 trained into the user's cache (:func:`cache_dir`) by the same config. Every load checks the
 file's sha256 against the registry (a cache file against the sha256 recorded when it was
@@ -103,6 +104,25 @@ class GeneratorWeights(Pretrained):
     camtrace_version: str = ""
 
 
+@dataclass(frozen=True)
+class SpoofDetectorWeights(Pretrained):
+    """One trained spoof detector (``camtrace detect-spoof --spoof-detector NAME``): what its
+    positives were crafted with, and its rates measured on the bench's eval patches."""
+
+    arch: str = ""
+    classes: tuple[str, ...] = ()
+    patch_size: int = 0
+    bench: str = ""
+    config: str = ""
+    trained_on: tuple[str, ...] = ()  # the attack settings of its training positives
+    against: tuple[str, ...] = ()  # the pretrained detectors they were crafted against
+    false_positives: dict[str, float] = field(default_factory=dict)  # clean, JPEG qN
+    detection: dict[str, float] = field(default_factory=dict)  # by attack setting
+    training: dict[str, Any] = field(default_factory=dict)  # seconds, epochs, processor
+    camtrace_version: str = ""
+    parameters: int = 0
+
+
 def sha256_of(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -149,6 +169,11 @@ def generator_zoo() -> dict[str, GeneratorWeights]:
     return _entries("generators", GeneratorWeights)
 
 
+def spoof_detector_zoo() -> dict[str, SpoofDetectorWeights]:
+    """Every trained spoof detector by name."""
+    return _entries("spoof_detectors", SpoofDetectorWeights)
+
+
 def pretrained(name: str) -> Weights:
     """The zoo's entry ``name``; an unknown name lists the known ones."""
     entries = zoo()
@@ -170,7 +195,9 @@ def resolve_checkpoint(path_or_name: str | Path, generators: bool = False) -> Pa
     name = str(path_or_name)
     if path.suffix == ".safetensors" or os.sep in name:
         raise CamtraceError(f"{path}: checkpoint not found; train one with 'camtrace train'")
-    entries: dict[str, Pretrained] = {**(generator_zoo() if generators else zoo())}
+    entries: dict[str, Pretrained] = (
+        {**generator_zoo()} if generators else {**zoo(), **spoof_detector_zoo()}
+    )
     if name not in entries:
         kind = "trained generator" if generators else "pretrained detector"
         raise CamtraceError(

@@ -67,8 +67,9 @@ def target_jpeg(target: str | None) -> Jpeg:
 @dataclass
 class SpoofedPhoto:
     """The outcome: ``result`` (identification before, and after on the written file read
-    back), the written file's PSNR, SSIM and Linf against the clean photo, its JPEG setting,
-    and the amplified difference image with its gain."""
+    back; its ``psnr`` and ``linf`` are the attack's own change, within the budget), the
+    written file's PSNR, SSIM and Linf against the clean photo (a JPEG adds its re-encoding's
+    loss), its JPEG setting, and the amplified difference image with its gain."""
 
     result: WholeImageResult
     psnr: float
@@ -79,8 +80,11 @@ class SpoofedPhoto:
     gain: float
 
     def to_dict(self) -> dict[str, Any]:
+        attack = self.result.to_dict()
         return {
-            **self.result.to_dict(),
+            **attack,
+            "attack_psnr": attack["psnr"],
+            "attack_linf": attack["linf"],
             "psnr": self.psnr if math.isfinite(self.psnr) else None,
             "ssim": self.ssim,
             "linf": self.linf,

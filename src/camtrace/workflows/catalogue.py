@@ -1,5 +1,8 @@
 """The detectors and generators on offer: the pretrained zoo, and every camtrace checkpoint
 found under a folder, each with its card's summary; a detector is loaded once and kept.
+Spoof detectors (classes clean / attacked: ``camtrace run spoof-detection``) are kept apart
+from the camera-model detectors, and PRNU fingerprints found there (``camtrace prnu
+enroll``) are kept too, for the page's checks.
 
 Each offer has a key (a zoo name, or ``dir:`` and the file's path inside the folder) that a
 caller picks from the list: the catalogue never opens a path it did not find itself.
@@ -16,9 +19,17 @@ from camtrace.attacks.generative.checkpoint import check_classes, read_generator
 from camtrace.errors import CamtraceError
 from camtrace.models import Detector, load_detector, read_card
 from camtrace.models.checkpoint import GENERATOR_KIND
-from camtrace.models.zoo import generator_zoo, zoo
+from camtrace.models.fingerprint import KIND as FINGERPRINT_KIND
+from camtrace.models.fingerprint import Fingerprint, load_fingerprint
+from camtrace.models.zoo import generator_zoo, spoof_detector_zoo, zoo
+
+try:
+    from camtrace.models.spoofnet import SPOOF_CLASSES
+except ImportError:  # a camtrace without the spoof detector: no card has its classes
+    SPOOF_CLASSES = ("clean", "attacked")
 
 DIR_PREFIX = "dir:"
+Kind = Literal["detector", "spoof detector", "generator"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +40,7 @@ class Offer:
     key: str
     source: str
     card: dict[str, Any] = field(repr=False)
-    kind: Literal["detector", "generator"] = "detector"
+    kind: Kind = "detector"
 
     @property
     def classes(self) -> list[str]:
@@ -75,18 +86,23 @@ def card_summary(card: dict[str, Any]) -> dict[str, str]:
 
 class Catalogue:
     """The zoo's detectors and generators whose files are here, then those under ``folder``
-    (``*.safetensors`` at any depth); files that are no camtrace checkpoint are listed in
-    ``skipped`` with the reason."""
+    (``*.safetensors`` at any depth) and its PRNU fingerprints; files that are none of these
+    are listed in ``skipped`` with the reason."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
         self.detectors: dict[str, Offer] = {}
+        self.spoof_detectors: dict[str, Offer] = {}
         self.generators: dict[str, Offer] = {}
+        self.fingerprints: list[Fingerprint] = []
         self.skipped: list[str] = []
         self._loaded: dict[str, Detector] = {}
         self._lock = threading.Lock()
         for name, weights in zoo().items():
             if weights.path.is_file():
-                self.detectors[name] = Offer(name, name, read_card(name))
+                self._add_detector(name, name, read_card(name))
+        for name, weights in spoof_detector_zoo().items():
+            if weights.path.is_file():
+                self._add_detector(name, name, read_card(name))
         for name, weights in generator_zoo().items():
             if weights.path.is_file():
                 self.generators[name] = Offer(name, name, read_generator_card(name), "generator")
@@ -105,21 +121,36 @@ class Catalogue:
                 continue
             if card.get("kind") == GENERATOR_KIND:
                 self.generators[key] = Offer(key, str(path), card, "generator")
+            elif card.get("kind") == FINGERPRINT_KIND:
+                self.fingerprints.append(load_fingerprint(path))
+            elif "arch" in card:
+                self._add_detector(key, str(path), card)
             else:
-                self.detectors[key] = Offer(key, str(path), card)
+                self.skipped.append(f"{path}: a camtrace file of kind {card.get('kind')}")
 
-    def offer(self, key: str, kind: Literal["detector", "generator"] = "detector") -> Offer:
+    def _add_detector(self, key: str, source: str, card: dict[str, Any]) -> None:
+        if tuple(card.get("classes", ())) == tuple(SPOOF_CLASSES):
+            self.spoof_detectors[key] = Offer(key, source, card, "spoof detector")
+        else:
+            self.detectors[key] = Offer(key, source, card)
+
+    def offer(self, key: str, kind: Kind = "detector") -> Offer:
         """The offer of that key; an unknown key lists the known ones."""
-        offers = self.detectors if kind == "detector" else self.generators
+        offers = {
+            "detector": self.detectors,
+            "spoof detector": self.spoof_detectors,
+            "generator": self.generators,
+        }[kind]
         if key not in offers:
             raise CamtraceError(
                 f"{kind} '{key}': not on offer; choose one of {', '.join(offers) or 'none'}"
             )
         return offers[key]
 
-    def detector(self, key: str) -> Detector:
-        """The detector of ``key``, loaded (sha256-checked for the zoo) on first use."""
-        offer = self.offer(key)
+    def detector(self, key: str, kind: Kind = "detector") -> Detector:
+        """The detector (or spoof detector) of ``key``, loaded (sha256-checked for the zoo) on
+        first use."""
+        offer = self.offer(key, kind)
         with self._lock:
             if key not in self._loaded:
                 self._loaded[key] = load_detector(offer.source)

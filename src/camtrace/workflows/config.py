@@ -96,6 +96,12 @@ def _losses() -> Sequence[str]:
     return tuple(LOSSES)
 
 
+def _residuals() -> Sequence[str]:
+    from camtrace.models.spoofnet import RESIDUALS
+
+    return RESIDUALS
+
+
 def _matrix_attacks() -> Sequence[str]:
     from camtrace.attacks import matrix_attacks
 
@@ -374,12 +380,136 @@ class SpoofConfig(AttackSettings):
     photos: int = option(1, "photos spoofed: the first eval photo of the first models", minimum=1)
 
 
+class SpoofTrainConfig(TrainConfig):
+    """SpoofNet's training: the engine's settings (``train:``) with a short Adam run's
+    defaults; every key but ``seed`` (the experiment's)."""
+
+    epochs: int = option(8, "training epochs (the best validation loss is kept)", minimum=1)
+    batch_size: int = option(64, "patches per step", minimum=1)
+    lr: float = option(1e-3, "learning rate", minimum=0)
+    weight_decay: float = option(0.0, "L2 weight decay", minimum=0)
+    optimizer: Literal["sgd", "adam"] = option("adam", "sgd or adam")
+
+
+class SpoofDetectionConfig(Section):
+    """Spoof detection: was this patch processed by a counter-forensic attack? SpoofNet
+    (camtrace.models.spoofnet) trained on clean, re-saved and attacked patches of the split's
+    train and val patches, measured on its eval patches: the detection rate per attack, held-out
+    attacks (and the generators section's generators) included, the false-positive rate on
+    clean patches and on clean patches re-saved as JPEG, and detect-spoof's verdict on whole
+    photos."""
+
+    against: tuple[str, ...] | None = option(
+        None, "the run's detectors the attacks are crafted against (default: every one)"
+    )
+    train_patches: int = option(
+        1200,
+        "clean train-split patches: each also attacked once (the training attacks in turn), "
+        "half also re-saved as JPEG",
+        minimum=2,
+    )
+    val_patches: int = option(300, "the same from the val split (best epoch)", minimum=2)
+    eval_patches: int = option(
+        400, "clean eval-split patches, and as many re-saved at each eval JPEG quality", minimum=1
+    )
+    attack_patches: int = option(
+        100,
+        "eval patches per attack, epsilon and detector attacked (a run's patches: fewer)",
+        minimum=1,
+    )
+    jpeg_train: tuple[int, int] = option(
+        (70, 95),
+        "[lo, hi]: quality each re-saved training negative is drawn from",
+        minimum=1,
+        maximum=100,
+    )
+    jpeg_eval: tuple[int, ...] = option(
+        (90, 75), "qualities the evaluation negatives are re-saved at", minimum=1, maximum=100
+    )
+    train_attacks: tuple[AttackRunConfig, ...] = option(
+        (),
+        "the attacks of the positives in training, each as attacks.runs[i] (each eps and "
+        "detector a setting; targets: none, all or a list, patch i toward the i-th in turn)",
+    )
+    held_out: tuple[AttackRunConfig, ...] = option(
+        (), "attacks never seen in training, measured only (as train_attacks)"
+    )
+    generative: bool = option(
+        True, "the generators section's trained generators as held-out attacks too"
+    )
+    residuals: tuple[str, ...] = option(
+        ("srm+bayar",),
+        "SpoofNet candidates by residual layer (srm, bayar, srm+bayar); the first is the run's "
+        "spoof detector",
+        choices=_residuals,
+    )
+    linear: bool = option(
+        True,
+        "also the residual-feature + linear candidate: SPAM features and a linear SVM (Liu et "
+        "al. 2019's steganalysis view)",
+    )
+    train: SpoofTrainConfig = option(SpoofTrainConfig(), "SpoofNet's training")
+    photos: SpoofConfig | None = option(
+        None,
+        "whole eval photos spoofed (as a spoof: section), then each judged by detect-spoof's "
+        "learned verdict, as is, clean and re-saved as JPEG",
+    )
+
+    def check(self) -> None:
+        if not self.train_attacks:
+            raise Invalid("train_attacks", "give at least one attack to train on")
+        if self.jpeg_train[0] > self.jpeg_train[1]:
+            raise Invalid("jpeg_train", f"[lo, hi] with lo <= hi, not {list(self.jpeg_train)}")
+        if not self.residuals:
+            raise Invalid("residuals", "give at least one SpoofNet residual layer")
+        _no_seed(self.train)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a YAML mapping, every default written out but train's seed (the experiment's)."""
+        out = super().to_dict()
+        out["train"].pop("seed")
+        return out
+
+
 class UnseenConfig(Section):
     """Camera models no part of training used (Chen Sec. 4.3), simulated with the data
     section's scenes, size and seed."""
 
     preset: str = option("unseen", "SimCam preset of the unseen models, name or YAML path")
     shots: int = option(4, "scenes each unseen device shoots", minimum=1)
+
+
+class DrawnModelsConfig(UnseenConfig):
+    """Camera models drawn inside the known ones' ranges (SimCam's ``many`` preset), simulated
+    with the data section's scenes, size and seed."""
+
+    preset: str = option("many", "SimCam preset of the drawn models, name or YAML path")
+    shots: int = option(4, "scenes each drawn model's device shoots", minimum=1)
+
+
+class OpenSetConfig(Section):
+    """Open-set identification (camtrace.models.openset): each detector calibrated on the
+    data's splits (the Mahalanobis cloud from training images, every score's threshold at
+    ``frr`` on the validation images), then known evaluation images told from camera models
+    held out of training, simulated with the data section's scenes, size and seed."""
+
+    frr: float = option(
+        0.05,
+        "false-rejection rate of known models the thresholds are set to, on validation",
+        minimum=0,
+        maximum=0.5,
+    )
+    cloud_images: int = option(
+        40, "training images per model in the Mahalanobis score's cloud", minimum=2
+    )
+    unseen: UnseenConfig = option(
+        UnseenConfig(), "held-out models measured on: a preset of other makes"
+    )
+    many: DrawnModelsConfig = option(
+        DrawnModelsConfig(),
+        "held-out models drawn in the known ones' ranges: the first half of them chooses each "
+        "detector's score (by AUROC), the second half measures it",
+    )
 
 
 class GeneratorsConfig(GeneratorConfig):
@@ -566,8 +696,8 @@ class RobustnessPrnuConfig(Section):
 
     photos: int = option(
         2,
-        "evaluation photos spoofed per detector and attack: the first of each of the first "
-        "`photos` camera models",
+        "evaluation photos spoofed per detector and attack: one of each of the first "
+        "`photos` camera models, each from another evaluation scene",
         minimum=1,
     )
     enrol: int = option(
@@ -685,6 +815,12 @@ class ExperimentConfig(Section):
     spoc: SpocSectionConfig | None = option(None, "SpoC's Tables 1-6 section")
     spoof: SpoofConfig | None = option(None, "whole photos spoofed, before and after")
     prnu: PrnuConfig | None = option(None, "PRNU device fingerprints: enrol, match, ROC")
+    openset: OpenSetConfig | None = option(
+        None, "open-set identification: calibrated, measured on held-out camera models"
+    )
+    spoof_detection: SpoofDetectionConfig | None = option(
+        None, "a learned spoof detector: trained on camtrace's attacks, measured on held-out ones"
+    )
     audit: bool = option(
         False, "check the data for shortcuts first (camtrace audit) into runs/<name>/audit/"
     )
@@ -805,11 +941,15 @@ SECTIONS: dict[str, type[Section]] = {
     "attacks": AttacksConfig,
     "attacks.runs[i] / attacks.transfer": AttackRunConfig,
     "generators": GeneratorsConfig,
-    "generators.unseen": UnseenConfig,
+    "generators.unseen / openset.unseen": UnseenConfig,
     "robustness": RobustnessConfig,
     "robustness.adaptive": AdaptiveConfig,
     "robustness.prnu": RobustnessPrnuConfig,
     "prnu": PrnuConfig,
+    "openset": OpenSetConfig,
+    "openset.many": DrawnModelsConfig,
+    "spoof_detection": SpoofDetectionConfig,
+    "spoof_detection.train": SpoofTrainConfig,
     "spoc": SpocSectionConfig,
     "spoc.synthetic": SpocSyntheticConfig,
     "spoc.embedder": SpocEmbedderConfig,

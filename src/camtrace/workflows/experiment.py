@@ -35,11 +35,14 @@ from camtrace.workflows.identification import (
     prepare_manifest,
     splits_summary,
 )
+from camtrace.workflows.openset.section import OpenSetSection
+from camtrace.workflows.prnu.section import PrnuSection
 from camtrace.workflows.report import Report, percent, write_run
 from camtrace.workflows.robustness.matrix import launched_rank, launched_world
 from camtrace.workflows.robustness.section import RobustnessSection
 from camtrace.workflows.sections import SECTIONS, Context, register_section
 from camtrace.workflows.spoc.section import SpocSection
+from camtrace.workflows.spoof_detection.section import SpoofDetectionSection
 from camtrace.workflows.spoof_photos.section import SpoofSection
 
 for _section in (  # the built-in sections, in the order they run within their stage
@@ -48,7 +51,10 @@ for _section in (  # the built-in sections, in the order they run within their s
     GeneratorsSection(),
     SpocSection(),
     SpoofSection(),
+    PrnuSection(),
+    OpenSetSection(),
     RobustnessSection(),
+    SpoofDetectionSection(),
 ):
     register_section(_section)
 

@@ -28,6 +28,7 @@ from camtrace.models.zoo import (
     MAX_SHIPPED_MB,
     GeneratorWeights,
     Pretrained,
+    SpoofDetectorWeights,
     Weights,
     registry_path,
     sha256_of,
@@ -35,13 +36,17 @@ from camtrace.models.zoo import (
 from camtrace.workflows.config import ExperimentConfig, on_bench
 from camtrace.workflows.experiment import load_config, run_experiment
 from camtrace.workflows.identification import head_accuracy
+from camtrace.workflows.spoof_check import SPOOF_CONFIG, SPOOF_DETECTOR
+from camtrace.workflows.spoof_detection.run import FOLDER as SPOOF_FOLDER
 from camtrace.workflows.tables import keep_run, refresh_tables
 
 CONFIG_PREFIX = "pretrain-"
 
 
 def config_name(name: str) -> str:
-    return f"{CONFIG_PREFIX}{name}"
+    """The built-in config that trains zoo entry ``name``: ``pretrain-NAME``, and
+    ``spoof-detection`` for the spoof detector."""
+    return SPOOF_CONFIG if name == SPOOF_DETECTOR else f"{CONFIG_PREFIX}{name}"
 
 
 def check_bench_config(config: ExperimentConfig, source: str) -> None:
@@ -72,6 +77,8 @@ def pretrain(
     check_bench_config(config, source)
     metrics = run_experiment(config, runs_dir=runs_dir, progress=progress, log=log)
     run_dir = Path(runs_dir) / config.name
+    if "spoof_detection" in metrics:  # its config trains a generator too, as an attack
+        return [publish_spoof_detector(run_dir, name, source, ship=ship)]
     if "generators" in metrics:
         return list(publish_generators(run_dir, source, ship=ship))
     return [publish(run_dir, name, source, ship=ship)]
@@ -209,6 +216,73 @@ def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[G
     if ship:
         _keep_run(run_dir, None, config)
     return out
+
+
+def publish_spoof_detector(
+    run_dir: Path, name: str, config: str, ship: bool = False
+) -> SpoofDetectorWeights:
+    """The run's spoof detector (the first candidate of its ``spoof_detection:`` section) as
+    the zoo entry ``name``, with the rates it measured on the bench's eval patches (read from
+    the run's metrics.json); into the package (``ship``) or the cache. The detectors its
+    positives were crafted against must be pretrained ones."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    bench = get_bench()
+    if metrics["data"]["manifest_digest"] != recorded_digests(bench)["manifest"]:
+        raise CamtraceError(
+            f"{run_dir}: not trained on {bench.name}'s data; retrain it with "
+            f"'camtrace pretrain {name}'"
+        )
+    section = metrics["spoof_detection"]
+    against = []
+    for det in section["against"]:
+        zoo_name = metrics["detectors"][det].get("pretrained")
+        if zoo_name is None:
+            raise CamtraceError(
+                f"{run_dir}: {det} was trained in the run, not a pretrained detector; a shipped "
+                "spoof detector is trained on attacks against the shipped detectors"
+            )
+        against.append(zoo_name)
+    first = section["detector"]
+    detector = load_detector(run_dir / SPOOF_FOLDER / f"{first}.safetensors")
+    env = metrics["environment"]
+    training = {
+        **section["candidates"][first]["training"],
+        "processor": env["processor"],
+        "isa": env["isa"],
+        "precision": detector.card["training"]["precision"],
+    }
+    rates = {
+        "false_positives": {k: v["flagged"][first] for k, v in section["negatives"].items()},
+        "detection": {k: v["detected"][first] for k, v in section["attacks"].items()},
+    }
+    staging = run_dir / f"{name}.safetensors"
+    save_detector(
+        detector, staging, pretrained={"name": name, "bench": bench.name, "config": config, **rates}
+    )
+    size = staging.stat().st_size
+    entry = SpoofDetectorWeights(
+        name=name,
+        file=staging.name,
+        bytes=size,
+        sha256=sha256_of(staging),
+        shipped=ship and size <= MAX_SHIPPED_MB * 2**20,
+        arch=detector.arch,
+        classes=tuple(detector.classes),
+        patch_size=detector.patch_size,
+        bench=bench.name,
+        config=config,
+        trained_on=tuple(section["train"]["attacks"]),
+        against=tuple(against),
+        training=training,
+        camtrace_version=detector.card["camtrace_version"],
+        parameters=sum(p.numel() for p in detector.parameters()),
+        **rates,
+    )
+    _install(staging, entry)
+    if ship:
+        _register(entry, "spoof_detectors")
+        _keep_run(run_dir, None, config)
+    return entry
 
 
 def _install(staging: Path, entry: Pretrained) -> None:

@@ -6,12 +6,13 @@ A section is checked against the detectors before any data is made (what its con
 can get wrong fails at once), planned once the camera models are known (before any
 training), runs either on the data (``stage = "data"``, before the detectors are trained:
 the audit) or on the trained detectors of the first split (``"detectors"``: attacks,
-generators, SpoC, spoof, robustness), writes its part of ``metrics.json`` under its key
-and adds its part of the report. Each paper's section lives in its own folder
-(``workflows/attacks/``, ``generators/``, ``spoc/``, ``robustness/``, ``spoof_photos/``)
-with a ``section.py``; the built-in ones are registered in ``experiment.py``. A new one is
-one folder with a :class:`Section` and its config :class:`~camtrace.schema.Section`, and one
-:func:`register_section` call, which adds its key to the experiment's schema.
+generators, SpoC, spoof, PRNU, robustness), writes its part of ``metrics.json`` under its
+key and adds its part of the report. Each paper's section lives in its own folder
+(``workflows/attacks/``, ``generators/``, ``spoc/``, ``robustness/``, ``spoof_photos/``,
+``prnu/``) with a ``section.py``; the built-in ones are registered in ``experiment.py``. A
+new one is one folder with a :class:`Section` and its config
+:class:`~camtrace.schema.Section`, and one :func:`register_section` call, which adds its key
+to the experiment's schema.
 """
 
 from __future__ import annotations

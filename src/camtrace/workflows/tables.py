@@ -10,9 +10,15 @@ A table stands between two markers naming what renders it and from what:
 ``metrics.json`` (with the processor and precision that made it); ``generators RUN``: a run's
 generators (last validation, Chen Tables 3-4 with Chen's beside, SAR after JPEG); ``attacks
 RUN``: each attack run (Güera Tables 3-4) and the accuracy under attack per eps (Zhao Table 2);
-``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``zoo``: the pretrained
-detectors of the registry; ``config`` and ``preset``: the references of a run config and of
-a SimCam preset, from their schemas.
+``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``prnu RUN`` and
+``prnu_spoof RUN``: a run's PRNU device identification and its PRNU part of the robustness
+matrix; ``openset RUN`` and ``openset_scores RUN``: a run's open-set identification, each
+detector's chosen score at its operating point, and every score's AUROC;
+``spoof_detection RUN``: a run's learned spoof detectors, the false-positive rate on clean and
+re-saved patches and the detection rate per attack, held-out ones marked, then the verdict on
+whole photos; ``zoo``: the
+pretrained detectors of the registry; ``config`` and ``preset``: the
+references of a run config and of a SimCam preset, from their schemas.
 :func:`refresh_tables` re-renders every block of a file (``camtrace tables README.md``); a
 test checks that the README equals its own refresh, so a table cannot drift from its run.
 """
@@ -25,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from camtrace.data.simcam.preset import PRESET_SECTIONS
 from camtrace.errors import CamtraceError
 from camtrace.io import write_text
@@ -34,6 +42,7 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
+from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
@@ -103,6 +112,11 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "generators": lambda root, source: generators_markdown(_metrics(root, source)),
     "attacks": lambda root, source: attacks_markdown(_metrics(root, source)),
     "defenses": lambda root, source: defenses_markdown(_metrics(root, source)),
+    "prnu": lambda root, source: prnu_table(_metrics(root, source)),
+    "prnu_spoof": lambda root, source: prnu_spoof_table(_metrics(root, source)),
+    "openset": lambda root, source: openset_table(_metrics(root, source)),
+    "openset_scores": lambda root, source: openset_scores_table(_metrics(root, source)),
+    "spoof_detection": lambda root, source: spoof_detection_markdown(_metrics(root, source)),
 }
 
 
@@ -161,3 +175,102 @@ def transfer_tables(metrics: dict[str, Any]) -> str:
 
 def _pct(value: float) -> str:
     return f"{100 * value:.0f}%"
+
+
+def prnu_table(metrics: dict[str, Any]) -> str:
+    """A run's ``prnu:`` section: device identification by the highest PCE, detection at the
+    threshold (other devices: of the same model / of other models), AUC, median PCE."""
+    p = metrics["prnu"]
+    ident, det, pce = p["identification"], p["detection"], p["pce"]
+    thr, size = f"{p['threshold']:g}", "x".join(map(str, p["image_size"][::-1]))
+    enrolled = sorted({f["photos"] for f in p["fingerprints"].values()})
+    lines = [
+        f"| devices | photos matched | device identified | own device at PCE >= {thr} | "
+        f"other devices at PCE >= {thr} (same model / other models) | AUC (all / same model) "
+        "| median PCE: own / same model / other models |",
+        "|---|---|---|---|---|---|---|",
+        f"| {len(p['devices'])} (fingerprints of {'-'.join(map(str, enrolled))} photos) | "
+        f"{p['photos']} of {size} | {100 * ident['accuracy']:.1f}% ({ident['correct']} / "
+        f"{p['photos']}) | {100 * det['tpr']:.1f}% | {100 * det['fpr_same_model']:.2f}% / "
+        f"{100 * det['fpr_other_models']:.2f}% | {det['auc']:.4f} / {det['auc_same_model']:.4f} "
+        f"| {pce['own']['median']:.0f} / {_tenths(pce['same_model']['median'])} / "
+        f"{_tenths(pce['other_models']['median'])} |",
+    ]
+    return "\n".join(lines)
+
+
+def prnu_spoof_table(metrics: dict[str, Any]) -> str:
+    """A run's ``robustness.prnu``: per detector and attack, whole photos matching their
+    source device when clean, read as another model once spoofed, still matching their source
+    device, matching a device of the model claimed, caught; the source device's median PCE on
+    the whole photo and on the attacked blocks alone (clean -> spoofed)."""
+    p = metrics["robustness"]["prnu"]
+    lines = [
+        "| detector | attack | its source device's when clean | read as another model "
+        "| still its source device's | a device of the model claimed | caught | median PCE, "
+        "source device: clean -> spoofed | attacked blocks only |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, columns in p["rows"].items():
+        for column, c in columns.items():
+            n = c["n"]
+            lines.append(
+                f"| `{row}` | {column} | {c['clean_matched']} / {n} | {c['spoofed']} / {n} | "
+                f"{c['source_matched']} / {n} | {c['claimed_matched']} / {c['spoofed']} | "
+                f"{c['caught']} / {c['spoofed']} | {_num(c['pce_source_clean'])} -> "
+                f"{_num(c['pce_source'])} | {_num(c['pce_source_blocks_clean'])} -> "
+                f"{_num(c['pce_source_blocks'])} |"
+            )
+    return "\n".join(lines)
+
+
+def _tenths(value: float) -> str:
+    return f"{round(value, 1) + 0.0:.1f}"  # + 0.0: no "-0.0"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def openset_table(metrics: dict[str, Any]) -> str:
+    """A run's ``openset:`` section: per detector its chosen score, the known-vs-unknown AUROC
+    on each test set of held-out models, and at the threshold the false rejections of known
+    evaluation images, the accuracy on known models (accepted and named right) beside the
+    closed-set accuracy, and the share of each test set's unknown images rejected."""
+    o = metrics["openset"]
+    tests = o["tests"]
+    head = ["detector", "score", *(f"AUROC {t}" for t in tests), "FRR (known)"]
+    head += ["accuracy on known (closed set)", *(f"rejected: {t}" for t in tests)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, d in o["detectors"].items():
+        op = d["operating"][d["score"]]
+        cells = [f"`{name}`", d["score"], *(f"{d['auroc'][d['score']][t]:.3f}" for t in tests)]
+        cells += [f"{100 * op['frr']:.1f}%"]
+        cells += [f"{100 * op['accuracy']:.1f}% ({100 * op['closed_set_accuracy']:.1f}%)"]
+        cells += [f"{100 * op['unknown_rejected'][t]:.0f}%" for t in tests]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def openset_scores_table(metrics: dict[str, Any]) -> str:
+    """Every open-set score's AUROC per detector, on the held-out models that chose the
+    score (the chosen one in bold) and on the test sets; then each score shared by every
+    detector, averaged over them."""
+    o = metrics["openset"]
+    sets = [o["selection"], *o["tests"]]
+    head = ["detector", "score", *(f"AUROC {s}" for s in sets), "accuracy on known"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, d in o["detectors"].items():
+        for score, auroc in d["auroc"].items():
+            chosen = score == d["score"]
+            cells = [f"`{name}`", f"**{score}**" if chosen else score]
+            cells += [f"{auroc[s]:.3f}" for s in sets]
+            cells.append(f"{100 * d['operating'][score]['accuracy']:.1f}%")
+            lines.append("| " + " | ".join(cells) + " |")
+    dets = list(o["detectors"].values())
+    for score in [s for s in dets[0]["auroc"] if all(s in d["auroc"] for d in dets)]:
+        cells = ["mean of the detectors", score]
+        cells += [f"{np.mean([d['auroc'][score][s] for d in dets]):.3f}" for s in sets]
+        accuracy = np.mean([d["operating"][score]["accuracy"] for d in dets])
+        lines.append("| " + " | ".join([*cells, f"{100 * accuracy:.1f}%"]) + " |")
+    return "\n".join(lines)

@@ -228,12 +228,13 @@ def check_robustness(section: RobustnessConfig, rows: Sequence[str]) -> None:
     for cells in (*matrix_cells(section, rows[:1]).values(), *extra.values()):
         for cell in cells.values():
             try:
-                make_attack(cell.method, **_kwargs(cell))
+                make_attack(cell.method, **attack_kwargs(cell))
             except CamtraceError as e:
                 raise CamtraceError(f"robustness: {e}") from None
 
 
-def _kwargs(cell: Cell) -> dict[str, Any]:
+def attack_kwargs(cell: Cell) -> dict[str, Any]:
+    """The keyword arguments of the cell's attack: its parameters and its eps."""
     return dict(cell.params) | ({} if cell.eps is None else {"eps": cell.eps})
 
 
@@ -283,7 +284,7 @@ def _crafted(
     """The cell's attack crafted on ``crafter``, once per restart on the patches ``judge``
     still classifies right; with ``judge``'s soft-max on each final output (white-box: the
     attack's own verdict, ``AttackInfo.scores``; transfer: ``judge`` judges)."""
-    kwargs = _kwargs(cell)
+    kwargs = attack_kwargs(cell)
     adv, done = x.copy(), np.zeros(len(x), bool)
     scores = np.zeros((len(x), len(judge.classes)), np.float32)
     for r in range(cell.restarts):

@@ -149,3 +149,49 @@ def add_robustness_report(report: Report, metrics: dict[str, Any]) -> None:
     )
     if "adaptive" in metrics:
         _add_adaptive(report, metrics["adaptive"], jpeg)
+    if "prnu" in metrics:
+        _add_prnu(report, metrics["prnu"])
+
+
+def _add_prnu(report: Report, prnu: dict[str, Any]) -> None:
+    """Whole photos spoofed by each attack against the source and claimed devices' PRNU."""
+    thr = prnu["threshold"]
+    report.heading("PRNU: does an attack remove the source device's, or add the target's?")
+    report.paragraph(
+        f"{len(prnu['photos'])} whole evaluation photo(s) per detector and attack, spoofed as "
+        "camtrace spoofs a photo (gradient attacks on the voting patches, generators on every "
+        "block), written as uint8 and tested by PCE against the fingerprints of their source "
+        "device and of the devices of the camera model the detector now reads (each from "
+        f"{prnu['enrol']} photos of other scenes); a match is a PCE of {thr:g} or more. Caught: "
+        "spoofed, yet still the source device's and no device's of the model it claims. Clean "
+        "PCE against the source device: "
+        + ", ".join(f"{p['photo']} {p['pce_source']:.0f}" for p in prnu["photos"])
+        + ". Only a photo that matches its device when clean can be caught."
+    )
+
+    def median(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.0f}"
+
+    report.table(
+        [
+            {
+                "detector": row,
+                "attack": column,
+                "source device's when clean": f"{c['clean_matched']} / {c['n']}",
+                "spoofed": f"{c['spoofed']} / {c['n']}",
+                "source device matched": f"{c['source_matched']} / {c['n']}",
+                "claimed model's device matched": f"{c['claimed_matched']} / {c['spoofed']}",
+                "caught": f"{c['caught']} / {c['spoofed']}",
+                "PCE source: clean -> spoofed": f"{median(c['pce_source_clean'])} -> "
+                f"{median(c['pce_source'])}",
+                "attacked blocks: clean -> spoofed": f"{median(c['pce_source_blocks_clean'])} -> "
+                f"{median(c['pce_source_blocks'])}",
+            }
+            for row, columns in prnu["rows"].items()
+            for column, c in columns.items()
+        ],
+        caption="Per detector and attack: photos matching their source device when clean, read "
+        "as another model, still matching their source device, matching a device of the model "
+        "read, caught; the source device's median PCE on the whole photo and on the attacked "
+        "blocks alone (clean -> spoofed)",
+    )

@@ -1,5 +1,6 @@
 """The ``robustness:`` section of an experiment: the matrix of every attack against every
-detector and the adaptive evaluation, shared by the processes of torchrun."""
+detector and the adaptive evaluation, shared by the processes of torchrun; with ``prnu``, then
+whole photos spoofed by each attack and tested against the devices' PRNU (rank 0)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from camtrace.workflows.robustness.matrix import (
     run_robustness,
     share_from_rank_zero,
 )
+from camtrace.workflows.robustness.prnu import prnu_check
 from camtrace.workflows.robustness.report import add_robustness_report
 from camtrace.workflows.sections import Context
 
@@ -38,6 +40,18 @@ class RobustnessSection:
             plan, **share_from_rank_zero(trained), seed=ctx.config.seed, log=ctx.log
         )
         ctx.clock.lap("robustness")
+        if plan.prnu is not None:  # after the matrix, on rank 0 alone: its numbers unchanged
+            result["prnu"] = prnu_check(
+                plan,
+                ctx.detectors,
+                ctx.split.manifest,
+                ctx.run_dir,
+                trained["generators"],
+                ctx.config.seed,
+                ctx.progress,
+                ctx.log,
+            )
+            ctx.clock.lap("robustness: prnu")
         return result
 
     def metrics(self, result: dict[str, Any]) -> dict[str, Any]:
