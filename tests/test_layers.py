@@ -19,6 +19,7 @@ LAYERS = {
     "hardware": 0,
     "schema": 0,
     "registry": 0,
+    "processes": 0,
     "data": 1,
     "models": 2,
     "attacks": 3,

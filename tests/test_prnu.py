@@ -11,14 +11,12 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pywt
 
-from camtrace.cli import main
 from camtrace.data.codec import save_image
 from camtrace.data.images import load_rgb
 from camtrace.data.manifest import Manifest
@@ -40,6 +38,7 @@ from camtrace.workflows.prnu.batch import enrol_devices, pce_table
 from camtrace.workflows.prnu.files import prnu_enroll, prnu_match
 from camtrace.workflows.prnu.run import scores
 from camtrace.workflows.tables import prnu_spoof_table, prnu_table
+from tiny_runs import cli_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RNG = np.random.default_rng(25)
@@ -296,17 +295,6 @@ def test_enrol_and_match_files_over_two_processes(cameras: Manifest, tmp_path: P
     crop = load_rgb(mine)[8:152, 4:156]  # a centred 152x144 crop: compared on the centre
     cropped = prnu_match(crop, tmp_path / "fps")
     assert cropped.device == device and len(cropped.notes) == 2
-
-
-def cli_error(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: object) -> str:
-    """The one stderr line of a camtrace command that must fail with status 2."""
-    monkeypatch.setattr(sys, "argv", ["camtrace", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in lines[0]
-    return lines[0]
 
 
 def test_the_cli_fails_in_one_line(

@@ -6,7 +6,6 @@ detector beating chance on an attack it never saw, the section end to end, one-l
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from camtrace.attacks import make_attack
-from camtrace.cli import main
 from camtrace.data.codec import Jpeg, camera_exif, recompress, save_image
 from camtrace.data.simcam import camera_tables
 from camtrace.models import Detector, build, load_detector, save_detector
@@ -34,23 +32,9 @@ from camtrace.workflows.spoof_check import (
     prnu_check,
 )
 from camtrace.workflows.spoof_detection.train import train_spoofnet
-from tiny_runs import is_rate, tiny_experiment
+from tiny_runs import cli_error, ijg_luma, is_rate, tiny_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# JPEG Annex K, Table K.1 (luminance), natural order; IJG scales it by 5000 / q below quality
-# 50, by 200 - 2 q from 50 on: entry = floor((base * scale + 50) / 100), clipped to 1..255.
-ANNEX_K_LUMA = (
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-)  # fmt: skip
-
-
-def ijg_luma(quality: int) -> list[int]:
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return [min(max((b * scale + 50) // 100, 1), 255) for b in ANNEX_K_LUMA]
 
 
 def answering(classes: list[str], answer: str, path: Path) -> Path:
@@ -244,17 +228,6 @@ def test_the_shipped_spoof_detector_carries_the_rates_of_its_kept_run() -> None:
     detector = load_spoof_detector(SPOOF_DETECTOR)  # its sha256 checked
     assert detector.card["pretrained"]["detection"] == entry.detection
     assert detector.hparams == run["candidates"][run["detector"]]["hparams"]
-
-
-def cli_error(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: object) -> str:
-    """The one stderr line of a camtrace command that must fail with status 2."""
-    monkeypatch.setattr(sys, "argv", ["camtrace", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in lines[0]
-    return lines[0]
 
 
 def test_detect_spoof_fails_in_one_line(

@@ -47,6 +47,7 @@ from camtrace.web.app import create_app  # noqa: E402
 from camtrace.web.uploads import Limits  # noqa: E402
 from camtrace.workflows.camera_spoof import MAX_PSNR, eps_for_psnr  # noqa: E402
 from camtrace.workflows.examine import BATCH_COLUMNS  # noqa: E402
+from tiny_runs import ijg_luma  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,19 +55,6 @@ DETECTOR = "bondi2017"
 SHOT, OTHER, TARGET = "Halden_H20", "Vexa_V8", "Vexa_V8"
 SIZE = (384, 512)
 SPLICE = (slice(128, 256), slice(256, 448))  # 2 x 3 blocks of 64 px, on the detector's grid
-# JPEG Annex K, Table K.1: the luminance quantisation table, in natural (row-major) order.
-ANNEX_K_LUMA = (
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-)  # fmt: skip
-
-
-def ijg_luma(quality: int) -> list[int]:
-    """libjpeg's scaling of Annex K (jcparam.c): 5000 / q below 50, else 200 - 2 q percent."""
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return [min(max((v * scale + 50) // 100, 1), 255) for v in ANNEX_K_LUMA]
 
 
 def shoot(model: str, out: Path) -> np.ndarray:

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import math
-import multiprocessing
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -58,6 +57,7 @@ from camtrace.data.simcam.sensor import (
 )
 from camtrace.errors import CamtraceError
 from camtrace.io import write_json
+from camtrace.processes import fresh_processes
 
 SIMCAM_VERSION = 3  # bump when the pipeline changes what it renders: invalidates old outputs
 CONFIG_NAME = "simcam.json"
@@ -283,7 +283,7 @@ def _run(job: _Job, tasks: list[tuple[int, int, int]], workers: int, progress: b
                 advance()
             return
         with ProcessPoolExecutor(
-            workers, mp_context=_clean_context(), initializer=_init_worker, initargs=(job,)
+            workers, mp_context=fresh_processes(__name__), initializer=_init_worker, initargs=(job,)
         ) as pool:
             futures = [pool.submit(_work, task) for task in tasks]
             try:
@@ -293,17 +293,6 @@ def _run(job: _Job, tasks: list[tuple[int, int, int]], workers: int, progress: b
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-
-
-def _clean_context() -> multiprocessing.context.BaseContext:
-    """Workers from a fresh single-threaded process, never a plain fork of this one: a fork
-    inherits OpenCV's thread pool mid-state and deadlocks in it. The forkserver preloads
-    this module once, so workers start without re-importing colour, OpenCV, scikit-image."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ process boundaries.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -29,6 +28,7 @@ from camtrace.models.prnu import (
     match_pce,
     noise_residual,
 )
+from camtrace.processes import fresh_processes
 
 PIXELS = 4_000_000
 """Pixels of the photos whose residuals are computed at once (one batch)."""
@@ -194,19 +194,9 @@ def _pool(
         return
     initializer, initargs = init if init is not None else (None, ())
     with ProcessPoolExecutor(
-        workers, mp_context=_fresh_processes(), initializer=initializer, initargs=initargs
+        workers, mp_context=fresh_processes(__name__), initializer=initializer, initargs=initargs
     ) as pool:
         yield pool
-
-
-def _fresh_processes() -> multiprocessing.context.BaseContext:
-    """Workers started fresh (forkserver, else spawn), never a fork of a process whose
-    thread pools (torch, OpenCV) may be mid-state; the forkserver preloads this module."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
 
 
 @contextlib.contextmanager
