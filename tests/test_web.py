@@ -657,7 +657,8 @@ def test_the_page_identifies_spoofs_and_refuses_bad_files(server, browser, photo
     again = httpx.post(
         f"{server}/api/identify", files={"file": ("x.png", written.read_bytes())}, timeout=60
     ).json()
-    assert again["identification"]["model"] == TARGET and again["format"] == "PNG"
+    # the closed-set answer is the target; the open set may also flag the spoof as "unknown"
+    assert again["identification"]["nearest"] == TARGET and again["format"] == "PNG"
 
     # bad files: one line each on the page, and the server goes on
     for name, expected in [
