@@ -250,6 +250,12 @@ def test_run_writes_the_matrix_plain_and_under_torchrun(tmp_path: Path) -> None:
     assert len(tuama["checks"]) == 4 and "transfer pgd dlr from bondi2017" in tuama["cells"]
     assert isinstance(rob["checks_passed"], bool)
     assert "Robustness matrix" in (run_dir / "report.html").read_text()
+    from camtrace.workflows.tables import refresh_tables
+
+    text = refresh_tables(f"<!-- table: robustness {run_dir} -->\n<!-- /table -->\n", Path("/"))
+    row = next(line for line in text.splitlines() if line.startswith("| tuama2016 |"))
+    pgd = f"{100 * cell['error_rate']:.1f}% / {100 * cell['jpeg_error_rate']:.1f}%"
+    assert pgd in row.split(" | ")[1 + 1 + rob["columns"].index("pgd")]
 
     # the same run under torchrun (data, patches and training cached): the same matrix
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))

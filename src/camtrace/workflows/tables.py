@@ -10,7 +10,8 @@ A table stands between two markers naming what renders it and from what:
 ``metrics.json`` (with the processor and precision that made it); ``generators RUN``: a run's
 generators (last validation, Chen Tables 3-4 with Chen's beside, SAR after JPEG); ``attacks
 RUN``: each attack run (Güera Tables 3-4) and the accuracy under attack per eps (Zhao Table 2);
-``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``prnu RUN`` and
+``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``robustness RUN``: the
+matrix of every attack against every detector; ``prnu RUN`` and
 ``prnu_spoof RUN``: a run's PRNU device identification and its PRNU part of the robustness
 matrix; ``openset RUN`` and ``openset_scores RUN``: a run's open-set identification, each
 detector's chosen score at its operating point, and every score's AUROC;
@@ -42,6 +43,7 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
+from camtrace.workflows.robustness.report import robustness_markdown
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
@@ -112,6 +114,7 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "generators": lambda root, source: generators_markdown(_metrics(root, source)),
     "attacks": lambda root, source: attacks_markdown(_metrics(root, source)),
     "defenses": lambda root, source: defenses_markdown(_metrics(root, source)),
+    "robustness": lambda root, source: robustness_markdown(_metrics(root, source)),
     "prnu": lambda root, source: prnu_table(_metrics(root, source)),
     "prnu_spoof": lambda root, source: prnu_spoof_table(_metrics(root, source)),
     "openset": lambda root, source: openset_table(_metrics(root, source)),

@@ -11,7 +11,7 @@ import numpy as np
 
 from camtrace.workflows import plots
 from camtrace.workflows.attacks.report import most_read_as
-from camtrace.workflows.report import Report, percent
+from camtrace.workflows.report import Report, markdown_table, percent
 from camtrace.workflows.robustness.matrix import pgd_label
 
 _LOSS_NAMES = {  # for the reader; a loss not named here is shown by its key
@@ -95,6 +95,49 @@ def _add_adaptive(report: Report, adaptive: dict[str, Any], jpeg: int) -> None:
                 report.alert(f"FAILED - {text}")
 
 
+def matrix_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per detector: clean accuracy, then per attack the error rate on uint8 / after JPEG and
+    the mean PSNR."""
+    return [
+        {
+            "detector": r,
+            "clean accuracy": f"{percent(metrics['clean'][r].get('accuracy'))} / "
+            f"{percent(metrics['clean'][r].get('jpeg_accuracy'))}",
+            **{c: _cell_text(metrics["matrix"][r][c]) for c in metrics["columns"]},
+        }
+        for r in metrics["rows"]
+    ]
+
+
+def sink_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per detector and attack: the camera model most attacked patches are read as."""
+    return [
+        {
+            "detector": r,
+            **{
+                c: most_read_as(metrics["matrix"][r][c].get("predicted", {}))
+                for c in metrics["columns"]
+            },
+        }
+        for r in metrics["rows"]
+    ]
+
+
+def robustness_markdown(metrics: dict[str, Any]) -> str:
+    """The docs' tables of a run's robustness matrix, from its metrics.json: error rate on
+    uint8 / after JPEG and PSNR per detector and attack, then the model most patches are
+    read as (noise and noise-luma are the controls)."""
+    m = metrics["robustness"]
+    return "\n\n".join(
+        [
+            f"**Error rate on uint8 / after JPEG q{m['jpeg']}, mean PSNR; eps {m['eps']:g}**",
+            markdown_table(matrix_rows(m)),
+            "**The camera model most attacked patches are read as**",
+            markdown_table(sink_rows(m)),
+        ]
+    )
+
+
 def add_robustness_report(report: Report, metrics: dict[str, Any]) -> None:
     """The matrix (heat maps, table) and the adaptive evaluation into ``report``."""
     report.heading("Robustness matrix")
@@ -120,29 +163,12 @@ def add_robustness_report(report: Report, metrics: dict[str, Any]) -> None:
         f"(left) and after JPEG q{jpeg} (right).",
     )
     report.table(
-        [
-            {
-                "detector": r,
-                "clean accuracy": f"{percent(metrics['clean'][r].get('accuracy'))} / "
-                f"{percent(metrics['clean'][r].get('jpeg_accuracy'))}",
-                **{c: _cell_text(metrics["matrix"][r][c]) for c in metrics["columns"]},
-            }
-            for r in metrics["rows"]
-        ],
+        matrix_rows(metrics),
         caption=f"Error rate on uint8 / after JPEG q{jpeg}, and mean PSNR (clean accuracy: as "
         "written / after JPEG)",
     )
     report.table(
-        [
-            {
-                "detector": r,
-                **{
-                    c: most_read_as(metrics["matrix"][r][c].get("predicted", {}))
-                    for c in metrics["columns"]
-                },
-            }
-            for r in metrics["rows"]
-        ],
+        sink_rows(metrics),
         caption="The camera model most attacked patches are read as, and its share: noise and "
         "noise-luma (random signs of the same eps) are the controls; where they send most "
         "patches to one model as FGSM does, the detector is noise-sensitive, not attacked",
