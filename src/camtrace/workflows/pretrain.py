@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from camtrace.attacks.generative.checkpoint import (
     load_generator,
@@ -167,15 +168,7 @@ def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[G
     detector of the same name is the one it fools."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     section = metrics["generators"]
-    against = []
-    for name in section["detectors"]:
-        zoo_name = metrics["detectors"][name].get("pretrained")
-        if zoo_name is None:
-            raise CamtraceError(
-                f"{run_dir}: {name} was trained in the run, not a pretrained detector; a "
-                "shipped generator must be trained against the shipped detectors"
-            )
-        against.append(zoo_name)
+    against = _pretrained_names(run_dir, metrics, section["detectors"], "generator")
     out = []
     for target, row in section["targets"].items():
         name = f"{section['method']}-{target}"
@@ -233,15 +226,7 @@ def publish_spoof_detector(
             f"'camtrace pretrain {name}'"
         )
     section = metrics["spoof_detection"]
-    against = []
-    for det in section["against"]:
-        zoo_name = metrics["detectors"][det].get("pretrained")
-        if zoo_name is None:
-            raise CamtraceError(
-                f"{run_dir}: {det} was trained in the run, not a pretrained detector; a shipped "
-                "spoof detector is trained on attacks against the shipped detectors"
-            )
-        against.append(zoo_name)
+    against = _pretrained_names(run_dir, metrics, section["against"], "spoof detector")
     first = section["detector"]
     detector = load_detector(run_dir / SPOOF_FOLDER / f"{first}.safetensors")
     env = metrics["environment"]
@@ -283,6 +268,23 @@ def publish_spoof_detector(
         _register(entry, "spoof_detectors")
         _keep_run(run_dir, None, config)
     return entry
+
+
+def _pretrained_names(
+    run_dir: Path, metrics: dict[str, Any], detectors: list[str], what: str
+) -> list[str]:
+    """The zoo names of the run's ``detectors`` a shipped ``what`` was made against; one line
+    if one of them was trained in the run instead."""
+    names = []
+    for det in detectors:
+        zoo_name = metrics["detectors"][det].get("pretrained")
+        if zoo_name is None:
+            raise CamtraceError(
+                f"{run_dir}: {det} was trained in the run, not a pretrained detector; a shipped "
+                f"{what} is made against the shipped detectors"
+            )
+        names.append(zoo_name)
+    return names
 
 
 def _install(staging: Path, entry: Pretrained) -> None:
