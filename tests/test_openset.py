@@ -192,9 +192,11 @@ def test_open_set_rejects_held_out_models_more_often_than_known_ones() -> None:
         )
 
     assert rejected(unknown) > rejected(known)
-    result = detector.identify(unknown[0], open_set=True)  # the API finds the sidecar itself
+    result = detector.identify(unknown[0])  # open set by default: the API finds the sidecar
     assert result.nearest in detector.classes and result.open_set.score == openset.score
-    assert detector.identify(unknown[0]).open_set is None  # closed set unless asked
+    assert detector.identify(unknown[0], open_set=False).open_set is None
+    other_k = detector.identify(unknown[0], k=openset.patches // 2)  # not the calibrated count
+    assert other_k.open_set is None and any("answered closed-set" in w for w in other_k.warnings)
 
 
 # -- input warnings ------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ from camtrace.workflows.experiment import run_experiment
 from camtrace.workflows.prnu.batch import enrol_devices, pce_table
 from camtrace.workflows.prnu.files import prnu_enroll, prnu_match
 from camtrace.workflows.prnu.run import scores
-from camtrace.workflows.tables import prnu_spoof_table, prnu_table
+from camtrace.workflows.robustness.report import prnu_markdown
+from camtrace.workflows.tables import prnu_table
 from tiny_runs import cli_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -372,7 +373,7 @@ def test_the_prnu_section_and_the_matrix_on_a_tiny_run(cameras: Manifest, tmp_pa
     assert "| 6 (fingerprints of 8 photos) | 12 of 160x160 | 100.0% (12 / 12) |" in prnu_table(
         metrics
     )
-    assert "| `bondi2017` | llcm | 2 / 2 |" in prnu_spoof_table(metrics)
+    assert "| bondi2017 | llcm | 2 / 2 |" in prnu_markdown(metrics)
     html = (runs / "prnu-tiny" / "report.html").read_text()
     assert "PRNU device identification" in html and "does an attack remove" in html
     robustness = {k: v for k, v in metrics["robustness"].items() if k != "prnu"}

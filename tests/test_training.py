@@ -91,7 +91,7 @@ def test_a_state_of_other_settings_is_never_resumed(
 def test_auto_precision_is_bf16_only_where_this_cpu_has_fast_bf16(
     monkeypatch: pytest.MonkeyPatch, fast: bool, expected: str
 ) -> None:
-    monkeypatch.setattr("camtrace.training.precision.fast_bf16", lambda device: fast)
+    monkeypatch.setattr("camtrace.hardware.fast_bf16", lambda device: fast)
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"

@@ -1,7 +1,7 @@
 """The processor a number was computed on, whether it has a fast bf16 path, the precision
-policy training and attacks share (the allowed values, whether a model's spec allows bf16,
-the autocast context), and the environment record (`environment`) that checkpoint cards and
-metrics.json carry.
+policy training, generators and attacks share (the allowed values, the resolver of ``auto``,
+whether a model's spec allows bf16, the autocast context), and the environment record
+(`environment`) that checkpoint cards and metrics.json carry.
 
 One answer for training and attacks alike (docs/architecture.md, layer 0): on an AVX2-only
 CPU oneDNN's bf16 matmul runs hundreds of times slower than fp32, on AVX512-BF16/AMX CPUs and
@@ -91,6 +91,24 @@ def environment(device: torch.device, precision: str | dict[str, str]) -> dict[s
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def resolve_precision(
+    precision: str, device: torch.device, mixed_precision: bool = True, fp16: bool = True
+) -> str:
+    """Turn ``auto`` into the fastest precision that keeps accuracy on ``device``: fp32 where
+    ``mixed_precision`` is false (an architecture whose spec is not mixed-precision safe) or
+    bf16 is slow (:func:`fast_bf16`), else bf16; on a GPU without bf16, fp16 where the caller
+    scales its gradients (``fp16``), fp32 otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if not mixed_precision:
+        return "fp32"
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp16" if fp16 else "fp32"
+    return "bf16" if fast_bf16(device) else "fp32"
 
 
 def allows_mixed_precision(model: torch.nn.Module) -> bool:

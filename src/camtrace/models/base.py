@@ -77,15 +77,25 @@ class Detector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
 
-    def identify(self, image: Any, k: int | None = None, open_set: bool = False) -> Any:
+    def identify(self, image: Any, k: int | None = None, open_set: bool = True) -> Any:
         """Camera model of an image (path or (H, W, 3) uint8) by majority vote over patches;
-        ``open_set`` (on by default in ``camtrace identify``): "unknown" when the calibration
-        beside the checkpoint rejects the evidence (without one, closed-set, and the
-        result's ``warnings`` say so)."""
+        open set as ``camtrace identify`` (``open_set=False``: closed set): "unknown" when the
+        calibration beside the checkpoint rejects the evidence. Without a calibration, or
+        with a ``k`` other than the one it was made at, the answer is closed-set and the
+        result's ``warnings`` say why."""
         from camtrace.models.inference import identify
         from camtrace.models.openset import detector_openset
 
         openset = detector_openset(self) if open_set else None
+        if (
+            openset is not None
+            and not isinstance(openset, str)
+            and k not in (None, openset.patches)
+        ):
+            openset = (
+                f"open set calibrated at {openset.patches} voting patches, not k = {k}: "
+                "answered closed-set"
+            )
         if not isinstance(openset, str):
             return identify(self, image, k=k, openset=openset)
         result = identify(self, image, k=k)

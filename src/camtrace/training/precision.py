@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from camtrace.hardware import PRECISIONS, fast_bf16
+from camtrace import hardware
 from camtrace.hardware import autocast as autocast  # re-exported: the engine's
 from camtrace.hardware import environment as environment  # re-exported: cards, metrics.json
 from camtrace.models.spec import ModelSpec
@@ -23,16 +23,8 @@ from camtrace.models.spec import ModelSpec
 
 def resolve_precision(precision: str, device: torch.device, spec: ModelSpec | None = None) -> str:
     """Turn ``auto`` into the fastest precision that keeps accuracy on ``device`` (fp32 for an
-    architecture whose ``spec`` is not mixed-precision safe)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision != "auto":
-        return precision
-    if spec is not None and not spec.mixed_precision:
-        return "fp32"
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if fast_bf16(device) else "fp32"
+    architecture whose ``spec`` is not mixed-precision safe; :func:`hardware.resolve_precision`)."""
+    return hardware.resolve_precision(precision, device, spec is None or spec.mixed_precision)
 
 
 def to_device_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -85,6 +85,12 @@ def pretrain(
     return [publish(run_dir, name, source, ship=ship)]
 
 
+def _shipped(ship: bool, size: int) -> bool:
+    """Whether a file of ``size`` bytes asked to ``ship`` goes into the package: at most
+    :data:`MAX_SHIPPED_MB` (the repository carries every retraining forever)."""
+    return ship and size <= MAX_SHIPPED_MB * 2**20
+
+
 def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weights:
     """The run's first detector as the zoo entry ``name``: written with its card into the
     package (``ship``, when at most :data:`MAX_SHIPPED_MB`) or the cache."""
@@ -131,7 +137,7 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
     staging = run_dir / file
     save_detector(detector, staging, pretrained=pretrained)
     size = staging.stat().st_size
-    shipped = ship and size <= MAX_SHIPPED_MB * 2**20
+    shipped = _shipped(ship, size)
     sha = sha256_of(staging)
     entry = Weights(
         name=name,
@@ -185,7 +191,7 @@ def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[G
             file=staging.name,
             bytes=size,
             sha256=sha256_of(staging),
-            shipped=ship and size <= MAX_SHIPPED_MB * 2**20,
+            shipped=_shipped(ship, size),
             method=card["method"],
             target=card["target"],
             against=tuple(against),
@@ -250,7 +256,7 @@ def publish_spoof_detector(
         file=staging.name,
         bytes=size,
         sha256=sha256_of(staging),
-        shipped=ship and size <= MAX_SHIPPED_MB * 2**20,
+        shipped=_shipped(ship, size),
         arch=detector.arch,
         classes=tuple(detector.classes),
         patch_size=detector.patch_size,

@@ -43,7 +43,7 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
-from camtrace.workflows.robustness.report import robustness_markdown
+from camtrace.workflows.robustness.report import prnu_markdown, robustness_markdown
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
@@ -116,7 +116,7 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "defenses": lambda root, source: defenses_markdown(_metrics(root, source)),
     "robustness": lambda root, source: robustness_markdown(_metrics(root, source)),
     "prnu": lambda root, source: prnu_table(_metrics(root, source)),
-    "prnu_spoof": lambda root, source: prnu_spoof_table(_metrics(root, source)),
+    "prnu_spoof": lambda root, source: prnu_markdown(_metrics(root, source)),
     "openset": lambda root, source: openset_table(_metrics(root, source)),
     "openset_scores": lambda root, source: openset_scores_table(_metrics(root, source)),
     "spoof_detection": lambda root, source: spoof_detection_markdown(_metrics(root, source)),
@@ -202,37 +202,8 @@ def prnu_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def prnu_spoof_table(metrics: dict[str, Any]) -> str:
-    """A run's ``robustness.prnu``: per detector and attack, whole photos matching their
-    source device when clean, read as another model once spoofed, still matching their source
-    device, matching a device of the model claimed, caught; the source device's median PCE on
-    the whole photo and on the attacked blocks alone (clean -> spoofed)."""
-    p = metrics["robustness"]["prnu"]
-    lines = [
-        "| detector | attack | its source device's when clean | read as another model "
-        "| still its source device's | a device of the model claimed | caught | median PCE, "
-        "source device: clean -> spoofed | attacked blocks only |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row, columns in p["rows"].items():
-        for column, c in columns.items():
-            n = c["n"]
-            lines.append(
-                f"| `{row}` | {column} | {c['clean_matched']} / {n} | {c['spoofed']} / {n} | "
-                f"{c['source_matched']} / {n} | {c['claimed_matched']} / {c['spoofed']} | "
-                f"{c['caught']} / {c['spoofed']} | {_num(c['pce_source_clean'])} -> "
-                f"{_num(c['pce_source'])} | {_num(c['pce_source_blocks_clean'])} -> "
-                f"{_num(c['pce_source_blocks'])} |"
-            )
-    return "\n".join(lines)
-
-
 def _tenths(value: float) -> str:
     return f"{round(value, 1) + 0.0:.1f}"  # + 0.0: no "-0.0"
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f}"
 
 
 def openset_table(metrics: dict[str, Any]) -> str:

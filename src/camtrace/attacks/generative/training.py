@@ -50,7 +50,7 @@ from camtrace.attacks.generative.mislgan import (
     perceptual_loss,
 )
 from camtrace.errors import CamtraceError
-from camtrace.hardware import ATTACK_PRECISIONS, autocast, environment, fast_bf16
+from camtrace.hardware import ATTACK_PRECISIONS, autocast, environment, resolve_precision
 from camtrace.io import write_json
 from camtrace.models.inference import eval_mode
 from camtrace.schema import Invalid, Section, option
@@ -332,7 +332,9 @@ class _Run(GeneratorLoop):
                 self.modules["discriminator"] = Discriminator(card["patch_size"])
         if config.channels_last:
             self.generator.to(memory_format=torch.channels_last)
-        self.precision = generator_precision(config.precision, torch.device("cpu"))
+        # auto: bf16 where fast; a generator's own full-resolution convolutions (MISLGAN:
+        # ~1.2 GFLOP a 64-px patch) dominate its training, ~3x faster in bf16 there
+        self.precision = resolve_precision(config.precision, torch.device("cpu"), fp16=False)
         self.lr = config.lr or method.lr
         self.warm_lr = config.warm_lr or self.lr
         self.adam(self.lr, method.betas)
@@ -408,15 +410,6 @@ class _Run(GeneratorLoop):
         return min(v["sar"]) >= self.config.stop_sar and v["psnr"] >= self.config.psnr_threshold(
             self.method
         )
-
-
-def generator_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 where ``device`` is fast in it (an AVX512-BF16 or AMX CPU, a GPU with
-    bf16), else fp32; a generator's training is dominated by its own full-resolution
-    convolutions (MISLGAN: ~1.2 GFLOP a 64-px patch), ~3x faster in bf16 there."""
-    if precision != "auto":
-        return precision
-    return "bf16" if fast_bf16(device) else "fp32"
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:

@@ -194,30 +194,43 @@ def _add_prnu(report: Report, prnu: dict[str, Any]) -> None:
         + ", ".join(f"{p['photo']} {p['pce_source']:.0f}" for p in prnu["photos"])
         + ". Only a photo that matches its device when clean can be caught."
     )
-
-    def median(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.0f}"
-
     report.table(
-        [
-            {
-                "detector": row,
-                "attack": column,
-                "source device's when clean": f"{c['clean_matched']} / {c['n']}",
-                "spoofed": f"{c['spoofed']} / {c['n']}",
-                "source device matched": f"{c['source_matched']} / {c['n']}",
-                "claimed model's device matched": f"{c['claimed_matched']} / {c['spoofed']}",
-                "caught": f"{c['caught']} / {c['spoofed']}",
-                "PCE source: clean -> spoofed": f"{median(c['pce_source_clean'])} -> "
-                f"{median(c['pce_source'])}",
-                "attacked blocks: clean -> spoofed": f"{median(c['pce_source_blocks_clean'])} -> "
-                f"{median(c['pce_source_blocks'])}",
-            }
-            for row, columns in prnu["rows"].items()
-            for column, c in columns.items()
-        ],
+        prnu_rows(prnu),
         caption="Per detector and attack: photos matching their source device when clean, read "
         "as another model, still matching their source device, matching a device of the model "
         "read, caught; the source device's median PCE on the whole photo and on the attacked "
         "blocks alone (clean -> spoofed)",
     )
+
+
+def _median(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def prnu_rows(prnu: dict[str, Any]) -> list[dict[str, str]]:
+    """Per detector and attack (``robustness.prnu`` of metrics.json): whole photos matching
+    their source device when clean, read as another model, still matching their source
+    device, matching a device of the model claimed, caught; the source device's median PCE on
+    the whole photo and on the attacked blocks alone (clean -> spoofed)."""
+    return [
+        {
+            "detector": row,
+            "attack": column,
+            "source device's when clean": f"{c['clean_matched']} / {c['n']}",
+            "read as another model": f"{c['spoofed']} / {c['n']}",
+            "still its source device's": f"{c['source_matched']} / {c['n']}",
+            "a device of the model claimed": f"{c['claimed_matched']} / {c['spoofed']}",
+            "caught": f"{c['caught']} / {c['spoofed']}",
+            "median PCE, source device: clean -> spoofed": f"{_median(c['pce_source_clean'])} -> "
+            f"{_median(c['pce_source'])}",
+            "attacked blocks only": f"{_median(c['pce_source_blocks_clean'])} -> "
+            f"{_median(c['pce_source_blocks'])}",
+        }
+        for row, columns in prnu["rows"].items()
+        for column, c in columns.items()
+    ]
+
+
+def prnu_markdown(metrics: dict[str, Any]) -> str:
+    """The docs' table of a run's PRNU part of the robustness matrix (:func:`prnu_rows`)."""
+    return markdown_table(prnu_rows(metrics["robustness"]["prnu"]))
