@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchattacks
-from common import flops_of, matmul_peak
+from common import flops_of, kernels, matmul_peak
 from torch import nn
 
 from camtrace.attacks import AttackOptions, make_attack
@@ -77,7 +77,7 @@ from camtrace.attacks.precision import resolve_precision
 from camtrace.data.patch_store import PatchStore, build_patch_store
 from camtrace.data.simcam import simulate
 from camtrace.data.splits import bondi_split
-from camtrace.hardware import cpu_model_and_isa
+from camtrace.hardware import cpu_model_and_isa, fast_bf16
 from camtrace.models import build, load_detector
 from camtrace.training.detector import train_detector
 from camtrace.training.engine import TrainConfig
@@ -197,7 +197,9 @@ def table(
 ) -> dict[str, torch.Tensor]:
     """Time every row, print it, return each row's uint8 success per patch. A row is
     (label, runner, the arithmetic it runs in); "% peak" is over that arithmetic's peak."""
-    print(f"\n{title}: {len(x)} patches, {args.threads} threads, best of {args.repeat}")
+    print(
+        f"\n{title}: {len(x)} patches, {args.threads} threads, best of {args.repeat}; {kernels()}"
+    )
     print(
         f"{'implementation':30s} {'seconds':>8s} {'patches/s':>10s} {'uint8 success':>13s} "
         f"{'early-stop x':>12s} {'all-iter x':>10s} {'% peak':>7s}"
@@ -345,7 +347,7 @@ def generative_table(
         rows.append((f"{method}, one pass", make_attack(method, generator=load_generator(path))))
     print(
         f"\n{det.arch} ({det.patch_size}x{det.patch_size}): {len(x)} patches toward "
-        f"{det.classes[target]}, {args.threads} threads, best of {args.repeat}"
+        f"{det.classes[target]}, {args.threads} threads, best of {args.repeat}; {kernels()}"
     )
     print(
         f"{'attack':24s} {'patches/s':>10s} {'uint8 success':>13s} {'PSNR dB':>8s} "
@@ -396,10 +398,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
-    peaks = {p: matmul_peak(cpu, dtype) for p, dtype in PEAK_DTYPES.items()}
+    # bf16's peak only where bf16 is fast: emulated (AVX2) it takes minutes and no row uses it
+    used = PEAK_DTYPES if fast_bf16(cpu) else {"fp32": torch.float32}
+    peaks = {p: matmul_peak(cpu, dtype) for p, dtype in used.items()}
     print(
         f"torch {torch.__version__}, {args.threads} threads, {' '.join(cpu_model_and_isa())}, "
-        f"matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f}"
+        f"{kernels()}; matmul peak "
+        + ", ".join(f"{p} {peak / 1e9:.0f} GFLOP/s" for p, peak in peaks.items())
     )
     store = PatchStore.open(args.patches) if args.patches else simcam_store(args.cache, args.shots)
     det = load_detector(args.detector) if args.detector else trained(args.cache, store, args.epochs)

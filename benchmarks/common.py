@@ -1,7 +1,9 @@
-"""Shared benchmark helpers: the machine's measured matmul peak and FLOP counting."""
+"""Shared benchmark helpers: the machine's measured matmul peak, the kernels' ISA and FLOP
+counting."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -23,6 +25,14 @@ def matmul_peak(
         sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
+
+
+def kernels() -> str:
+    """The ISA the kernels run: ATen's CPU capability and oneDNN's ISA cap (both lowered by
+    ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` on an AVX512 machine, whose
+    /proc/cpuinfo flags still say AVX512)."""
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
+    return f"kernels: ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN {onednn}"
 
 
 def sync(device: torch.device) -> None:

@@ -279,3 +279,24 @@ def test_a_shipped_generator_leaves_no_seam_along_its_tiles(name: str) -> None:
     pair = spoof_pair(entry)
     border, interior = band_psnr(pair["clean"], pair["spoofed"], entry.patch_size)
     assert abs(border - interior) <= 1.0, (name, border, interior)
+
+
+@pytest.mark.parametrize("name", [g for g in GENERATORS if g.startswith("mislgan-")])
+def test_a_shipped_mislgan_spoofs_a_photo_from_the_command_line(name: str, tmp_path) -> None:
+    """Issue 23's acceptance, as a fresh install runs it: ``camtrace attack`` with a shipped
+    MISLGAN generator against the shipped MISLnet writes a PNG that MISLnet, reading the file
+    back, identifies as the generator's target."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from camtrace.cli import app
+    from camtrace.workflows.generators.gallery import source_photo
+
+    entry = zoo_module.generator_zoo()[name]
+    _, clean = source_photo(entry.target)
+    photo, out = tmp_path / "photo.png", tmp_path / "spoofed.png"
+    Image.fromarray(clean).save(photo)
+    args = ["attack", str(photo), "--detector", "mislnet", "--method", "mislgan"]
+    result = CliRunner().invoke(app, [*args, "--generator", name, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert identify(load_detector("mislnet"), out).model == entry.target
