@@ -252,6 +252,11 @@ def test_experiment_trains_defended_detectors_and_reports_zhaos_tables(tmp_path:
         + " | ".join(f"{100 * s['overall']['accuracy']:.1f}%" for s in advtrain)
         + " |"
     )
+    assert "**`yang2018-advtrain`: the camera model most patches are read as" in text
+    counts = advtrain[0]["predicted"]  # eps 1: the class most of the 4 patches were read as
+    top = max(counts, key=counts.get)
+    row = next(line for line in text.split("read as")[2].splitlines() if line.startswith("| fgsm"))
+    assert row.split(" | ")[1] == f"{top} {100 * counts[top] / sum(counts.values()):.0f}%"
 
 
 def test_fine_tuning_starts_from_the_init_weights(pipeline: dict[str, Path]) -> None:

@@ -102,7 +102,7 @@ def most_read_as(predicted: dict[str, int]) -> str:
     return f"{name} {percent(predicted[name] / total, 0)}"
 
 
-def _sink_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def read_as_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The class most patches are read as under each untargeted sweep, per eps."""
     rows = []
     for run in runs:
@@ -261,7 +261,7 @@ def add_attack_report(
                 "noise and noise-luma are the controls: random signs of the same radius",
             )
             report.table(
-                _sink_rows(runs),
+                read_as_rows(runs),
                 caption=f"{arch}: the camera model most patches are read as under each attack "
                 "and control, and its share (one model taking most answers under random noise "
                 "means noise sensitivity, not a steered attack)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from camtrace.workflows import plots
+from camtrace.workflows.attacks.report import read_as_rows
 from camtrace.workflows.report import Report, markdown_table, percent
 
 
@@ -58,8 +59,9 @@ def accuracy_curves(
 
 def defenses_markdown(metrics: dict[str, Any]) -> str:
     """The docs' tables of Zhao's comparison, from a run's metrics.json: Table 1 (clean
-    accuracy) and, per architecture, patch size and attack, the accuracy per eps of every
-    defence on the 8-bit output and after each JPEG (Zhao Tables 2-3)."""
+    accuracy), per architecture, patch size and attack, the accuracy per eps of every
+    defence on the 8-bit output and after each JPEG (Zhao Tables 2-3), and per detector the
+    camera model most patches are read as under each attack and control."""
     detectors = metrics["detectors"]
     out = [markdown_table(table1_rows(detectors))]
     attacked = metrics.get("attacks", {}).get("detectors", {})
@@ -73,6 +75,11 @@ def defenses_markdown(metrics: dict[str, Any]) -> str:
         ]
         out.append(f"**{arch}, {size}x{size}, {method}: accuracy under attack**")
         out.append(markdown_table(rows))
+    for name, d in attacked.items():  # a sink class under noise is sensitivity, not an attack
+        read_as = read_as_rows([r for r in d["runs"] if r is not None])
+        if read_as:
+            out.append(f"**`{name}`: the camera model most patches are read as, and its share**")
+            out.append(markdown_table(read_as))
     return "\n\n".join(out)
 
 
