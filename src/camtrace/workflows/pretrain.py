@@ -85,10 +85,17 @@ def pretrain(
     return [publish(run_dir, name, source, ship=ship)]
 
 
-def _shipped(ship: bool, size: int) -> bool:
-    """Whether a file of ``size`` bytes asked to ``ship`` goes into the package: at most
-    :data:`MAX_SHIPPED_MB` (the repository carries every retraining forever)."""
-    return ship and size <= MAX_SHIPPED_MB * 2**20
+def _file_fields(staging: Path, ship: bool) -> dict[str, Any]:
+    """A zoo entry's file fields: name, bytes, sha256, and whether it goes into the package
+    (asked to ``ship`` and at most :data:`MAX_SHIPPED_MB`: the repository carries every
+    retraining forever)."""
+    size = staging.stat().st_size
+    return {
+        "file": staging.name,
+        "bytes": size,
+        "sha256": sha256_of(staging),
+        "shipped": ship and size <= MAX_SHIPPED_MB * 2**20,
+    }
 
 
 def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weights:
@@ -133,12 +140,8 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
         },
         "training": training,
     }
-    file = f"{name}.safetensors"
-    staging = run_dir / file
+    staging = run_dir / f"{name}.safetensors"
     save_detector(detector, staging, pretrained=pretrained)
-    size = staging.stat().st_size
-    shipped = _shipped(ship, size)
-    sha = sha256_of(staging)
     entry = Weights(
         name=name,
         arch=detector.arch,
@@ -153,10 +156,7 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
         defense=detector.card.get("defense", {}).get("kind", "none"),
         camtrace_version=detector.card["camtrace_version"],
         parameters=sum(p.numel() for p in detector.parameters()),
-        file=file,
-        bytes=size,
-        sha256=sha,
-        shipped=shipped,
+        **_file_fields(staging, ship),
     )
     _install(staging, entry)
     if ship:
@@ -185,13 +185,9 @@ def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[G
         save_generator(
             generator, staging, {**card, "pretrained": {"name": name, "measured": measured}}
         )
-        size = staging.stat().st_size
         entry = GeneratorWeights(
             name=name,
-            file=staging.name,
-            bytes=size,
-            sha256=sha256_of(staging),
-            shipped=_shipped(ship, size),
+            **_file_fields(staging, ship),
             method=card["method"],
             target=card["target"],
             against=tuple(against),
@@ -250,13 +246,9 @@ def publish_spoof_detector(
     save_detector(
         detector, staging, pretrained={"name": name, "bench": bench.name, "config": config, **rates}
     )
-    size = staging.stat().st_size
     entry = SpoofDetectorWeights(
         name=name,
-        file=staging.name,
-        bytes=size,
-        sha256=sha256_of(staging),
-        shipped=_shipped(ship, size),
+        **_file_fields(staging, ship),
         arch=detector.arch,
         classes=tuple(detector.classes),
         patch_size=detector.patch_size,
