@@ -63,7 +63,29 @@ def test_adversarial_loss_is_log_of_one_minus_d(logit: float) -> None:
     """Eq. 5: L_a = log(1 - D(G(I))), D = sigmoid(logit)."""
     d = FixedLogits([logit])
     expected = math.log(1 - 1 / (1 + math.exp(-logit)))
-    assert adversarial_loss(d, torch.zeros(3, 3, 4, 4)).item() == pytest.approx(expected, rel=1e-6)
+    real, fake = torch.zeros(2, 3, 4, 4), torch.zeros(3, 3, 4, 4)
+    assert adversarial_loss(d, real, fake).item() == pytest.approx(expected, rel=1e-6)
+
+
+class NormalisedMean(nn.Module):
+    """A discriminator with batch norm: logit = w * BN(x) averaged over the pixels."""
+
+    def __init__(self, w: float) -> None:
+        super().__init__()
+        self.norm, self.w = nn.BatchNorm2d(3, affine=False), w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w * self.norm(x).mean(dim=(1, 2, 3))
+
+
+def test_adversarial_loss_reads_d_as_it_was_trained_on_the_mixed_batch() -> None:
+    """Originals at 200 grey levels, generated patches at 100: on the mixed batch D's batch
+    norm maps them to +1 and -1, so D(G(I)) = sigmoid(-w) and L_a = log(1 - sigmoid(-w)).
+    Shown the generated patches alone, batch norm would map them to 0 and give log(1/2)."""
+    d = NormalisedMean(w=5.0).train()
+    real, fake = torch.full((4, 3, 2, 2), 200.0), torch.full((4, 3, 2, 2), 100.0)
+    expected = math.log(1 - 1 / (1 + math.exp(5.0)))
+    assert adversarial_loss(d, real, fake).item() == pytest.approx(expected, rel=1e-3)
 
 
 def test_classification_loss_is_the_cross_entropy_toward_the_target() -> None:

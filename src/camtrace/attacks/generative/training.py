@@ -380,7 +380,7 @@ class _Run(GeneratorLoop):
             loss = loss + self.config.alpha * l1
             log["l1"] = l1.item()
         if self.gamma:
-            adv = adversarial_loss(self.modules["discriminator"], fake)
+            adv = adversarial_loss(self.modules["discriminator"], x, fake)
             loss = loss + self.gamma * adv
             log["adversarial"] = adv.item()
         log["generator"] = self.update("generator", loss)
