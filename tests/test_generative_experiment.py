@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from camtrace.cli import app
 from camtrace.data.simcam import load_preset
 from camtrace.errors import CamtraceError
+from camtrace.evaluation.cfa_reference import DEMOSAICERS
 from camtrace.schema import parse
 from camtrace.workflows.config import GeneratorsConfig, parse_config
 from camtrace.workflows.experiment import run_experiment, train_attack
@@ -141,11 +142,14 @@ def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Pa
             assert r["psnr"] is None or r["psnr"] > 0
             assert all(is_rate(t["transfer"][a][group], 6) for a in g["judges"])
             assert is_rate(t["jpeg"][group], 6)
+        # MISLGAN's synthetic CFA block: what classical demosaicers rebuild of the seen patches
+        assert set(t["seen"]["cfa_reference"]) == set(DEMOSAICERS)
     assert (
         g["paper"]["tables"]["Database I (Dresden)"][0][3] == 99.25
     )  # Chen Table 3, target 1, SAR
     html = (run_dir / "report.html").read_text()
     assert "Chen 2019 Tables 3-4 layout" in html and "Database II" in html
+    assert "classical demosaicers on the same patches" in html
     assert html.count("<img") >= 2 * 2 + 2  # per target: losses + examples; confusion, curve
     losses = json.loads((run_dir / "generators" / "mislgan-Halden_H20" / "log.json").read_text())
     assert [r["iteration"] for r in losses["losses"]] == [1, 2]

@@ -9,7 +9,9 @@ and of UNSEEN ones (a SimCam preset no part of training used, Chen Sec. 4.3) and
 target the SAR on the uint8 output, the mean PSNR and SSIM (Chen's m-PSNR, m-SSIM), the SAR of
 every other detector of the config (transfer) and the SAR after JPEG with the target camera's
 own tables. Chen counts every test patch, those of the target model included; we leave those
-out, so a SAR here is never helped by patches that were the target already.
+out, so a SAR here is never helped by patches that were the target already. For a generator
+with a synthetic CFA block (MISLGAN, Adv-Cam-Id) the seen row also gives the PSNR classical
+demosaicers reach on the same patches after that block (:mod:`camtrace.evaluation.cfa_reference`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.attack_metrics import distortion, softmax_scores, summarise_distortion
+from camtrace.evaluation.cfa_reference import remosaic_psnr
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.registry import model_spec
@@ -328,6 +331,9 @@ def evaluate_generators(
             "validation": card["validation"],
         }
         row["seen"], adv = _measure(plan, models, attack, x, t, camera(target))
+        pattern = card.get("hparams", {}).get("pattern")
+        if pattern:  # a synthetic CFA block (MISLGAN, Adv-Cam-Id): what demosaicers rebuild
+            row["seen"]["cfa_reference"] = remosaic_psnr(x, pattern)
         for key, images in sources.items():
             row[key], _ = _measure(plan, models, attack, images, t, camera(target))
         groups = ["seen", *sources]
