@@ -193,6 +193,60 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     assert f"## `{entry.name}` against `yang2018`" in page and "PSNR" in page
 
 
+@pytest.mark.slow
+def test_spoc_generators_are_published_by_name_and_used_by_a_pretrained_spoc_section(
+    tmp_path, monkeypatch
+) -> None:
+    """A run whose spoc: section trains SpoC alone (no baseline) publishes spoc-<target>
+    trained against no detector, with each pretrained judge's SAR; a spoc section with
+    pretrained: true on the same data then takes that file instead of training one."""
+    from camtrace.workflows.experiment import run_experiment
+    from camtrace.workflows.pretrain import publish_generators
+    from camtrace.workflows.spoc import run as spoc_run
+
+    monkeypatch.setenv(zoo_module.CACHE_ENV, str(tmp_path / "cache"))
+    target = "Nimbus_N300"
+    spoc = {
+        "targets": [target],
+        "inputs": ["synthetic"],
+        "gradient": [],
+        "generative": [],
+        "ablation": False,
+        "ensemble": False,
+        "train_patches": 8,
+        "val_patches": 4,
+        "eval_patches": 4,
+        "synthetic": {"size": 64, "iterations": 2, "train": 8, "val": 4, "eval": 4},
+        "embedder": {"shots": 1, "count": 2, "iterations": 2, "models_per_batch": 4},
+        "training": {"iterations": 2, "batch_size": 2, "val_every": 1, "lambda_p": 0},
+        "examples": 0,
+    }
+    config = {
+        "name": "spoc-zoo",
+        "workdir": str(tmp_path / "data"),
+        "data": {"source": "simulate", "preset": "default", "shots": 4, "size": [128, 128]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
+        "detectors": [{"pretrained": "yang2018"}],
+        "evaluate": {"voting_ks": [1]},
+        "spoc": spoc,
+    }
+    quiet = {"progress": False, "log": lambda _: None}
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", **quiet)
+    (entry,) = publish_generators(tmp_path / "runs" / "spoc-zoo", "spoc-config", ship=False)
+    assert entry.name == f"spoc-{target}" and entry.method == "spoc" and entry.against == ()
+    assert entry.target == target and not entry.shipped
+    measured = entry.validation["measured"]["synthetic"]
+    assert set(measured["plain"]) == {"yang2018"} and 0 <= measured["plain"]["yang2018"] <= 1
+    assert entry.training["cpu_seconds"] is not None
+
+    monkeypatch.setattr(spoc_run, "generator_zoo", lambda: {entry.name: entry})
+    digest = {"manifest": metrics["data"]["manifest_digest"]}
+    monkeypatch.setattr(spoc_run, "recorded_digests", lambda bench=None: digest)
+    again = {**config, "name": "spoc-again", "spoc": {**spoc, "pretrained": True}}
+    used = run_experiment(again, runs_dir=tmp_path / "runs", **quiet)["spoc"]["checkpoints"]
+    assert used["synthetic"]["spoc"][target] == str(entry.path)
+
+
 def test_a_changed_bench_is_refused_in_one_line(tmp_path) -> None:
     """One image moved to another split: the manifest digest no longer matches the recorded
     one, and verify_bench says so before reading any file."""

@@ -635,6 +635,11 @@ class SpocSectionConfig(Section):
     embedder: SpocEmbedderConfig = option(SpocEmbedderConfig(), "the embedder pretraining")
     training: SpoCConfig = option(SpoCConfig(), "SpoC's generator training")
     ablation: bool = option(True, "Table 5: only-embedder and only-discriminator generators")
+    pretrained: bool = option(
+        False,
+        "on SimCam-Bench, use the zoo's spoc-<target> generator (trained on synthetic S at "
+        "these patches, no detector) for SpoC on synthetic inputs; train only the missing ones",
+    )
     batch_size: int = option(64, "patches per attack batch", minimum=1)
     examples: int = option(3, "patches per target in the examples figure", minimum=0)
 

@@ -36,7 +36,9 @@ from camtrace.models.zoo import (
 )
 from camtrace.workflows.config import ExperimentConfig, on_bench
 from camtrace.workflows.experiment import load_config, run_experiment
+from camtrace.workflows.generators.run import read_log
 from camtrace.workflows.identification import head_accuracy
+from camtrace.workflows.spoc.plan import spoc_folder
 from camtrace.workflows.spoof_check import SPOOF_CONFIG, SPOOF_DETECTOR
 from camtrace.workflows.spoof_detection.run import FOLDER as SPOOF_FOLDER
 from camtrace.workflows.tables import keep_run, refresh_tables
@@ -72,7 +74,7 @@ def pretrain(
 ) -> list[Pretrained]:
     """Train (or resume, or keep) the zoo entry ``name`` with its config ``pretrain-NAME``
     and publish it: a detector, or the generators of the config's ``generators:`` section
-    (one ``<method>-<target>`` entry per target)."""
+    (one ``<method>-<target>`` entry per target) or of its ``spoc:`` section (``spoc-<target>``)."""
     source = config_name(name)
     config = load_config(source)
     check_bench_config(config, source)
@@ -80,7 +82,7 @@ def pretrain(
     run_dir = Path(runs_dir) / config.name
     if "spoof_detection" in metrics:  # its config trains a generator too, as an attack
         return [publish_spoof_detector(run_dir, name, source, ship=ship)]
-    if "generators" in metrics:
+    if "generators" in metrics or "spoc" in metrics:
         return list(publish_generators(run_dir, source, ship=ship))
     return [publish(run_dir, name, source, ship=ship)]
 
@@ -168,49 +170,96 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
 
 def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[GeneratorWeights]:
     """Every generator of a run's ``generators:`` section as the zoo entry
-    ``<method>-<target>``, with its validation and its Chen-table measurement (seen and
-    unseen SAR, PSNR, SSIM, read from the run's metrics.json); into the package (``ship``)
-    or the cache. The detectors it was trained against must be pretrained ones, so a user's
-    detector of the same name is the one it fools."""
+    ``<method>-<target>`` (its Chen-table measurement: seen and unseen SAR, PSNR, SSIM), or
+    SpoC's generators of its ``spoc:`` section as ``spoc-<target>`` (SpoC's Table 4 row on
+    synthetic inputs: PSNR and each judge's SAR, as written and after the target camera's
+    JPEG), read from the run's metrics.json, with the last validation; into the package
+    (``ship``) or the cache. The detectors a generator was trained against or judged by must
+    be pretrained ones, so a user's detector of the same name is the one it fools."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    units = _spoc_units(run_dir, metrics) if "spoc" in metrics else _units(run_dir, metrics)
+    out = [_publish_generator(*unit, config, ship) for unit in units]
+    if ship:
+        _keep_run(run_dir, None, config, {e.name: u[1].parent for e, u in zip(out, units, strict=True)})
+    return out
+
+
+Unit = tuple[str, Path, tuple[str, ...], dict[str, Any]]  # name, file, against, measured
+
+
+def _units(run_dir: Path, metrics: dict[str, Any]) -> list[Unit]:
+    """The ``generators:`` section's generators, trained against its pretrained detectors."""
     section = metrics["generators"]
-    against = _pretrained_names(run_dir, metrics, section["detectors"], "generator")
-    out = []
+    against = tuple(_pretrained_names(run_dir, metrics, section["detectors"], "generator"))
+    units = []
     for target, row in section["targets"].items():
         name = f"{section['method']}-{target}"
-        trained = run_dir / "generators" / name / GENERATOR_FILE  # the run's own folder
-        card, generator = read_generator_card(trained), load_generator(trained)
-        staging = run_dir / "generators" / f"{name}.safetensors"
         measured = {g: row[g] for g in ("seen", "unseen") if g in row}
-        save_generator(
-            generator, staging, {**card, "pretrained": {"name": name, "measured": measured}}
-        )
-        entry = GeneratorWeights(
-            name=name,
-            **_file_fields(staging, ship),
-            method=card["method"],
-            target=card["target"],
-            against=tuple(against),
-            classes=tuple(card["classes"]),
-            patch_size=card["patch_size"],
-            bench=get_bench().name,
-            config=config,
-            validation={**card["validation"], "measured": measured},
-            training={
-                "seconds": card.get("training_seconds"),
-                "iterations": card["iterations"],
-                "processor": card["environment"]["processor"],
-                "isa": card["environment"]["isa"],
-            },
-            camtrace_version=card["camtrace_version"],
-        )
-        _install(staging, entry)
-        if ship:
-            _register(entry, "generators")
-        out.append(entry)
+        units.append((name, run_dir / "generators" / name / GENERATOR_FILE, against, measured))
+    return units
+
+
+def _spoc_units(run_dir: Path, metrics: dict[str, Any]) -> list[Unit]:
+    """SpoC's generators on synthetic S (SpoC's setting): trained against no detector,
+    measured by the section's pretrained judges."""
+    s = metrics["spoc"]
+    judges = _pretrained_names(run_dir, metrics, s["classifiers"], "SpoC measurement")
+    by_zoo_name = dict(zip(s["classifiers"], judges, strict=True))
+    rows = [r for r in s["table4"].get("synthetic", []) if r["method"] == "spoc"]
+    if not rows:
+        raise CamtraceError(f"{run_dir}: its spoc section has no SpoC row on synthetic inputs")
+    units = []
+    for target, cell in zip(s["targets"], rows[0]["per_target"], strict=True):
+        measured = {
+            "synthetic": {
+                "psnr": cell["psnr"],
+                **{
+                    group: {by_zoo_name[a]: rate for a, rate in cell[group].items()}
+                    for group in ("plain", "camera_jpeg")
+                },
+            }
+        }
+        trained = spoc_folder(run_dir, "synthetic", "spoc", "none", target) / GENERATOR_FILE
+        units.append((f"spoc-{target}", trained, (), measured))
+    return units
+
+
+def _publish_generator(
+    name: str,
+    trained: Path,
+    against: tuple[str, ...],
+    measured: dict[str, Any],
+    config: str,
+    ship: bool,
+) -> GeneratorWeights:
+    """One trained generator as the zoo entry ``name``, its card extended by ``measured``."""
+    card, generator = read_generator_card(trained), load_generator(trained)
+    staging = trained.parent.parent / f"{name}.safetensors"
+    save_generator(generator, staging, {**card, "pretrained": {"name": name, "measured": measured}})
+    entry = GeneratorWeights(
+        name=name,
+        **_file_fields(staging, ship),
+        method=card["method"],
+        target=card["target"],
+        against=against,
+        classes=tuple(card.get("classes", ())),  # SpoC names none: it never saw a detector
+        patch_size=card["patch_size"],
+        bench=get_bench().name,
+        config=config,
+        validation={**card["validation"], "measured": measured},
+        training={
+            "seconds": card.get("training_seconds"),
+            "cpu_seconds": card.get("training_cpu_seconds"),
+            "iterations": card["iterations"],
+            "processor": card["environment"]["processor"],
+            "isa": card["environment"]["isa"],
+        },
+        camtrace_version=card["camtrace_version"],
+    )
+    _install(staging, entry)
     if ship:
-        _keep_run(run_dir, None, config)
-    return out
+        _register(entry, "generators")
+    return entry
 
 
 def publish_spoof_detector(
@@ -300,13 +349,21 @@ def _source_checkout() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def _keep_run(run_dir: Path, det_name: str | None, config: str) -> None:
+def _keep_run(
+    run_dir: Path, det_name: str | None, config: str, generators: dict[str, Path] | None = None
+) -> None:
     """In a source checkout, keep the run a shipped entry's numbers come from:
-    ``results/<config>/`` gets its metrics.json, config.yaml and the training history."""
+    ``results/<config>/`` gets its metrics.json, config.yaml and the training history (a
+    detector's history.json; each generator's validation curve, ``<name>.validation.json``,
+    from the ``generators`` folders by zoo name)."""
     root = _source_checkout()
-    if root is not None:
-        history = (run_dir / "train" / det_name / "history.json",) if det_name else ()
-        keep_run(run_dir, root / "results", config, history)
+    if root is None:
+        return
+    history = (run_dir / "train" / det_name / "history.json",) if det_name else ()
+    kept = keep_run(run_dir, root / "results", config, history)
+    for name, folder in (generators or {}).items():
+        curve = read_log(folder)["validation"]
+        write_json(kept / f"{name}.validation.json", curve)
 
 
 def _refresh_readme() -> None:

@@ -94,7 +94,7 @@ class SpocPlan:
     seed: int
 
     def folder(self, run_dir: Path, kind: str, method: str, block: str, target: str) -> Path:
-        return run_dir / "spoc" / kind / f"{method}-{block}-{target}"
+        return spoc_folder(run_dir, kind, method, block, target)
 
     def spoc_variants(self, kind: str) -> dict[str, SpoCConfig]:
         """SpoC (the section's training settings), and on the first kind the Table 5
@@ -104,6 +104,12 @@ class SpocPlan:
         if self.section.ablation and kind == self.section.inputs[0]:
             variants |= {name: spoc.replace(**o) for name, o in ABLATIONS.items()}
         return variants
+
+
+def spoc_folder(run_dir: Path, kind: str, method: str, block: str, target: str) -> Path:
+    """Where a run keeps one generator of its ``spoc`` section: by the kind of S, the method
+    (or ablation), the block it was crafted on (``none`` for SpoC) and the target."""
+    return run_dir / "spoc" / kind / f"{method}-{block}-{target}"
 
 
 def plan_spoc(

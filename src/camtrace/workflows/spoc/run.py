@@ -43,6 +43,7 @@ from camtrace.attacks.generative import (
     train_spoc,
 )
 from camtrace.attacks.generative.spoc_embedder import embedder_key
+from camtrace.data.bench import recorded_digests
 from camtrace.data.manifest import Manifest
 from camtrace.data.patch_store import PatchStore
 from camtrace.data.patches import get_protocol
@@ -52,6 +53,7 @@ from camtrace.evaluation.attack_metrics import softmax_scores
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.ensemble import LogitEnsemble
+from camtrace.models.zoo import generator_zoo
 from camtrace.training.engine import TrainConfig
 from camtrace.workflows.attacks.run import CameraJpeg
 from camtrace.workflows.config import ExperimentConfig, SplitConfig, SvmConfig
@@ -98,6 +100,20 @@ def pretrain_embedder(
     return train_embedder(store.patches(idx), models, e, out, seed=plan.seed, progress=progress)
 
 
+def zoo_spoc(plan: SpocPlan, manifest: Manifest) -> dict[str, Path]:
+    """The verified files of the zoo's ``spoc-<target>`` generators the section may use (its
+    ``pretrained`` key): trained on this data (SimCam-Bench's) at these patches."""
+    if not plan.section.pretrained or manifest.digest() != recorded_digests()["manifest"]:
+        return {}
+    zoo = generator_zoo()
+    entries = {t: zoo.get(f"spoc-{t}") for t in plan.targets}
+    return {
+        t: e.verified_path()
+        for t, e in entries.items()
+        if e is not None and e.patch_size == plan.patch_size
+    }
+
+
 def train_spoc_all(
     plan: SpocPlan,
     inputs: Mapping[str, Callable[[str], Inputs]],
@@ -105,14 +121,20 @@ def train_spoc_all(
     embedder: Path,
     run_dir: Path,
     log: Callable[[str], None] = print,
+    shipped: Mapping[str, Path] | None = None,
 ) -> dict[str, dict[str, dict[str, Path]]]:
     """SpoC's generators (and Table 5's ablations) by kind, variant and target, from the
     target-camera patches ``real`` and the sets S ``inputs[kind](target)`` alone: no detector
-    is passed, loaded or read here."""
+    is passed, loaded or read here. ``shipped``: the zoo's SpoC on synthetic S by target,
+    used instead of training one."""
     paths: dict[str, dict[str, dict[str, Path]]] = {}
     for kind, sets in inputs.items():
         for variant, config in plan.spoc_variants(kind).items():
             for target in plan.targets:
+                if kind == "synthetic" and variant == "spoc" and target in (shipped or {}):
+                    paths.setdefault(kind, {}).setdefault(variant, {})[target] = shipped[target]
+                    log(f"spoc {kind}: {variant} -> {target}: the zoo's, {shipped[target]}")
+                    continue
                 s = sets(target)
                 out = plan.folder(run_dir, kind, variant, "none", target)
                 paths.setdefault(kind, {}).setdefault(variant, {})[target], _ = train_or_retrain(
@@ -493,7 +515,8 @@ def run_spoc(
     )
     embedder = pretrain_embedder(many, plan, workdir, progress)
     clock.lap("spoc: embedder (cached)")
-    paths = train_spoc_all(plan, inputs, real, embedder, run_dir, log)
+    shipped = zoo_spoc(plan, split.manifest)
+    paths = train_spoc_all(plan, inputs, real, embedder, run_dir, log, shipped)
     clock.lap("spoc: train")
     results = evaluate_spoc(
         plan, detectors, gans, inputs, held_out, paths, split.manifest, run_dir, progress, log
