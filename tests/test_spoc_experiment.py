@@ -192,6 +192,7 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
     assert set(s["table4"]) == {"synthetic", "real"}
     for kind, rows in s["table4"].items():
         assert [(r["block"], r["method"]) for r in rows] == [
+            ("none", "unattacked"),
             ("bondi2017", "pgd"),
             ("bondi2017", "gap"),
             ("ensemble", "pgd"),
@@ -203,6 +204,7 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
                 assert set(r[group]) == set(judges)
                 assert all(v * 4 == round(v * 4) for v in r[group].values())  # counts of 4
             assert r["psnr"] is None or r["psnr"] > 0
+        assert rows[0]["psnr"] is None  # the control leaves S unchanged
     assert s["eps"]["pgd on bondi2017"]["chosen"] in (2.0, 8.0)
     assert set(s["eps"]) == {"pgd on bondi2017"} | {f"pgd on ensemble-{j}" for j in judges}
     assert [r["method"] for r in s["table5"]["synthetic"]] == [

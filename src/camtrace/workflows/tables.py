@@ -17,7 +17,8 @@ matrix; ``openset RUN`` and ``openset_scores RUN``: a run's open-set identificat
 detector's chosen score at its operating point, and every score's AUROC;
 ``spoof_detection RUN``: a run's learned spoof detectors, the false-positive rate on clean and
 re-saved patches and the detection rate per attack, held-out ones marked, then the verdict on
-whole photos; ``zoo``: the
+whole photos; ``spoc RUN``: SpoC's Tables 3, 4, 5, 1, 2 and 6 with SpoC's rows under ours;
+``zoo``: the
 pretrained detectors of the registry; ``config`` and ``preset``: the
 references of a run config and of a SimCam preset, from their schemas.
 :func:`refresh_tables` re-renders every block of a file (``camtrace tables README.md``); a
@@ -43,6 +44,7 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
+from camtrace.workflows.spoc.report import spoc_markdown
 from camtrace.workflows.robustness.report import prnu_markdown, robustness_markdown
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
 
@@ -112,6 +114,7 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "preset": lambda root, source: reference(PRESET_SECTIONS).rstrip("\n"),
     "transfer": lambda root, source: transfer_tables(_metrics(root, source)),
     "generators": lambda root, source: generators_markdown(_metrics(root, source)),
+    "spoc": lambda root, source: spoc_markdown(_metrics(root, source)),
     "attacks": lambda root, source: attacks_markdown(_metrics(root, source)),
     "defenses": lambda root, source: defenses_markdown(_metrics(root, source)),
     "robustness": lambda root, source: robustness_markdown(_metrics(root, source)),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from camtrace.workflows import plots
 from camtrace.workflows.generators.report import examples_figure, loss_figure
-from camtrace.workflows.report import Report, percent
+from camtrace.workflows.report import Report, markdown_table, percent
 
 if TYPE_CHECKING:
     from camtrace.workflows.spoc.run import SpocResults
@@ -62,26 +62,87 @@ def paper_rows(
     return out
 
 
-def _tpr_table(report: Report, ours: dict[str, Any], paper: dict[str, Any], caption: str) -> None:
-    report.table(
-        [
-            {
-                "": when,
-                **{a: percent(v) for a, v in ours[when].items()},
-                **{f"SpoC 2021: {a}": f"{v:.2f}%" for a, v in paper[when].items()},
-            }
-            for when in ("before", "after")
-        ],
-        caption=f"{caption} (before: n = {ours['n_before']}, after: n = {ours['n_after']}, "
-        "the spoofs toward every target)",
+def _tpr_rows(ours: dict[str, Any], paper: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "": when,
+            **{a: percent(v) for a, v in ours[when].items()},
+            **{f"SpoC 2021: {a}": f"{v:.2f}%" for a, v in paper[when].items()},
+        }
+        for when in ("before", "after")
+    ]
+
+
+def _tpr_caption(ours: dict[str, Any], caption: str) -> str:
+    return (
+        f"{caption} (before: n = {ours['n_before']}, after: n = {ours['n_after']}, "
+        "the spoofs toward every target)"
+    )
+
+
+def spoc_tables(m: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """SpoC's Tables 3, 4, 5, 1, 2 and 6 of a run's ``spoc`` metrics, each (caption, rows),
+    SpoC's published rows under ours: what the HTML report and the docs show."""
+    paper = m["paper"]
+    classifiers, pc = m["classifiers"], paper["classifiers"]
+    table3 = {column(c, classifiers): v for c, v in paper["table3"].items()}
+    tables = [
+        (
+            "Table 3: camera-model classifiers before any attack",
+            [
+                {
+                    "classifier": c,
+                    "accuracy (patch)": percent(m["table3"].get(c)),
+                    "SpoC 2021": f"{table3[c]}%" if c in table3 else "",
+                }
+                for c in classifiers
+            ],
+        )
+    ]
+    for kind, rows in m["table4"].items():
+        for group, label in GROUPS.items():
+            theirs = paper["table4"][group] if kind == "synthetic" else []  # SpoC's setting only
+            tables.append(
+                (
+                    f"Table 4 ({label}); {KINDS[kind]}",
+                    table_rows(rows, classifiers, group) + paper_rows(theirs, pc, classifiers),
+                )
+            )
+    for kind, rows in m["table5"].items():
+        tables.append(
+            (
+                "Table 5: ablation (only-embedder: lambda_A = 0, only-discriminator: "
+                f"lambda_E = 0); {KINDS[kind]}",
+                table_rows(rows, classifiers, "plain")
+                + paper_rows([["none", *r] for r in paper["table5"]], pc, classifiers),
+            )
+        )
+    if "table1" in m:
+        caption = "Table 1: GAN-image detectors' TPR on the training sources' images"
+        tables.append((_tpr_caption(m["table1"], caption), _tpr_rows(m["table1"], paper["table1"])))
+    if "table2" in m:
+        caption = "Table 2: GAN-image detectors' TPR on the held-out source's images"
+        tables.append((_tpr_caption(m["table2"], caption), _tpr_rows(m["table2"], paper["table2"])))
+        tables.append(
+            (
+                "Table 6: SpoC on the held-out source's images (SpoC's baselines not rerun)",
+                table_rows(m["table6"], classifiers, "plain")
+                + paper_rows(paper["table6"], pc, classifiers),
+            )
+        )
+    return tables
+
+
+def spoc_markdown(metrics: dict[str, Any]) -> str:
+    """The docs' SpoC tables of a run's metrics.json, each under its caption in bold."""
+    return "\n\n".join(
+        f"**{caption}**\n\n{markdown_table(rows)}" for caption, rows in spoc_tables(metrics["spoc"])
     )
 
 
 def add_spoc_report(report: Report, results: SpocResults) -> None:
     """Tables and figures of :func:`evaluate_spoc` into an experiment report."""
     m, paper = results.metrics, results.metrics["paper"]
-    classifiers, pc = m["classifiers"], paper["classifiers"]
-    table3 = {column(c, classifiers): v for c, v in paper["table3"].items()}
     report.heading("SpoC (Cozzolino et al. 2021): Tables 1-6")
     report.paragraph(
         f"Targets: {', '.join(m['targets'])}; {m['patch_size']} px patches; every method tuned "
@@ -90,45 +151,8 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
         "at the PSNR). SAR: share of spoofed patches a classifier reads as the target, "
         f"averaged over the targets; * marks white-box cells. Beside: {paper['source']}."
     )
-    report.table(
-        [
-            {
-                "classifier": c,
-                "accuracy (patch)": percent(m["table3"].get(c)),
-                "SpoC 2021": f"{table3[c]}%" if c in table3 else "",
-            }
-            for c in classifiers
-        ],
-        caption="Table 3: camera-model classifiers before any attack",
-    )
-    for kind, rows in m["table4"].items():
-        for group, label in GROUPS.items():
-            report.table(
-                table_rows(rows, classifiers, group)
-                + paper_rows(paper["table4"][group], pc, classifiers),
-                caption=f"Table 4 ({label}); {KINDS[kind]}",
-            )
-    for kind, rows in m["table5"].items():
-        report.table(
-            table_rows(rows, classifiers, "plain")
-            + paper_rows([["none", *r] for r in paper["table5"]], pc, classifiers),
-            caption=f"Table 5: ablation (only-embedder: lambda_A = 0, only-discriminator: "
-            f"lambda_E = 0); {KINDS[kind]}",
-        )
-    if "table1" in m:
-        _tpr_table(
-            report,
-            m["table1"],
-            paper["table1"],
-            "Table 1: GAN-image detectors' TPR on the training sources' images",
-        )
-    if "table2" in m:
-        _tpr_table(report, m["table2"], paper["table2"], "Table 2: ... on the held-out source")
-        report.table(
-            table_rows(m["table6"], classifiers, "plain")
-            + paper_rows(paper["table6"], pc, classifiers),
-            caption="Table 6: SpoC on the held-out source's images (SpoC's baselines not rerun)",
-        )
+    for caption, rows in spoc_tables(m):
+        report.table(rows, caption=caption)
     if results.spectra:
         report.figure(
             plots.spectra_figure(results.spectra, "Residual spectra before and after SpoC"),
@@ -139,7 +163,7 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
         report.figure(
             examples_figure(example, f"SpoC -> {m['targets'][0]} ({kind})"),
             caption=f"{KINDS[kind]}: original, spoofed, difference amplified, with the model "
-            f"{classifiers[0]} reads.",
+            f"{m['classifiers'][0]} reads.",
         )
     for name, log in results.logs.items():
         if log.get("losses"):

@@ -12,7 +12,8 @@ PSNR; GAP at its budget and Adv-Cam-Id stopped at the target PSNR, both trained 
 ``crafted_on`` detector and on the ensemble of the detectors other than the one judging (SpoC's
 third block), spoofs S's test images with every method and judges them by every classifier:
 the SAR (share read as the target), as written and after JPEG with the target camera's own
-tables, averaged over the targets. Tables 1-2 are the GAN-image detectors' true-positive rates
+tables, averaged over the targets, under a control row of S unattacked (the target camera's
+JPEG alone can read as the target: its tables are a trace of it). Tables 1-2 are the GAN-image detectors' true-positive rates
 on the training sources' and the held-out source's images before and after SpoC, Table 6
 SpoC's SAR on the held-out source's images.
 
@@ -166,6 +167,9 @@ class SpocResults:
     spectra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+UNATTACKED = "unattacked"  # Table 4's control row: S unchanged
+
+
 def _rate(detector: Detector, images: np.ndarray, cls: int) -> float:
     return float(np.mean(softmax_scores(detector, images).argmax(1) == cls))
 
@@ -302,6 +306,11 @@ def evaluate_spoc(
             t, judge = classes.index(target), _Judge(dets, camera, target)
             crafter.judge = judge
             x = sets(target)
+            # the control: S as it is, and after the target camera's JPEG alone (its tables
+            # are a trace of the target too, so "after JPEG" reads against this row)
+            per_row.setdefault(("none", UNATTACKED), []).append(
+                judge(x.test, x.test, plan.classifiers)
+            )
             baselines = _baselines(plan, crafter, x, target, t, run_dir, kind, log)
             for (block, method), cell in baselines:
                 per_row.setdefault((block, method), []).append(cell)
@@ -334,7 +343,7 @@ def evaluate_spoc(
             for (b, m), cells in per_row.items()
         ]
         table4[kind] = [r for r in rows if r["method"] not in ABLATIONS]
-        table5[kind] = [r for r in rows if r["block"] == "none"]
+        table5[kind] = [r for r in rows if r["block"] == "none" and r["method"] != UNATTACKED]
     metrics: dict[str, Any] = {
         "classifiers": list(plan.classifiers),
         "targets": list(plan.targets),
