@@ -43,7 +43,9 @@ def test_the_result_depends_on_the_mosaic_alone(algorithm: str) -> None:
         for dx in range(2):
             sampled[dy::2, dx::2, tile[dy, dx]] = True
     other = np.where(sampled, x, rng.integers(0, 256, x.shape, dtype=np.uint8))
-    np.testing.assert_array_equal(remosaic(other, "RGGB", algorithm), remosaic(x, "RGGB", algorithm))
+    np.testing.assert_array_equal(
+        remosaic(other, "RGGB", algorithm), remosaic(x, "RGGB", algorithm)
+    )
 
 
 def test_psnr_is_the_mean_over_the_images_it_changed() -> None:

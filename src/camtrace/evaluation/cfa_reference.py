@@ -79,7 +79,8 @@ def remosaic_psnr(
 ) -> dict[str, float]:
     """Mean PSNR (dB) of each classical demosaicer after re-mosaicking to ``pattern``: what
     MISLGAN's synthetic CFA block leaves for a demosaicer to rebuild on these images. Like a
-    generator's m-PSNR (:func:`camtrace.evaluation.attack_metrics.summarise_distortion`), the mean over the images it changed."""
+    generator's m-PSNR (:func:`camtrace.evaluation.attack_metrics.summarise_distortion`),
+    the mean over the images it changed."""
     out = {}
     for a in algorithms:
         p = psnr_batch(images_uint8, remosaic(images_uint8, pattern, a))

@@ -180,7 +180,9 @@ def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[G
     units = _spoc_units(run_dir, metrics) if "spoc" in metrics else _units(run_dir, metrics)
     out = [_publish_generator(*unit, config, ship) for unit in units]
     if ship:
-        _keep_run(run_dir, None, config, {e.name: u[1].parent for e, u in zip(out, units, strict=True)})
+        _keep_run(
+            run_dir, None, config, {e.name: u[1].parent for e, u in zip(out, units, strict=True)}
+        )
     return out
 
 

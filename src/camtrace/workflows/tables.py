@@ -44,8 +44,8 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
-from camtrace.workflows.spoc.report import spoc_markdown
 from camtrace.workflows.robustness.report import prnu_markdown, robustness_markdown
+from camtrace.workflows.spoc.report import spoc_markdown
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)

@@ -13,9 +13,9 @@ PSNR; GAP at its budget and Adv-Cam-Id stopped at the target PSNR, both trained 
 third block), spoofs S's test images with every method and judges them by every classifier:
 the SAR (share read as the target), as written and after JPEG with the target camera's own
 tables, averaged over the targets, under a control row of S unattacked (the target camera's
-JPEG alone can read as the target: its tables are a trace of it). Tables 1-2 are the GAN-image detectors' true-positive rates
-on the training sources' and the held-out source's images before and after SpoC, Table 6
-SpoC's SAR on the held-out source's images.
+JPEG alone can read as the target: its tables are a trace of it). Tables 1-2 are the
+GAN-image detectors' true-positive rates on the training sources' and the held-out source's
+images before and after SpoC, Table 6 SpoC's SAR on the held-out source's images.
 
 Reductions against the paper are in ``configs/spoc.yaml``'s header; guesses: the gradient
 baselines' eps is tuned once per method and block, on the first kind's validation images
