@@ -238,6 +238,12 @@ def test_spoc_generators_are_published_by_name_and_used_by_a_pretrained_spoc_sec
     measured = entry.validation["measured"]["synthetic"]
     assert set(measured["plain"]) == {"yang2018"} and 0 <= measured["plain"]["yang2018"] <= 1
     assert entry.training["cpu_seconds"] is not None
+    from camtrace.workflows.generators.gallery import write_gallery
+
+    monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {entry.name: entry})
+
+    page = write_gallery(tmp_path / "docs", {entry.name: entry}).read_text()
+    assert f"## `{entry.name}` trained against no detector, read by `yang2018`" in page
 
     monkeypatch.setattr(spoc_run, "generator_zoo", lambda: {entry.name: entry})
     digest = {"manifest": metrics["data"]["manifest_digest"]}

@@ -32,9 +32,18 @@ def source_photo(target: str) -> tuple[str, np.ndarray]:
     return record.path, image
 
 
+def judge_of(entry: GeneratorWeights) -> str:
+    """The detector that reads ``entry``'s spoofs: the one it was trained against, else (SpoC,
+    which never sees one) the first that measured it."""
+    if entry.against:
+        return entry.against[0]
+    groups = entry.validation.get("measured", {}).values()
+    return next(iter(next(iter(groups))["plain"]))
+
+
 def spoof_pair(entry: GeneratorWeights) -> dict[str, Any]:
-    """One photo through ``entry``'s generator against its detector, as a PNG is read."""
-    detector = load_detector(entry.against[0])
+    """One photo through ``entry``'s generator, read by its judge as a PNG is read."""
+    detector = load_detector(judge_of(entry))
     path, clean = source_photo(entry.target)
     attack = make_attack(entry.method, generator=entry.name)
     spoofed, result = attack_image(detector, clean, attack)  # judged as a lossless PNG reads
@@ -77,8 +86,9 @@ def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None 
         "",
         "Each shipped generator on a SimCam-Bench evaluation photo of another camera model,",
         "every tile through the generator with its receptive-field border (no seam); written",
-        "as a lossless PNG and read back by the detector the generator was trained against.",
-        "Rendered by `camtrace gallery docs` from the shipped weights.",
+        "as a lossless PNG and read back by the detector the generator was trained against",
+        "(SpoC, which never sees one, by the first detector that measured it). Rendered by",
+        "`camtrace gallery docs` from the shipped weights.",
         "",
     ]
     if not entries:
@@ -86,8 +96,13 @@ def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None 
     for name, entry in entries.items():
         pair = spoof_pair(entry)
         save_figure(gallery_figure(pair), docs / "generators" / f"{name}.png")
+        how = (
+            f"against `{entry.against[0]}`"
+            if entry.against
+            else (f"trained against no detector, read by `{judge_of(entry)}`")
+        )
         lines += [
-            f"## `{name}` against `{entry.against[0]}`",
+            f"## `{name}` {how}",
             "",
             f"`{pair['photo']}` ({pair['before']}) -> read as **{pair['after']}** "
             f"(target {pair['target']}), PSNR {pair['psnr']:.1f} dB, SSIM {pair['ssim']:.3f}.",
