@@ -128,6 +128,42 @@ def test_whole_png_is_identified_as_the_generators_target(files, photo, tmp_path
     assert result["psnr"] > 12
 
 
+def test_the_whole_png_is_one_generator_pass_over_the_photo(files, photo, tmp_path) -> None:
+    """Issue 23, no seam: away from the photo's own edge (replicate-padded when deployed,
+    zero-padded in one pass), the written PNG equals the generator run once over the whole
+    photo, rounded to 8 bits; generated patch by patch with zero padding, every block's
+    border rows and columns would differ."""
+    from camtrace.attacks.generative import load_generator
+
+    out = tmp_path / "spoofed.png"
+    spoof(photo, files, out, "--quiet")
+    generator = load_generator(files["generator"]).eval()
+    clean = torch.from_numpy(load_rgb(photo)).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        one_pass = generator(clean).round().clamp(0, 255)[0].permute(1, 2, 0).numpy()
+    m = 8  # MISLGAN's halo: beyond its receptive field the photo's edge is not seen
+    differ = np.abs(load_rgb(out).astype(float) - one_pass)[m:-m, m:-m]
+    assert differ.max() <= 1 and (differ > 0).mean() < 1e-3  # float summation order only
+
+
+def test_replay_judges_given_images_as_an_attacks_output(files) -> None:
+    """Replay returns the given uint8 images with the attack call's verdict: the clean
+    images given back succeed where the detector already reads the target, and nowhere
+    else; a shape mismatch is a one-line error."""
+    from camtrace.attacks.replay import Replay
+    from camtrace.models import load_detector
+
+    det = load_detector(files["detector"])
+    x, y = patches([0, 2], 2, seed=5)
+    target = CLASSES.index(TARGET)
+    adv, info = Replay(x)(det, x, target=target)
+    assert np.array_equal(adv, x) and info.linf.max() == 0
+    reads = det(torch.from_numpy(x).permute(0, 3, 1, 2).float()).argmax(1)
+    assert info.success.tolist() == (reads == target).tolist()
+    with pytest.raises(CamtraceError, match="images given for"):
+        Replay(x[:1])(det, x, target=target)
+
+
 def test_jpeg_with_the_target_cameras_tables(files, photo, tmp_path) -> None:
     camera_file = tmp_path / "camera.jpg"  # stands for a photo from the target camera
     Image.fromarray(load_rgb(photo)).save(camera_file, quality=97, subsampling=0)

@@ -8,12 +8,15 @@ image the way it will be stored (uint8, and JPEG-decoded when writing JPEG: the 
 the file read back, which is the only success that counts (docs/architecture.md: success on
 the stored uint8 image).
 
-A generative attack (MISLGAN, Adv-Cam-Id, GAP) goes through the same workflow, deployed as Chen
-et al. 2019 Sec. 3.4: the full-size image cut into patches, each attacked by the generator and
-stitched back; here every block of the detector's patch grid (not only the voters), since a
-generator costs one forward pass a patch and leaves no block with the source camera's traces.
-Each patch is judged by the detector at its own size (MISLnet's fixed-size classifier cannot
-score a whole image). The target defaults to the generator's.
+A generative attack (MISLGAN, Adv-Cam-Id, GAP, SpoC) goes through the same workflow, deployed
+as Chen et al. 2019 Sec. 3.4: the full-size image through the generator tile by tile, each
+tile with the generator's receptive-field border so the stitched result is one pass over the
+whole image (no seam along the tiles); every block of the detector's patch grid is then taken
+from it (not only the voters), since a generator costs one forward pass a patch and leaves no
+block with the source camera's traces. Each block is judged by the detector at its own size
+(MISLnet's fixed-size classifier cannot score a whole image), by the same rules as any
+attack's output (:class:`camtrace.attacks.replay.Replay`). The target defaults to the
+generator's.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from camtrace.attacks import make_attack
 from camtrace.attacks.base import Attack, AttackInfo
 from camtrace.attacks.generative import GenerativeAttack
 from camtrace.attacks.generative.checkpoint import check_classes
+from camtrace.attacks.replay import Replay
 from camtrace.data.codec import Jpeg, as_jpeg, output_jpeg, save_image, stored
 from camtrace.data.images import load_rgb
 from camtrace.data.patches import grid_positions
@@ -167,9 +171,12 @@ def attack_image(
             todo = _to_attack(goal.failing(after), attacked, _randomised(attack))
             if goal.reached(after) or len(todo) == 0:
                 break
+            patch_attack: Attack = attack
             if isinstance(attack, GenerativeAttack):  # Chen Sec. 3.4: every block, once
                 todo = grid_positions(clean.shape[0], clean.shape[1], size)
-            out, info = _attack_patches(scorer, attack, _cut(clean, todo, size), goal)
+                whole = attack.spoof_image(clean)  # tiles with the generator's halo: no seam
+                patch_attack = Replay(_cut(whole, todo, size), attack.options)
+            out, info = _attack_patches(scorer, patch_attack, _cut(clean, todo, size), goal)
             _paste(adv, out, todo, size)
             attacked.update(map(tuple, todo.tolist()))
             per_round.append(len(todo))
@@ -262,6 +269,10 @@ def _generator_target(
     if card is None:
         return target
     check_classes(card, detector.classes, f"{attack.name} generator")
+    if isinstance(target, int) or target in detector.classes:  # another one is an error
+        attack.target_for(
+            detector, detector.classes.index(target) if isinstance(target, str) else target
+        )
     return card["target"] if target is None else target
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,9 +85,11 @@ class GenerativeAttack(Attack):
         self, detector: nn.Module, images: Images, target: Target = None, labels: Target = None
     ) -> tuple[Images, AttackInfo]:
         """As every attack; ``target`` defaults to the generator's and may only repeat it."""
-        return super().__call__(detector, images, self._target(detector, target), labels)
+        return super().__call__(detector, images, self.target_for(detector, target), labels)
 
-    def _target(self, detector: nn.Module, target: Target) -> Target:
+    def target_for(self, detector: nn.Module, target: Target) -> Target:
+        """The class index this generator spoofs on ``detector`` (``target`` None: its own);
+        a one-line error for another target or other classes."""
         if self.card is None:
             require(
                 target is not None,
@@ -123,6 +126,18 @@ class GenerativeAttack(Attack):
         with eval_mode(self.generator):
             y = self._tiled(x0.to(param.device, param.dtype)).to(x0.device, x0.dtype)
         return y, torch.ones(len(x0), dtype=torch.long, device=x0.device)
+
+    @torch.no_grad()
+    def spoof_image(self, image: np.ndarray) -> np.ndarray:
+        """One whole (H, W, 3) uint8 image through the generator, on the 8-bit grid (Chen
+        Sec. 3.4): tiles with the generator's halo, so every pixel is what one pass over the
+        whole image gives and no seam follows the tile grid."""
+        param = next(self.generator.parameters())
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        x = x.to(param.device, param.dtype)
+        with eval_mode(self.generator):
+            y = self.to_grid(self._tiled(x), x)
+        return y[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         """The generator on ``patch_size`` tiles of ``x``, stitched (Chen Sec. 3.4). Each
