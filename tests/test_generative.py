@@ -300,3 +300,26 @@ def test_a_trained_generator_is_found_by_name_and_checked(trained, tmp_path, mon
         load_generator(name)
     with pytest.raises(CamtraceError, match="no such checkpoint file and no trained generator"):
         load_generator("mislgan-Nowhere")
+
+
+@pytest.mark.parametrize("method", ["mislgan", "gap", "spoc"])
+def test_a_whole_image_is_one_generator_pass_away_from_its_edge(method: str) -> None:
+    """Issue 23, no seam: tiles of 64 px with the generator's receptive-field border give,
+    beyond that border from the image's own edge, exactly the pixels of one pass of the
+    generator over the whole image (random weights; GAP's tiles stay aligned to its two
+    stride-2 stages)."""
+    from skimage import data
+
+    from camtrace.attacks.generative.methods import get_method
+
+    torch.manual_seed(0)
+    image = data.coffee()[:192, :256].astype(np.uint8)
+    generator = get_method(method).build().eval()
+    attack = make_attack(method, generator=generator, patch_size=64)
+    tiled = attack.spoof_image(image)
+    with torch.no_grad():
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        one_pass = attack.to_grid(generator(x), x)[0].permute(1, 2, 0).numpy()
+    m = generator.halo
+    differ = np.abs(tiled.astype(float) - one_pass)[m:-m, m:-m]
+    assert differ.max() <= 1 and (differ > 0).mean() < 1e-3  # float summation order only
