@@ -146,6 +146,19 @@ def test_weights_metadata_round_trips_through_the_registry() -> None:
         assert set(raw[name]) == {f.name for f in dataclasses.fields(Weights)} - {"name"}
 
 
+def against_yang2018(tmp_path, name: str, **sections: object) -> dict:
+    """A small run config on simulated SimCam data judged by the shipped yang2018."""
+    return {
+        "name": name,
+        "workdir": str(tmp_path / "data"),
+        "data": {"source": "simulate", "preset": "default", "shots": 4, "size": [128, 128]},
+        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
+        "detectors": [{"pretrained": "yang2018"}],
+        "evaluate": {"voting_ks": [1]},
+        **sections,
+    }
+
+
 @pytest.mark.slow
 def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
     tmp_path, monkeypatch
@@ -159,14 +172,10 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
 
     monkeypatch.setenv(zoo_module.CACHE_ENV, str(tmp_path / "cache"))
     target = "Nimbus_N300"
-    config = {
-        "name": "gen",
-        "workdir": str(tmp_path / "data"),
-        "data": {"source": "simulate", "preset": "default", "shots": 4, "size": [128, 128]},
-        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
-        "detectors": [{"pretrained": "yang2018"}],
-        "evaluate": {"voting_ks": [1]},
-        "generators": {
+    config = against_yang2018(
+        tmp_path,
+        "gen",
+        generators={
             "method": "advcamid",
             "targets": [target],
             "train_patches": 8,
@@ -178,7 +187,7 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
             "save_every": 1,
             "examples": 0,
         },
-    }
+    )
     run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
     (entry,) = publish_generators(tmp_path / "runs" / "gen", "gen-config")
     assert entry.name == f"advcamid-{target}" and entry.against == ("yang2018",)
@@ -221,15 +230,7 @@ def test_spoc_generators_are_published_by_name_and_used_by_a_pretrained_spoc_sec
         "training": {"iterations": 2, "batch_size": 2, "val_every": 1, "lambda_p": 0},
         "examples": 0,
     }
-    config = {
-        "name": "spoc-zoo",
-        "workdir": str(tmp_path / "data"),
-        "data": {"source": "simulate", "preset": "default", "shots": 4, "size": [128, 128]},
-        "split": {"protocol": "random", "fractions": [0.5, 0.25, 0.25]},
-        "detectors": [{"pretrained": "yang2018"}],
-        "evaluate": {"voting_ks": [1]},
-        "spoc": spoc,
-    }
+    config = against_yang2018(tmp_path, "spoc-zoo", spoc=spoc)
     quiet = {"progress": False, "log": lambda _: None}
     metrics = run_experiment(config, runs_dir=tmp_path / "runs", **quiet)
     (entry,) = publish_generators(tmp_path / "runs" / "spoc-zoo", "spoc-config", ship=False)

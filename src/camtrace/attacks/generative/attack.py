@@ -118,26 +118,26 @@ class GenerativeAttack(Attack):
             )
         return target
 
-    @torch.no_grad()
     def run(
         self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        param = next(self.generator.parameters())
-        with eval_mode(self.generator):
-            y = self._tiled(x0.to(param.device, param.dtype)).to(x0.device, x0.dtype)
-        return y, torch.ones(len(x0), dtype=torch.long, device=x0.device)
+        return self._generate(x0), torch.ones(len(x0), dtype=torch.long, device=x0.device)
 
-    @torch.no_grad()
     def spoof_image(self, image: np.ndarray) -> np.ndarray:
         """One whole (H, W, 3) uint8 image through the generator, on the 8-bit grid (Chen
         Sec. 3.4): tiles with the generator's halo, so every pixel is what one pass over the
         whole image gives and no seam follows the tile grid."""
-        param = next(self.generator.parameters())
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-        x = x.to(param.device, param.dtype)
-        with eval_mode(self.generator):
-            y = self.to_grid(self._tiled(x), x)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        y = self.to_grid(self._generate(x), x)
         return y[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+
+    @torch.no_grad()
+    def _generate(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator's float output on ``x`` (tiled), on the generator's device and dtype,
+        given back on ``x``'s."""
+        param = next(self.generator.parameters())
+        with eval_mode(self.generator):
+            return self._tiled(x.to(param.device, param.dtype)).to(x.device, x.dtype)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         """The generator on ``patch_size`` tiles of ``x``, stitched (Chen Sec. 3.4). Each

@@ -43,12 +43,14 @@ def judge_of(entry: GeneratorWeights) -> str:
 
 def spoof_pair(entry: GeneratorWeights) -> dict[str, Any]:
     """One photo through ``entry``'s generator, read by its judge as a PNG is read."""
-    detector = load_detector(judge_of(entry))
+    judge = judge_of(entry)
+    detector = load_detector(judge)
     path, clean = source_photo(entry.target)
     attack = make_attack(entry.method, generator=entry.name)
     spoofed, result = attack_image(detector, clean, attack)  # judged as a lossless PNG reads
     return {
         "generator": entry.name,
+        "judge": judge,
         "photo": path,
         "clean": clean,
         "spoofed": spoofed,
@@ -97,9 +99,9 @@ def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None 
         pair = spoof_pair(entry)
         save_figure(gallery_figure(pair), docs / "generators" / f"{name}.png")
         how = (
-            f"against `{entry.against[0]}`"
+            f"against `{pair['judge']}`"
             if entry.against
-            else (f"trained against no detector, read by `{judge_of(entry)}`")
+            else f"trained against no detector, read by `{pair['judge']}`"
         )
         lines += [
             f"## `{name}` {how}",

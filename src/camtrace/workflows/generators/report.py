@@ -213,9 +213,10 @@ def add_generator_report(
         caption="SAR as written and after JPEG with the target camera's own tables (each "
         "row: its target's)",
     )
-    if cfa_rows(targets):
+    cfa = cfa_rows(targets)
+    if cfa:
         report.table(
-            cfa_rows(targets),
+            cfa,
             caption="Seen m-PSNR of the generator beside classical demosaicers on the same "
             "patches after the same synthetic CFA block (a reference a learned demosaicer can "
             "beat, not a bound)",
