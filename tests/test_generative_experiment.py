@@ -109,6 +109,7 @@ def tiny_config(root: Path, targets: str | list[str]) -> dict:
             "batch_size": 2,
             "val_every": 1,
             "examples": 2,
+            "photos": 1,
             "unseen": {"preset": "unseen", "shots": 1},
         },
     )
@@ -150,10 +151,54 @@ def test_experiment_writes_chen_tables_per_target(tiny_run: tuple[dict, Path, Pa
     html = (run_dir / "report.html").read_text()
     assert "Chen 2019 Tables 3-4 layout" in html and "Database II" in html
     assert "classical demosaicers on the same patches" in html
-    assert html.count("<img") >= 2 * 2 + 2  # per target: losses + examples; confusion, curve
+    assert "Whole eval photos of the seen models" in html
+    assert html.count("<img") >= 2 * 2 + 3  # per target: losses, examples; confusion, curve, photos
     losses = json.loads((run_dir / "generators" / "mislgan-Halden_H20" / "log.json").read_text())
     assert [r["iteration"] for r in losses["losses"]] == [1, 2]
     assert {"l1", "ce", "adversarial", "discriminator"} <= set(losses["losses"][0])
+
+
+@pytest.mark.slow
+def test_whole_photos_are_the_first_eval_photo_of_each_other_model_as_camtrace_attack_reads_them(
+    tiny_run: tuple[dict, Path, Path],
+) -> None:
+    """generators.photos: each row is the first eval photo of another model, and where the
+    photo is not read as the target already, its verdict is the one ``attack_image`` (the
+    path of ``camtrace attack``, judged through Replay) gives; PSNR by scikit-image."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from camtrace.attacks import make_attack
+    from camtrace.data.images import load_rgb
+    from camtrace.data.manifest import Manifest
+    from camtrace.models.checkpoint import load_detector
+    from camtrace.workflows.spoof import attack_image
+
+    _, _, run_dir = tiny_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = Manifest.load(run_dir / "manifest.csv")
+    detector = load_detector(metrics["detectors"]["bondi2017"]["checkpoint"])
+    for target, t in metrics["generators"]["targets"].items():
+        rows = t["photos"]["photos"]
+        firsts: dict[str, Path] = {}
+        for r in manifest:
+            if r.split == "eval" and r.model != target:
+                firsts.setdefault(r.model, manifest.abspath(r))
+        photos = [firsts[m] for m in sorted(firsts)]
+        assert [Path(r["photo"]).name for r in rows] == [p.name for p in photos]
+        attack = make_attack("mislgan", generator=t["checkpoint"])
+        for row, photo in zip(rows, photos, strict=True):
+            spoofed, result = attack_image(detector, photo, attack)
+            assert row["before"] == result.before.model
+            if row["before"] != target:  # attack_image leaves a photo read as the target alone
+                assert (row["read"], row["vote_share"]) == (
+                    result.after.model,
+                    result.after.scores[target],
+                )
+                assert row["psnr"] == pytest.approx(
+                    peak_signal_noise_ratio(load_rgb(photo), spoofed), abs=1e-6
+                )
+        assert t["photos"]["sar"] == np.mean([r["read"] == target for r in rows])
+        assert t["photos"]["clean_sar"] == np.mean([r["before"] == target for r in rows])
 
 
 @pytest.mark.slow

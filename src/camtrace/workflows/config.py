@@ -544,6 +544,12 @@ class GeneratorsConfig(GeneratorConfig):
     unseen: UnseenConfig | None = option(
         None, "camera models no part of training used, e.g. {preset: unseen, shots: 4}"
     )
+    photos: int = option(
+        0,
+        "whole eval photos per seen source model, each spoofed in one tiled pass (Chen Sec. "
+        "3.4) and identified as camtrace identify does",
+        minimum=0,
+    )
     examples: int = option(4, "patches per target in the examples figure", minimum=0)
     pretrained: bool = option(
         False,

@@ -170,7 +170,8 @@ def publish(run_dir: Path, name: str, config: str, ship: bool = False) -> Weight
 
 def publish_generators(run_dir: Path, config: str, ship: bool = False) -> list[GeneratorWeights]:
     """Every generator of a run's ``generators:`` section as the zoo entry
-    ``<method>-<target>`` (its Chen-table measurement: seen and unseen SAR, PSNR, SSIM), or
+    ``<method>-<target>`` (its Chen-table measurement: seen and unseen SAR, PSNR, SSIM, and
+    whole photos where measured), or
     SpoC's generators of its ``spoc:`` section as ``spoc-<target>`` (SpoC's Table 4 row on
     synthetic inputs: PSNR and each judge's SAR, as written and after the target camera's
     JPEG), read from the run's metrics.json, with the last validation; into the package
@@ -197,6 +198,8 @@ def _units(run_dir: Path, metrics: dict[str, Any]) -> list[Unit]:
     for target, row in section["targets"].items():
         name = f"{section['method']}-{target}"
         measured = {g: row[g] for g in ("seen", "unseen") if g in row}
+        if "photos" in row:  # whole photos: the summary, not each photo's verdict
+            measured["photos"] = {k: v for k, v in row["photos"].items() if k != "photos"}
         units.append((name, run_dir / "generators" / name / GENERATOR_FILE, against, measured))
     return units
 

@@ -12,6 +12,9 @@ own tables. Chen counts every test patch, those of the target model included; we
 out, so a SAR here is never helped by patches that were the target already. For a generator
 with a synthetic CFA block (MISLGAN, Adv-Cam-Id) the seen row also gives the PSNR classical
 demosaicers reach on the same patches after that block (:mod:`camtrace.evaluation.cfa_reference`).
+With ``photos``, whole eval photos of the seen models are spoofed in one tiled pass (Chen Sec.
+3.4) and identified as ``camtrace identify`` does: a patch table's SAR is over the patches a
+detector would pick by quality, a photo's verdict over every block it votes with.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ from camtrace.attacks.generative import (
     train_generator,
 )
 from camtrace.attacks.generative.training import GENERATOR_FILE, LOG_FILE, STATE_FILE
-from camtrace.data.manifest import Manifest
+from camtrace.data.images import load_rgb
+from camtrace.data.manifest import Manifest, Record
 from camtrace.data.patch_store import PatchStore
 from camtrace.errors import CamtraceError
 from camtrace.evaluation.attack_metrics import distortion, softmax_scores, summarise_distortion
 from camtrace.evaluation.cfa_reference import remosaic_psnr
+from camtrace.evaluation.metrics import psnr
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
+from camtrace.models.inference import identify
 from camtrace.models.registry import model_spec
 from camtrace.models.spec import ModelSpec
 from camtrace.models.zoo import generator_zoo
@@ -293,6 +299,47 @@ def _measure(
     return row, adv
 
 
+def photo_records(manifest: Manifest, target: str, per_model: int) -> list[Record]:
+    """The first ``per_model`` eval photos (manifest order) of every model but ``target``."""
+    records: list[Record] = []
+    for model in manifest.models:
+        if model != target:
+            records += [r for r in manifest if r.model == model and r.split == "eval"][:per_model]
+    return records
+
+
+def measure_photos(
+    detector: Detector, attack: GenerativeAttack, manifest: Manifest, target: str, per_model: int
+) -> dict[str, Any]:
+    """Whole photos spoofed toward ``target`` in one tiled pass (Chen Sec. 3.4), every photo
+    (also one already read as the target), identified by ``detector`` on the uint8 pixels (as
+    a lossless PNG reads): the share identified as the target before and after, the mean
+    PSNR, and per photo its verdicts and the target's vote share."""
+    rows = []
+    for record in photo_records(manifest, target, per_model):
+        clean = load_rgb(manifest.abspath(record))
+        spoofed = attack.spoof_image(clean)
+        after = identify(detector, spoofed)
+        rows.append(
+            {
+                "photo": record.path,
+                "model": record.model,
+                "before": identify(detector, clean).model,
+                "read": after.model,
+                "vote_share": after.scores[target],
+                "psnr": psnr(clean, spoofed),
+            }
+        )
+    return {
+        "n": len(rows),
+        "sar": float(np.mean([r["read"] == target for r in rows])),
+        "clean_sar": float(np.mean([r["before"] == target for r in rows])),
+        "vote_share": float(np.mean([r["vote_share"] for r in rows])),
+        "psnr": float(np.mean([r["psnr"] for r in rows])),
+        "photos": rows,
+    }
+
+
 def evaluate_generators(
     plan: GeneratorPlan,
     paths: Mapping[str, Path],
@@ -334,6 +381,10 @@ def evaluate_generators(
         pattern = card.get("hparams", {}).get("pattern")
         if pattern:  # a synthetic CFA block (MISLGAN, Adv-Cam-Id): what demosaicers rebuild
             row["seen"]["cfa_reference"] = remosaic_psnr(x, pattern)
+        if s.photos:
+            row["photos"] = measure_photos(
+                models[plan.detectors[0]], attack, manifest, target, s.photos
+            )
         for key, images in sources.items():
             row[key], _ = _measure(plan, models, attack, images, t, camera(target))
         groups = ["seen", *sources]
@@ -352,6 +403,12 @@ def evaluate_generators(
                 [classes[i] for i in softmax_scores(judge, adv[:k]).argmax(1)],
             )
         log(f"  {s.method} -> {name}: " + "; ".join(_describe(g, row[g]) for g in groups))
+        if "photos" in row:
+            ph = row["photos"]
+            log(
+                f"  {s.method} -> {name}: whole photos {100 * ph['sar']:.0f}% identified as "
+                f"the target (n={ph['n']}), PSNR {ph['psnr']:.1f} dB"
+            )
     metrics = {
         "method": s.method,
         "detectors": list(plan.detectors),
