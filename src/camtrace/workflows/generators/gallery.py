@@ -23,10 +23,11 @@ from camtrace.workflows.plots import amplified_difference, new_figure, save_figu
 from camtrace.workflows.spoof import attack_image
 
 
-def source_photo(target: str) -> tuple[str, np.ndarray]:
-    """The first bench evaluation photo of the first camera model that is not ``target``."""
+def source_photo(target: str, model: str | None = None) -> tuple[str, np.ndarray]:
+    """The first bench evaluation photo of ``model`` (default: the first camera model that
+    is not ``target``)."""
     manifest = bench_manifest()
-    model = next(m for m in manifest.models if m != target)
+    model = model or next(m for m in manifest.models if m != target)
     (record,) = eval_slice(manifest.filter(lambda r: r.model == model), 1)
     (image,) = render_slice([record])
     return record.path, image
@@ -79,6 +80,18 @@ def gallery_figure(pair: dict[str, Any]):
     return fig
 
 
+def _photo_rate(entry: GeneratorWeights) -> list[str]:
+    """The card's whole-photo measurement, as a sentence (none when it has none)."""
+    photos = entry.validation.get("measured", {}).get("photos")
+    if not photos:
+        return []
+    return [
+        f"On the {photos['n']} whole eval photos its card measured (the first of each other "
+        f"model), {100 * photos['sar']:.0f}% are identified as {entry.target} "
+        f"(mean PSNR {photos['psnr']:.1f} dB)."
+    ]
+
+
 def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None = None) -> Path:
     """``docs/generators/<name>.png`` per trained generator and ``docs/generators.md``."""
     docs = Path(docs)
@@ -108,6 +121,7 @@ def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None 
             "",
             f"`{pair['photo']}` ({pair['before']}) -> read as **{pair['after']}** "
             f"(target {pair['target']}), PSNR {pair['psnr']:.1f} dB, SSIM {pair['ssim']:.3f}.",
+            *_photo_rate(entry),
             "",
             f"![{name}](generators/{name}.png)",
             "",
