@@ -186,20 +186,29 @@ def test_generators_trained_against_a_pretrained_detector_are_published_by_name(
             "val_every": 1,
             "save_every": 1,
             "examples": 0,
+            "photos": 1,
         },
     )
-    run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=print)
     (entry,) = publish_generators(tmp_path / "runs" / "gen", "gen-config")
     assert entry.name == f"advcamid-{target}" and entry.against == ("yang2018",)
     assert not entry.shipped and entry.path.parent == tmp_path / "cache"
-    assert 0 <= entry.validation["measured"]["seen"]["sar"] <= 1
+    row = metrics["generators"]["targets"][target]
+    measured = entry.validation["measured"]
+    assert measured["seen"] == row["seen"] and measured["photos"]["n"] == 9  # 9 other models
+    assert measured["photos"] == {k: v for k, v in row["photos"].items() if k != "photos"}
     monkeypatch.setattr(zoo_module, "generator_zoo", lambda: {entry.name: entry})
     assert load_generator(entry.name).card["target"] == target
     from camtrace.workflows.generators.gallery import write_gallery
 
-    page = write_gallery(tmp_path / "docs", {entry.name: entry}).read_text()
+    kept = tmp_path / "results" / "gen-config" / f"{entry.name}.validation.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text(json.dumps([row["validation"]]))  # a one-step curve
+    page = write_gallery(tmp_path / "docs", {entry.name: entry}, tmp_path / "results").read_text()
     assert (tmp_path / "docs" / "generators" / f"{entry.name}.png").stat().st_size > 0
+    assert (tmp_path / "docs" / "generators" / f"{entry.name}-curves.png").stat().st_size > 0
     assert f"## `{entry.name}` against `yang2018`" in page and "PSNR" in page
+    assert f"{100 * measured['photos']['sar']:.0f}% are identified as {target}" in page
 
 
 @pytest.mark.slow

@@ -1,13 +1,15 @@
 """The generator gallery (issue 23): for every trained generator of the zoo, a SimCam-Bench
 evaluation photo of another camera model and its whole-photo spoof side by side (Chen Sec.
 3.4: every tile through the generator, stitched), each with what the generator's detector
-reads, the PSNR and SSIM, and the difference amplified; ``docs/generators.md`` lists them.
-Rendered from the shipped weights and the re-simulated bench, never by hand:
-``camtrace gallery docs``.
+reads, the PSNR and SSIM, and the difference amplified, and its learning curves where the
+run that made it is kept (``results/<config>/<name>.validation.json``); ``docs/generators.md``
+lists them. Rendered from the shipped weights, the kept runs and the re-simulated bench,
+never by hand: ``camtrace gallery docs``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from camtrace.evaluation.metrics import psnr, ssim
 from camtrace.io import write_text
 from camtrace.models.checkpoint import load_detector
 from camtrace.models.zoo import GeneratorWeights, generator_zoo
+from camtrace.workflows.generators.report import curves_figure
 from camtrace.workflows.plots import amplified_difference, new_figure, save_figure
 from camtrace.workflows.spoof import attack_image
 
@@ -92,9 +95,31 @@ def _photo_rate(entry: GeneratorWeights) -> list[str]:
     ]
 
 
-def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None = None) -> Path:
-    """``docs/generators/<name>.png`` per trained generator and ``docs/generators.md``."""
+def _curves(entry: GeneratorWeights, results: Path, docs: Path) -> list[str]:
+    """The learning curves of ``entry``'s kept run as ``docs/generators/<name>-curves.png``
+    and its Markdown (none when the run is not kept)."""
+    kept = results / entry.config / f"{entry.name}.validation.json"
+    if not kept.is_file():
+        return []
+    validation = json.loads(kept.read_text())
+    reference = entry.validation.get("measured", {}).get("seen", {}).get("cfa_reference")
+    title = f"{entry.name}: learning curves (validation patches)"
+    save_figure(
+        curves_figure(validation, title, reference),
+        docs / "generators" / f"{entry.name}-curves.png",
+    )
+    return [f"![{entry.name} learning curves](generators/{entry.name}-curves.png)", ""]
+
+
+def write_gallery(
+    docs: str | Path,
+    entries: dict[str, GeneratorWeights] | None = None,
+    results: str | Path | None = None,
+) -> Path:
+    """``docs/generators/<name>.png`` per trained generator (and ``<name>-curves.png`` from
+    ``results``, default beside ``docs``) and ``docs/generators.md``."""
     docs = Path(docs)
+    results = docs.parent / "results" if results is None else Path(results)
     entries = generator_zoo() if entries is None else entries
     lines = [
         "# Trained generators, on whole photos",
@@ -125,6 +150,7 @@ def write_gallery(docs: str | Path, entries: dict[str, GeneratorWeights] | None 
             "",
             f"![{name}](generators/{name}.png)",
             "",
+            *_curves(entry, results, docs),
         ]
     path = docs / "generators.md"
     write_text(path, "\n".join(lines) + "\n")
