@@ -97,3 +97,39 @@ def test_the_transfer_table_is_spocs_table_4_layout() -> None:
         "| `a` | **90%** | 20% | 50% | 31.0 dB |",
         "| `b` | 10% | **100%** | 70% | 31.0 dB |",
     ]
+
+
+def test_the_generator_table_reads_chens_and_spocs_cards() -> None:
+    from camtrace.models.zoo import GeneratorWeights
+    from camtrace.workflows.tables import generator_zoo_markdown
+
+    common = {"file": "g.safetensors", "bytes": 1, "sha256": "", "shipped": True}
+    env = {"processor": "AMD EPYC", "isa": "AVX512-BF16"}
+    mislgan = GeneratorWeights(
+        name="mislgan-M_1", method="mislgan", target="M_1", against=("mislnet",),
+        config="pretrain-mislgan", **common,
+        validation={
+            "sar": [0.984375], "psnr": 40.13,
+            "measured": {
+                "seen": {"sar": 0.94, "psnr": 41.24, "ssim": 0.9755},
+                "unseen": {"sar": 0.995, "psnr": 41.06, "ssim": 0.9775},
+                "photos": {"n": 18, "sar": 0.8888889, "psnr": 42.95},
+            },
+        },
+        training={"iterations": 3150, "cpu_seconds": 5851, **env},
+    )  # fmt: skip
+    spoc = GeneratorWeights(
+        name="spoc-M_1", method="spoc", target="M_1", config="pretrain-spoc", **common,
+        validation={
+            "within_d_ref": 0.25, "psnr": 31.0,
+            "measured": {"synthetic": {"psnr": 30.96, "plain": {"yang2018": 0.5}}},
+        },
+        training={"iterations": 900, "cpu_seconds": 10800, **env},
+    )  # fmt: skip
+    assert generator_zoo_markdown({"a": mislgan, "b": spoc}).splitlines()[2:] == [
+        "| `mislgan-M_1` | `mislnet` | seen 94.0% at 41.2 dB, SSIM 0.976; unseen 99.5% at 41.1 dB, "
+        "SSIM 0.978 | 88.9% of 18 at 43.0 dB | iteration 3150: SAR 98.4%, 40.1 dB | 1.6 CPU h "
+        "(AMD EPYC, AVX512-BF16) | `pretrain-mislgan` |",
+        "| `spoc-M_1` | no detector | synthetic S: `yang2018` 50.0% at 31.0 dB | - | iteration "
+        "900: 25.0% within d_ref, 31.0 dB | 3.0 CPU h (AMD EPYC, AVX512-BF16) | `pretrain-spoc` |",
+    ]

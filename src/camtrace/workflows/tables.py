@@ -18,9 +18,9 @@ detector's chosen score at its operating point, and every score's AUROC;
 ``spoof_detection RUN``: a run's learned spoof detectors, the false-positive rate on clean and
 re-saved patches and the detection rate per attack, held-out ones marked, then the verdict on
 whole photos; ``spoc RUN``: SpoC's Tables 3, 4, 5, 1, 2 and 6 with SpoC's rows under ours;
-``zoo``: the
-pretrained detectors of the registry; ``config`` and ``preset``: the
-references of a run config and of a SimCam preset, from their schemas.
+``zoo``: the pretrained detectors of the registry; ``generator_zoo``: its trained
+generators; ``config`` and ``preset``: the references of a run config and of a SimCam preset,
+from their schemas.
 :func:`refresh_tables` re-renders every block of a file (``camtrace tables README.md``); a
 test checks that the README equals its own refresh, so a table cannot drift from its run.
 """
@@ -38,7 +38,7 @@ import numpy as np
 from camtrace.data.simcam.preset import PRESET_SECTIONS
 from camtrace.errors import CamtraceError
 from camtrace.io import write_text
-from camtrace.models.zoo import Weights, zoo
+from camtrace.models.zoo import GeneratorWeights, Weights, generator_zoo, zoo
 from camtrace.schema import reference
 from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
@@ -70,6 +70,58 @@ def zoo_markdown(entries: dict[str, Weights]) -> str:
             f"{t['isa']}, {t['precision']}) | `{w.config}` |"
         )
     return "\n".join(lines)
+
+
+def generator_zoo_markdown(entries: dict[str, GeneratorWeights]) -> str:
+    """The README's generator table, rendered from the registry: what each generator was
+    trained against, what its run measured (seen patches, whole photos, or SpoC's synthetic
+    S with each judge's SAR), its last validation and training time."""
+    lines = [
+        "| name | trained against | measured (uint8) | whole photos | last validation | "
+        "training (processor) | config |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in entries.values():
+        m, t = g.validation.get("measured", {}), g.training
+        photos = m.get("photos")
+        cpu = t.get("cpu_seconds") or t.get("seconds") or 0
+        cells = [
+            f"`{g.name}`",
+            ", ".join(f"`{a}`" for a in g.against) or "no detector",
+            _measured(m),
+            f"{_pct1(photos['sar'])} of {photos['n']} at {photos['psnr']:.1f} dB"
+            if photos
+            else "-",
+            _last_validation(g.validation, t["iterations"]),
+            f"{cpu / 3600:.1f} CPU h ({t['processor']}, {t['isa']})",
+            f"`{g.config}`",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _last_validation(v: dict[str, Any], iterations: int) -> str:
+    """Iteration, SAR (Chen's stop criterion; SpoC: the share within d_ref) and PSNR."""
+    if "sar" in v:
+        rate = "SAR " + " / ".join(_pct1(x) for x in v["sar"])
+    else:
+        rate = f"{_pct1(v['within_d_ref'])} within d_ref"
+    return f"iteration {iterations}: {rate}, {v['psnr']:.1f} dB"
+
+
+def _measured(m: dict[str, Any]) -> str:
+    """A generator card's measurement in one cell: Chen's seen / unseen SAR at m-PSNR, or
+    SpoC's SAR per judge on synthetic S at its PSNR."""
+    if "synthetic" in m:
+        s = m["synthetic"]
+        judges = ", ".join(f"`{a}` {_pct1(r)}" for a, r in s["plain"].items())
+        return f"synthetic S: {judges} at {s['psnr']:.1f} dB"
+    cells = [
+        f"{g} {_pct1(m[g]['sar'])} at {m[g]['psnr']:.1f} dB, SSIM {m[g]['ssim']:.3f}"
+        for g in ("seen", "unseen")
+        if g in m
+    ]
+    return "; ".join(cells)
 
 
 def _epochs(n: int) -> str:
@@ -110,6 +162,7 @@ def _metrics(root: Path, source: str) -> dict[str, Any]:
 RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "accuracy": lambda root, source: accuracy_table(_metrics(root, source)),
     "zoo": lambda root, source: zoo_markdown(zoo()),
+    "generator_zoo": lambda root, source: generator_zoo_markdown(generator_zoo()),
     "config": lambda root, source: config_reference().rstrip("\n"),
     "preset": lambda root, source: reference(PRESET_SECTIONS).rstrip("\n"),
     "transfer": lambda root, source: transfer_tables(_metrics(root, source)),
@@ -181,6 +234,10 @@ def transfer_tables(metrics: dict[str, Any]) -> str:
 
 def _pct(value: float) -> str:
     return f"{100 * value:.0f}%"
+
+
+def _pct1(value: float) -> str:
+    return f"{100 * value:.1f}%"
 
 
 def prnu_table(metrics: dict[str, Any]) -> str:
