@@ -547,7 +547,7 @@ class GeneratorsConfig(GeneratorConfig):
     photos: int = option(
         0,
         "whole eval photos per seen source model, each spoofed in one tiled pass (Chen Sec. "
-        "3.4) and identified as camtrace identify does",
+        "3.4) and identified as camtrace identify does by the first detector it trains against",
         minimum=0,
     )
     examples: int = option(4, "patches per target in the examples figure", minimum=0)

@@ -58,6 +58,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def decibels(value: float | None, digits: int = 1, unit: str = " dB") -> str:
+    """Format a PSNR cell, e.g. ``41.237 -> "41.2 dB"``; None (nothing changed): unchanged."""
+    return "unchanged" if value is None else f"{value:.{digits}f}{unit}"
+
+
 def percent(fraction: float | None, digits: int = 1) -> str:
     """Format a fraction as a percentage cell, e.g. ``0.935 -> "93.5%"``."""
     if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):

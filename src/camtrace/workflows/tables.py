@@ -44,6 +44,7 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
+from camtrace.workflows.report import decibels, percent
 from camtrace.workflows.robustness.report import prnu_markdown, robustness_markdown
 from camtrace.workflows.spoc.report import spoc_markdown
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
@@ -89,7 +90,7 @@ def generator_zoo_markdown(entries: dict[str, GeneratorWeights]) -> str:
             f"`{g.name}`",
             ", ".join(f"`{a}`" for a in g.against) or "no detector",
             _measured(m),
-            f"{_pct1(photos['sar'])} of {photos['n']} at {photos['psnr']:.1f} dB"
+            f"{percent(photos['sar'])} of {photos['n']} at {decibels(photos['psnr'])}"
             if photos
             else "-",
             _last_validation(g.validation, t["iterations"]),
@@ -103,9 +104,9 @@ def generator_zoo_markdown(entries: dict[str, GeneratorWeights]) -> str:
 def _last_validation(v: dict[str, Any], iterations: int) -> str:
     """Iteration, SAR (Chen's stop criterion; SpoC: the share within d_ref) and PSNR."""
     if "sar" in v:
-        rate = "SAR " + " / ".join(_pct1(x) for x in v["sar"])
+        rate = "SAR " + " / ".join(percent(x) for x in v["sar"])
     else:
-        rate = f"{_pct1(v['within_d_ref'])} within d_ref"
+        rate = f"{percent(v['within_d_ref'])} within d_ref"
     return f"iteration {iterations}: {rate}, {v['psnr']:.1f} dB"
 
 
@@ -114,10 +115,10 @@ def _measured(m: dict[str, Any]) -> str:
     SpoC's SAR per judge on synthetic S at its PSNR."""
     if "synthetic" in m:
         s = m["synthetic"]
-        judges = ", ".join(f"`{a}` {_pct1(r)}" for a, r in s["plain"].items())
+        judges = ", ".join(f"`{a}` {percent(r)}" for a, r in s["plain"].items())
         return f"synthetic S: {judges} at {s['psnr']:.1f} dB"
     cells = [
-        f"{g} {_pct1(m[g]['sar'])} at {m[g]['psnr']:.1f} dB, SSIM {m[g]['ssim']:.3f}"
+        f"{g} {percent(m[g]['sar'])} at {m[g]['psnr']:.1f} dB, SSIM {m[g]['ssim']:.3f}"
         for g in ("seen", "unseen")
         if g in m
     ]
@@ -226,7 +227,7 @@ def transfer_tables(metrics: dict[str, Any]) -> str:
             ]
             cells += [_pct(src["attacked"][j][a]) for j in jpegs]
             psnr = src["distortion"]["psnr"]
-            cells.append("unchanged" if psnr is None else f"{psnr:.1f} dB")
+            cells.append(decibels(psnr))
             lines.append("| " + " | ".join([f"`{a}`", *cells]) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
@@ -234,10 +235,6 @@ def transfer_tables(metrics: dict[str, Any]) -> str:
 
 def _pct(value: float) -> str:
     return f"{100 * value:.0f}%"
-
-
-def _pct1(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def prnu_table(metrics: dict[str, Any]) -> str:

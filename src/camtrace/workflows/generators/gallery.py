@@ -23,6 +23,7 @@ from camtrace.models.checkpoint import load_detector
 from camtrace.models.zoo import GeneratorWeights, generator_zoo
 from camtrace.workflows.generators.report import curves_figure
 from camtrace.workflows.plots import amplified_difference, new_figure, save_figure
+from camtrace.workflows.report import decibels
 from camtrace.workflows.spoof import attack_image
 
 
@@ -91,7 +92,7 @@ def _photo_rate(entry: GeneratorWeights) -> list[str]:
     return [
         f"On the {photos['n']} whole eval photos its card measured (the first of each other "
         f"model), {100 * photos['sar']:.0f}% are identified as {entry.target} "
-        f"(mean PSNR {photos['psnr']:.1f} dB)."
+        f"(mean PSNR {decibels(photos['psnr'])})."
     ]
 
 

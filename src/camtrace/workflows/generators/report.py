@@ -12,16 +12,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from camtrace.workflows import plots
-from camtrace.workflows.report import Report, markdown_table, percent
+from camtrace.workflows.report import Report, decibels, markdown_table, percent
 
 if TYPE_CHECKING:
     from camtrace.workflows.generators.run import Example
 
 GROUPS = ("seen", "unseen")
-
-
-def _db(value: float | None) -> str:
-    return "unchanged" if value is None else f"{value:.2f}"
 
 
 def chen_rows(paper: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,7 +51,7 @@ def table_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
         for g in GROUPS:
             if g in t:
                 row[f"{g} SAR"] = f"{percent(t[g]['sar'])} (clean {percent(t[g]['clean_sar'])})"
-                row[f"{g} PSNR (dB)"] = _db(t[g]["psnr"])
+                row[f"{g} PSNR (dB)"] = decibels(t[g]["psnr"], 2, "")
                 row[f"{g} SSIM"] = f"{t[g]['ssim']:.4f}"
         rows.append(row)
     return rows
@@ -124,7 +120,7 @@ def cfa_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "target": name,
-            "generator (dB)": _db(t["seen"]["psnr"]),
+            "generator (dB)": decibels(t["seen"]["psnr"], 2, ""),
             **{f"{a} (dB)": f"{db:.2f}" for a, db in t["seen"]["cfa_reference"].items()},
         }
         for name, t in targets.items()
@@ -142,7 +138,7 @@ def photo_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
             "identified as the target": percent(t["photos"]["sar"]),
             "before the attack": percent(t["photos"]["clean_sar"]),
             "mean vote share": percent(t["photos"]["vote_share"]),
-            "PSNR (dB)": _db(t["photos"]["psnr"]),
+            "PSNR (dB)": decibels(t["photos"]["psnr"], 2, ""),
         }
         for name, t in targets.items()
         if "photos" in t
@@ -190,7 +186,7 @@ def validation_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
                 **({"alpha": f"{t['alpha']:g}"} if "alpha" in t else {}),
                 "iterations": v.get("iteration"),
                 "val SAR": " / ".join(percent(s) for s in v.get("sar", [])),
-                "val PSNR (dB)": _db(v.get("psnr")),
+                "val PSNR (dB)": decibels(v.get("psnr"), 2, ""),
                 "val SSIM": f"{v['ssim']:.3f}" if "ssim" in v else "",
                 "training (s)": v.get("seconds"),
             }

@@ -50,6 +50,7 @@ from camtrace.models.zoo import generator_zoo
 from camtrace.workflows.attacks.run import CameraJpeg
 from camtrace.workflows.config import ExperimentConfig, GeneratorsConfig
 from camtrace.workflows.identification import Clock, DetectorSpec, SplitRun, prepare_unseen
+from camtrace.workflows.report import decibels
 
 CHEN_2019 = {
     "source": "Chen, Zhao & Stamm 2019, Tables 3-4: MISLGAN against MISLnet, 256x256 patches",
@@ -335,9 +336,15 @@ def measure_photos(
         "sar": float(np.mean([r["read"] == target for r in rows])),
         "clean_sar": float(np.mean([r["before"] == target for r in rows])),
         "vote_share": float(np.mean([r["vote_share"] for r in rows])),
-        "psnr": float(np.mean([r["psnr"] for r in rows])),
+        "psnr": _finite_mean([r["psnr"] for r in rows]),
         "photos": rows,
     }
+
+
+def _finite_mean(values: list[float]) -> float | None:
+    """Chen's m-PSNR over the photos the generator changed (None: it changed none)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
 
 
 def evaluate_generators(
@@ -407,7 +414,7 @@ def evaluate_generators(
             ph = row["photos"]
             log(
                 f"  {s.method} -> {name}: whole photos {100 * ph['sar']:.0f}% identified as "
-                f"the target (n={ph['n']}), PSNR {ph['psnr']:.1f} dB"
+                f"the target (n={ph['n']}), PSNR {decibels(ph['psnr'])}"
             )
     metrics = {
         "method": s.method,
@@ -422,8 +429,10 @@ def evaluate_generators(
 
 
 def _describe(group: str, r: dict[str, Any]) -> str:
-    psnr = "unchanged" if r["psnr"] is None else f"PSNR {r['psnr']:.1f} dB"
-    return f"{group} SAR {100 * r['sar']:.1f}%, {psnr}, SSIM {r['ssim']:.4f} (n={r['n']})"
+    return (
+        f"{group} SAR {100 * r['sar']:.1f}%, PSNR {decibels(r['psnr'])}, SSIM {r['ssim']:.4f} "
+        f"(n={r['n']})"
+    )
 
 
 def _unseen_summary(store: PatchStore, picked: np.ndarray) -> dict[str, Any]:

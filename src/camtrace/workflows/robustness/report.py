@@ -11,7 +11,7 @@ import numpy as np
 
 from camtrace.workflows import plots
 from camtrace.workflows.attacks.report import most_read_as
-from camtrace.workflows.report import Report, markdown_table, percent
+from camtrace.workflows.report import Report, decibels, markdown_table, percent
 from camtrace.workflows.robustness.matrix import pgd_label
 
 _LOSS_NAMES = {  # for the reader; a loss not named here is shown by its key
@@ -22,7 +22,7 @@ _LOSS_NAMES = {  # for the reader; a loss not named here is shown by its key
 
 
 def _psnr(cell: dict[str, Any]) -> str:
-    return "unchanged" if cell.get("psnr") is None else f"{cell['psnr']:.1f} dB"
+    return decibels(cell.get("psnr"))
 
 
 def _cell_text(cell: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from camtrace.workflows import plots
 from camtrace.workflows.generators.report import examples_figure, loss_figure
-from camtrace.workflows.report import Report, markdown_table, percent
+from camtrace.workflows.report import Report, decibels, markdown_table, percent
 
 if TYPE_CHECKING:
     from camtrace.workflows.spoc.run import SpocResults
@@ -19,10 +19,6 @@ KINDS = {
     "real": "S = real patches of the other SimCam cameras (camtrace's extension)",
 }
 GROUPS = {"plain": "uncompressed", "camera_jpeg": "after JPEG with the target camera's tables"}
-
-
-def _db(value: float | None) -> str:
-    return "unchanged" if value is None else f"{value:.2f}"
 
 
 def table_rows(
@@ -38,7 +34,12 @@ def table_rows(
             if c in r[group]
         }
         out.append(
-            {"crafted on": r["block"], "method": r["method"], "PSNR": _db(r["psnr"]), **cells}
+            {
+                "crafted on": r["block"],
+                "method": r["method"],
+                "PSNR": decibels(r["psnr"], 2, ""),
+                **cells,
+            }
         )
     return out
 
