@@ -339,6 +339,7 @@ def band_psnr(clean: np.ndarray, spoofed: np.ndarray, tile: int, width: int = 2)
     return tuple(10 * np.log10(255**2 / max(err[m].mean(), 1e-12)) for m in (band, ~band))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GENERATORS)
 def test_a_shipped_generator_leaves_no_seam_along_its_tiles(name: str) -> None:
     """Issue 23: on a whole bench photo, the pixels along the tile borders are within 1 dB
@@ -358,6 +359,7 @@ def test_a_shipped_generator_leaves_no_seam_along_its_tiles(name: str) -> None:
 ACCEPTANCE_SOURCE = "Lumetra_LX-7"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [g for g in GENERATORS if g.startswith("mislgan-")])
 def test_a_shipped_mislgan_spoofs_a_photo_from_the_command_line(name: str, tmp_path) -> None:
     """Issue 23's acceptance, as a fresh install runs it: ``camtrace attack`` with a shipped
