@@ -424,7 +424,8 @@ def test_an_open_set_calibration_beside_a_checkpoint_is_used(tmp_path, photos) -
 
 def test_a_generator_in_the_folder_is_a_spoofing_method(tmp_path, photos) -> None:
     """A MISLGAN generator (untrained weights: the plumbing, not Chen's numbers) of the
-    detector's classes is offered with its own target, and spoofs through the same job."""
+    detector's classes is offered with its own target (beside the zoo's shipped ones), and
+    spoofs through the same job."""
     from camtrace.attacks.generative.checkpoint import save_generator
     from camtrace.attacks.generative.methods import get_method
 
@@ -436,7 +437,7 @@ def test_a_generator_in_the_folder_is_a_spoofing_method(tmp_path, photos) -> Non
     with TestClient(create_app(tmp_path)) as c:
         offered = next(d for d in c.get("/api/detectors").json() if d["key"] == DETECTOR)
         method = "gen:dir:mislgan.safetensors"
-        assert offered["generator_targets"] == {method: TARGET} and method in offered["methods"]
+        assert offered["generator_targets"][method] == TARGET and method in offered["methods"]
         [photo] = c.post(
             "/api/photos", files=[("files", ("s.jpg", photos["small"].read_bytes()))]
         ).json()
