@@ -107,7 +107,7 @@ def _last_validation(v: dict[str, Any], iterations: int) -> str:
         rate = "SAR " + " / ".join(percent(x) for x in v["sar"])
     else:
         rate = f"{percent(v['within_d_ref'])} within d_ref"
-    return f"iteration {iterations}: {rate}, {v['psnr']:.1f} dB"
+    return f"iteration {iterations}: {rate}, {decibels(v['psnr'])}"
 
 
 def _measured(m: dict[str, Any]) -> str:
@@ -116,9 +116,9 @@ def _measured(m: dict[str, Any]) -> str:
     if "synthetic" in m:
         s = m["synthetic"]
         judges = ", ".join(f"`{a}` {percent(r)}" for a, r in s["plain"].items())
-        return f"synthetic S: {judges} at {s['psnr']:.1f} dB"
+        return f"synthetic S: {judges} at {decibels(s['psnr'])}"
     cells = [
-        f"{g} {percent(m[g]['sar'])} at {m[g]['psnr']:.1f} dB, SSIM {m[g]['ssim']:.3f}"
+        f"{g} {percent(m[g]['sar'])} at {decibels(m[g]['psnr'])}, SSIM {m[g]['ssim']:.3f}"
         for g in ("seen", "unseen")
         if g in m
     ]
@@ -222,19 +222,15 @@ def transfer_tables(metrics: dict[str, Any]) -> str:
         for a in archs:
             src = t["sources"][a]
             cells = [
-                f"**{_pct(v)}**" if b == a else _pct(v)
+                f"**{percent(v, 0)}**" if b == a else percent(v, 0)
                 for b, v in ((b, src["attacked"]["plain"][b]) for b in archs)
             ]
-            cells += [_pct(src["attacked"][j][a]) for j in jpegs]
+            cells += [percent(src["attacked"][j][a], 0) for j in jpegs]
             psnr = src["distortion"]["psnr"]
             cells.append(decibels(psnr))
             lines.append("| " + " | ".join([f"`{a}`", *cells]) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.0f}%"
 
 
 def prnu_table(metrics: dict[str, Any]) -> str:
