@@ -167,6 +167,7 @@ def tiny_config(root: Path, **spoc: object) -> dict:
                 "patches_per_model": 2,
             },
             "training": {"iterations": 2, "batch_size": 2, "val_every": 1, "lambda_p": 0},
+            "rec_sweep": [1, 10],
             "examples": 2,
             **spoc,
         },
@@ -207,11 +208,13 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
         assert rows[0]["psnr"] is None  # the control leaves S unchanged
     assert s["eps"]["pgd on bondi2017"]["chosen"] in (2.0, 8.0)
     assert set(s["eps"]) == {"pgd on bondi2017"} | {f"pgd on ensemble-{j}" for j in judges}
-    assert [r["method"] for r in s["table5"]["synthetic"]] == [
-        "spoc",
-        "only-embedder",
-        "only-discriminator",
-    ]
+    variants = ["spoc", "only-embedder", "only-discriminator", "spoc-rec-10"]  # 1 is SpoC's
+    assert [r["method"] for r in s["table5"]["synthetic"]] == variants
+    assert set(s["validation"]) == {"synthetic -> Nimbus_N300", "real -> Nimbus_N300"}
+    curves = s["validation"]["synthetic -> Nimbus_N300"]
+    assert list(curves) == variants
+    assert all([v["iteration"] for v in c] == [1, 2] for c in curves.values())
+    assert list(s["validation"]["real -> Nimbus_N300"]) == ["spoc"]
     for table in ("table1", "table2"):
         assert set(s[table]["before"]) == {"spec", "xception"} and s[table]["n_after"] == 4
     assert set(s["table6"][0]["plain"]) == set(judges)
@@ -219,6 +222,7 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
     html = (run_dir / "report.html").read_text()
     assert "Table 4 (after JPEG with the target camera" in html and "Table 6" in html
     assert "camtrace&#x27;s extension" in html and "SpoC 2021: Ensemble" in html
+    assert "SpoC synthetic -&gt; Nimbus_N300: validation" in html
 
 
 def test_a_missing_embedder_and_a_target_without_images_fail_in_one_line(

@@ -641,6 +641,12 @@ class SpocSectionConfig(Section):
     embedder: SpocEmbedderConfig = option(SpocEmbedderConfig(), "the embedder pretraining")
     training: SpoCConfig = option(SpoCConfig(), "SpoC's generator training")
     ablation: bool = option(True, "Table 5: only-embedder and only-discriminator generators")
+    rec_sweep: tuple[float, ...] = option(
+        (),
+        "weights of L_REC (training.lambda_rec) trained beside SpoC on the first kind of S, "
+        "variants spoc-rec-<weight> compared on their learning curves and in Table 5",
+        minimum=0,
+    )
     pretrained: bool = option(
         False,
         "on SimCam-Bench, use the zoo's spoc-<target> generator (trained on synthetic S at "

@@ -7,8 +7,9 @@ detector, no other camera's labels. Before training, the frozen embedder gives t
 e_M = E_z[E(z)] and the reference distance d_ref = E_z[||E(z) - e_M||_1] over ALL the target
 patches given (Sec. 4.2: both expectations are over R_M). Each iteration draws ``batch_size``
 (SpoC: 10) images of S and as many of R_M; the discriminator is updated on the 30 of them
-(real, spoofed, inputs: Eq. 5), then the generator on L_G (Eq. 1-4, 6). D and E see the spoof
-rounded to the 8-bit grid (straight-through gradient), as the attack is judged on uint8.
+(real, spoofed, inputs: Eq. 5), then the generator on L_G (Eq. 1-4, 6) with L_REC weighted by
+``lambda_rec`` (1 in Eq. 2, on an L1 scale SpoC does not state). D and E see the spoof rounded
+to the 8-bit grid (straight-through gradient), as the attack is judged on uint8.
 Ablations (supp. Sec. B): ``lambda_a = 0`` drops D (only-embedder), ``lambda_e = 0`` drops E
 (only-discriminator; then no embedder is needed).
 
@@ -70,6 +71,12 @@ class SpoCConfig(Section):
     the config's ``spoc.training`` section. Resuming needs the same settings."""
 
     iterations: int = option(500, "iterations (SpoC: 50,000)", minimum=1)
+    lambda_rec: float = option(
+        1.0,
+        "weight of L_REC, the per-pixel mean absolute difference on [-1, 1] (SpoC: 1, on a "
+        "scale it does not state; configs/spoc-rec.yaml measures it)",
+        minimum=0,
+    )
     batch_size: int = option(10, "images of S per iteration (SpoC: 10; D sees 3x)", minimum=1)
     lambda_e: float = option(1.0, "weight of the embedder terms (SpoC: 1)", minimum=0)
     lambda_a: float = option(0.1, "weight of the adversarial term (SpoC: 0.1)", minimum=0)
@@ -215,7 +222,7 @@ class _SpoCRun(GeneratorLoop):
         spoof = ste_round(g(x))
         log: dict[str, float] = {"iteration": self.iteration + 1}
         rec = reconstruction_loss(spoof, x)
-        loss, log["rec"] = rec, rec.item()
+        loss, log["rec"] = c.lambda_rec * rec, rec.item()
         if self.perceptual is not None:
             per = self.perceptual(spoof, x)
             loss, log["per"] = loss + c.lambda_p * per, per.item()

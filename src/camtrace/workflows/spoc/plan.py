@@ -98,12 +98,15 @@ class SpocPlan:
 
     def spoc_variants(self, kind: str) -> dict[str, SpoCConfig]:
         """SpoC (the section's training settings), and on the first kind the Table 5
-        ablations."""
-        spoc = self.section.training
+        ablations and the L_REC weights of ``rec_sweep``."""
+        spoc, s = self.section.training, self.section
         variants = {"spoc": spoc}
-        if self.section.ablation and kind == self.section.inputs[0]:
+        if kind != s.inputs[0]:
+            return variants
+        if s.ablation:
             variants |= {name: spoc.replace(**o) for name, o in ABLATIONS.items()}
-        return variants
+        sweep = [w for w in s.rec_sweep if w != spoc.lambda_rec]  # SpoC's own run is that one
+        return variants | {f"spoc-rec-{w:g}": spoc.replace(lambda_rec=w) for w in sweep}
 
 
 def spoc_folder(run_dir: Path, kind: str, method: str, block: str, target: str) -> Path:

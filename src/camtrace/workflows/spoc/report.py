@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from matplotlib.figure import Figure
+
 from camtrace.workflows import plots
 from camtrace.workflows.generators.report import examples_figure, loss_figure
 from camtrace.workflows.report import Report, decibels, markdown_table, percent
@@ -113,7 +115,7 @@ def spoc_tables(m: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
         tables.append(
             (
                 "Table 5: ablation (only-embedder: lambda_A = 0, only-discriminator: "
-                f"lambda_E = 0); {KINDS[kind]}",
+                f"lambda_E = 0; spoc-rec-w: L_REC weighted by w); {KINDS[kind]}",
                 table_rows(rows, classifiers, "plain")
                 + paper_rows([["none", *r] for r in paper["table5"]], pc, classifiers),
             )
@@ -132,6 +134,25 @@ def spoc_tables(m: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
             )
         )
     return tables
+
+
+def validation_figure(curves: dict[str, list[dict[str, Any]]], title: str) -> Figure:
+    """SpoC's detector-free learning curves, a line per variant: the validation spoofs' PSNR
+    (dB) and the share of them within d_ref of the target's anchor e_M (%)."""
+    fig = plots.new_figure(10.0, 4.0)
+    panels = fig.subplots(1, 2)
+    for variant, curve in curves.items():
+        steps = [v["iteration"] for v in curve]
+        panels[0].plot(steps, [v["psnr"] for v in curve], marker="o", label=variant)
+        shares = [100 * v.get("within_d_ref", float("nan")) for v in curve]
+        panels[1].plot(steps, shares, marker="o", label=variant)
+    for ax, label in zip(panels, ("PSNR (dB)", "within d_ref of e_M (%)"), strict=True):
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    panels[0].legend()
+    fig.suptitle(title)
+    return fig
 
 
 def spoc_markdown(metrics: dict[str, Any]) -> str:
@@ -166,6 +187,13 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
             caption=f"{KINDS[kind]}: original, spoofed, difference amplified, with the model "
             f"{m['classifiers'][0]} reads.",
         )
+    for name, curves in m.get("validation", {}).items():
+        if any(curves.values()):
+            report.figure(
+                validation_figure(curves, f"SpoC {name}: validation"),
+                caption="Detector-free validation every val_every iterations (SpoC never sees "
+                "a detector): PSNR of the 8-bit spoofs, and the share within d_ref of e_M.",
+            )
     for name, log in results.logs.items():
         if log.get("losses"):
             report.figure(

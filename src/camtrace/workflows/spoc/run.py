@@ -69,7 +69,6 @@ from camtrace.workflows.identification import (
 )
 from camtrace.workflows.spoc.inputs import Inputs, real_inputs, synthetic_inputs, target_patches
 from camtrace.workflows.spoc.plan import (
-    ABLATIONS,
     BASELINES,
     ENSEMBLE,
     ENSEMBLE_GENERATIVE,
@@ -300,6 +299,7 @@ def evaluate_spoc(
     table5: dict[str, list] = {}
     synthetic_spoofs: list[np.ndarray] = []  # SpoC's, toward every target (Table 1)
     held_rows, held_adv = [], []
+    validation: dict[str, dict[str, list]] = {}  # "kind -> target": variant -> curve
     for kind, sets in inputs.items():
         per_row: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for target in plan.targets:
@@ -320,9 +320,12 @@ def evaluate_spoc(
                 per_row.setdefault(("none", variant), []).append(
                     judge(x.test, adv, plan.classifiers)
                 )
+                trained = read_log(paths[target].parent)
+                curves = validation.setdefault(f"{kind} -> {target}", {})
+                curves[variant] = trained.get("validation", [])
                 if variant != "spoc":
                     continue
-                results.logs[f"{kind} -> {target}"] = read_log(paths[target].parent)
+                results.logs[f"{kind} -> {target}"] = trained
                 if kind == "synthetic":
                     synthetic_spoofs.append(adv)
                     if held_out is not None:
@@ -342,7 +345,7 @@ def evaluate_spoc(
             {"block": b, "method": m, **mean_rows(cells), "per_target": cells}
             for (b, m), cells in per_row.items()
         ]
-        table4[kind] = [r for r in rows if r["method"] not in ABLATIONS]
+        table4[kind] = [r for r in rows if r["method"] not in plan.spoc_variants(kind)]
         table5[kind] = [r for r in rows if r["block"] == "none" and r["method"] != UNATTACKED]
     metrics: dict[str, Any] = {
         "classifiers": list(plan.classifiers),
@@ -353,6 +356,7 @@ def evaluate_spoc(
         "eps": eps_psnr,
         "table4": table4,
         "table5": {k: v for k, v in table5.items() if len(v) > 1},
+        "validation": validation,
         "checkpoints": {
             k: {v: {t: str(p) for t, p in ps.items()} for v, ps in vs.items()}
             for k, vs in spoc_paths.items()
