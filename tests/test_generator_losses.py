@@ -240,14 +240,14 @@ class FixedPerceptual(nn.Module):
 
 
 def test_spoc_generator_step_weighs_the_five_terms() -> None:
-    """L_G = L_REC + lambda_p L_PER + lambda_E (L_DST + lambda_f L_FM) + lambda_A L_ADV with
-    every term fixed by hand. G adds 51.3 and 101.8 grey levels, 51 and 102 once rounded to
+    """L_G = lambda_rec L_REC + lambda_p L_PER + lambda_E (L_DST + lambda_f L_FM) + lambda_A
+    L_ADV with every term fixed by hand. G adds 51.3 and 101.8 grey levels, 51 and 102 once rounded to
     the 8-bit grid: L_REC = (0.4 + 0.8) / 2 on the [-1, 1] scale. L_PER = 7. The embedding
     (0.5, 0.5, 0.5), e_M = 0, d_ref 0.2, m 0.01: L_DST = 0.31. The real and spoofed maps
     are the same: L_FM = 0. D's logit 1: L_ADV = -log sigmoid(1)."""
     from camtrace.attacks.generative.spoc_training import SpoCConfig, _SpoCRun
 
-    lam = {"lambda_e": 2.0, "lambda_a": 0.3, "lambda_p": 0.5, "lambda_f": 0.25}
+    lam = {"lambda_rec": 1.5, "lambda_e": 2.0, "lambda_a": 0.3, "lambda_p": 0.5, "lambda_f": 0.25}
     config = SpoCConfig(batch_size=2, margin=0.01, **lam)
     x = torch.full((2, 3, 1, 2), 100.0)
     embedder = FixedEmbedder()
@@ -262,6 +262,6 @@ def test_spoc_generator_step_weighs_the_five_terms() -> None:
     log = run.step(x, x)
     rec, per, dst, fm = 0.6, 7.0, 0.5 - 0.2 + 0.01, 0.0
     adv = -math.log(1 / (1 + math.exp(-1.0)))
-    expected = rec + 0.5 * per + 2.0 * (dst + 0.25 * fm) + 0.3 * adv
+    expected = 1.5 * rec + 0.5 * per + 2.0 * (dst + 0.25 * fm) + 0.3 * adv
     assert log["rec"] == pytest.approx(rec, rel=1e-6) and log["dst"] == pytest.approx(dst)
     assert log["generator"] == pytest.approx(expected, rel=1e-6)
