@@ -242,9 +242,9 @@ class FixedPerceptual(nn.Module):
 def test_spoc_generator_step_weighs_the_five_terms() -> None:
     """L_G = lambda_rec L_REC + lambda_p L_PER + lambda_E (L_DST + lambda_f L_FM) + lambda_A
     L_ADV with every term fixed by hand. G adds 51.3 and 101.8 grey levels, 51 and 102 once
-    rounded to the 8-bit grid: L_REC = (0.4 + 0.8) / 2 on the [-1, 1] scale. L_PER = 7. The embedding
-    (0.5, 0.5, 0.5), e_M = 0, d_ref 0.2, m 0.01: L_DST = 0.31. The real and spoofed maps
-    are the same: L_FM = 0. D's logit 1: L_ADV = -log sigmoid(1)."""
+    rounded to the 8-bit grid: L_REC = (0.4 + 0.8) / 2 on the [-1, 1] scale. L_PER = 7. The
+    embedding (0.5, 0.5, 0.5), e_M = 0, d_ref 0.2, m 0.01: L_DST = 0.31. The real and spoofed
+    maps are the same: L_FM = 0. D's logit 1: L_ADV = -log sigmoid(1)."""
     from camtrace.attacks.generative.spoc_training import SpoCConfig, _SpoCRun
 
     lam = {"lambda_rec": 1.5, "lambda_e": 2.0, "lambda_a": 0.3, "lambda_p": 0.5, "lambda_f": 0.25}
