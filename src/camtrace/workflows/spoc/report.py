@@ -112,10 +112,12 @@ def spoc_tables(m: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
                 )
             )
     for kind, rows in m["table5"].items():
+        swept = any(r["method"].startswith("spoc-rec-") for r in rows)
+        sweep = "; spoc-rec-w: L_REC weighted by w" if swept else ""
         tables.append(
             (
                 "Table 5: ablation (only-embedder: lambda_A = 0, only-discriminator: "
-                f"lambda_E = 0; spoc-rec-w: L_REC weighted by w); {KINDS[kind]}",
+                f"lambda_E = 0{sweep}); {KINDS[kind]}",
                 table_rows(rows, classifiers, "plain")
                 + paper_rows([["none", *r] for r in paper["table5"]], pc, classifiers),
             )
