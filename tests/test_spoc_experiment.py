@@ -262,3 +262,37 @@ def test_baselines_are_crafted_on_the_first_two_detectors_by_default() -> None:
     section = parse(SpocSectionConfig, {"targets": ["Nimbus_N300"]}, "spoc")
     plan = plan_spoc(section, SIZES, CLASSES, 0)
     assert plan.crafted_on == ("tuama2016", "bondi2017") and plan.classifiers == tuple(SIZES)
+
+
+def test_sweep_rows_average_the_targets_curves_and_read_each_weight() -> None:
+    from camtrace.workflows.spoc.report import sweep_rows
+
+    def cell(a: float, b: float) -> dict:
+        return {"psnr": 30.0, "plain": {"m": a}, "camera_jpeg": {"m": b}}
+
+    def steps(*psnr: float) -> list[dict]:
+        return [
+            {"iteration": 50 * (i + 1), "psnr": p, "within_d_ref": 0.5, "distance": 0.1}
+            for i, p in enumerate(psnr)
+        ]
+
+    m = {
+        "inputs": ["synthetic"],
+        "classifiers": ["m"],
+        "table4": {"synthetic": [{"method": "unattacked", **cell(0.0, 0.25)}]},
+        "table5": {"synthetic": [{"method": "spoc", **cell(0.5, 1.0)},
+                                 {"method": "spoc-rec-10", **cell(0.25, 0.5)}]},
+        "validation": {
+            "synthetic -> A": {"spoc": steps(20, 24), "spoc-rec-10": steps(30, 30)},
+            "synthetic -> B": {"spoc": steps(22, 26), "spoc-rec-10": steps(34, 32)},
+            "real -> A": {"spoc": steps(0, 0)},
+        },
+    }  # fmt: skip
+    rows = sweep_rows(m, weight=1.0)
+    assert [(r["variant"], r["L_REC weight"]) for r in rows] == [
+        ("unattacked", ""), ("spoc", "1"), ("spoc-rec-10", "10")
+    ]  # fmt: skip
+    assert rows[0]["SAR after the target's JPEG"] == "25%"
+    assert rows[1]["validation PSNR (dB) by step"] == "21.0, 25.0 (at 50, 100)"
+    assert rows[2]["validation PSNR (dB) by step"].startswith("32.0, 31.0")
+    assert rows[2]["within d_ref (%) by step"] == "50, 50"

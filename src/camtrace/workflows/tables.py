@@ -18,6 +18,7 @@ detector's chosen score at its operating point, and every score's AUROC;
 ``spoof_detection RUN``: a run's learned spoof detectors, the false-positive rate on clean and
 re-saved patches and the detection rate per attack, held-out ones marked, then the verdict on
 whole photos; ``spoc RUN``: SpoC's Tables 3, 4, 5, 1, 2 and 6 with SpoC's rows under ours;
+``spoc_sweep RUN``: a run's sweep of SpoC's L_REC weight;
 ``zoo``: the pretrained detectors of the registry; ``generator_zoo``: its trained
 generators; ``config`` and ``preset``: the references of a run config and of a SimCam preset,
 from their schemas.
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from camtrace.data.simcam.preset import PRESET_SECTIONS
 from camtrace.errors import CamtraceError
@@ -44,9 +46,9 @@ from camtrace.workflows.attacks.report import attacks_markdown
 from camtrace.workflows.config import config_reference
 from camtrace.workflows.defenses.report import defenses_markdown
 from camtrace.workflows.generators.report import generators_markdown
-from camtrace.workflows.report import decibels, percent
+from camtrace.workflows.report import decibels, markdown_table, percent
 from camtrace.workflows.robustness.report import prnu_markdown, robustness_markdown
-from camtrace.workflows.spoc.report import spoc_markdown
+from camtrace.workflows.spoc.report import spoc_markdown, sweep_rows
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
@@ -153,6 +155,14 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def spoc_sweep_table(root: Path, source: str) -> str:
+    """A run's L_REC sweep (``spoc.rec_sweep``), its ``spoc`` row at the kept config's
+    ``spoc.training.lambda_rec``."""
+    config = yaml.safe_load((root / source.strip() / "config.yaml").read_text())
+    weight = config["spoc"]["training"]["lambda_rec"]
+    return markdown_table(sweep_rows(_metrics(root, source)["spoc"], weight))
+
+
 def _metrics(root: Path, source: str) -> dict[str, Any]:
     path = root / source.strip() / "metrics.json"
     if not path.is_file():
@@ -169,6 +179,7 @@ RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "transfer": lambda root, source: transfer_tables(_metrics(root, source)),
     "generators": lambda root, source: generators_markdown(_metrics(root, source)),
     "spoc": lambda root, source: spoc_markdown(_metrics(root, source)),
+    "spoc_sweep": spoc_sweep_table,
     "attacks": lambda root, source: attacks_markdown(_metrics(root, source)),
     "defenses": lambda root, source: defenses_markdown(_metrics(root, source)),
     "robustness": lambda root, source: robustness_markdown(_metrics(root, source)),

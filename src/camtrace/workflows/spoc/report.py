@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from camtrace.workflows import plots
@@ -155,6 +156,55 @@ def validation_figure(curves: dict[str, list[dict[str, Any]]], title: str) -> Fi
     panels[0].legend()
     fig.suptitle(title)
     return fig
+
+
+def sweep_rows(m: dict[str, Any], weight: float) -> list[dict[str, Any]]:
+    """The L_REC sweep of a run's ``spoc`` metrics (first kind of S): the unattacked control,
+    then each variant (``spoc`` at the config's weight ``weight``) with its eval PSNR, every
+    classifier's SAR as written and after the target camera's JPEG, and its validation
+    curves (PSNR, share within d_ref, embedder distance) per step, averaged over the targets."""
+    kind = m["inputs"][0]
+    classifiers = m["classifiers"]
+    control = next(r for r in m["table4"][kind] if r["method"] == "unattacked")
+    curves = [c for name, c in m["validation"].items() if name.startswith(f"{kind} -> ")]
+
+    def sar(r: dict[str, Any], group: str) -> str:
+        return " / ".join(percent(r[group][c], 0) for c in classifiers)
+
+    def curve(variant: str, key: str, scale: float, digits: int) -> str:
+        steps = np.mean([[v[key] for v in c[variant]] for c in curves], axis=0)
+        return ", ".join(f"{scale * v:.{digits}f}" for v in steps)
+
+    names = " / ".join(classifiers)
+    rows = [
+        {
+            "variant": "unattacked",
+            "L_REC weight": "",
+            "PSNR": "",
+            f"SAR as written ({names})": sar(control, "plain"),
+            "SAR after the target's JPEG": sar(control, "camera_jpeg"),
+            "validation PSNR (dB) by step": "",
+            "within d_ref (%) by step": "",
+            "distance to e_M by step": "",
+        }
+    ]
+    for r in m["table5"][kind]:
+        v = r["method"]
+        w = weight if v == "spoc" else float(v.removeprefix("spoc-rec-"))
+        steps = ", ".join(str(s["iteration"]) for s in curves[0][v])
+        rows.append(
+            {
+                "variant": v,
+                "L_REC weight": f"{w:g}",
+                "PSNR": decibels(r["psnr"]),
+                f"SAR as written ({names})": sar(r, "plain"),
+                "SAR after the target's JPEG": sar(r, "camera_jpeg"),
+                "validation PSNR (dB) by step": f"{curve(v, 'psnr', 1, 1)} (at {steps})",
+                "within d_ref (%) by step": curve(v, "within_d_ref", 100, 0),
+                "distance to e_M by step": curve(v, "distance", 1, 3),
+            }
+        )
+    return rows
 
 
 def spoc_markdown(metrics: dict[str, Any]) -> str:
