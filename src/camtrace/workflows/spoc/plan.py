@@ -27,6 +27,7 @@ which would leave the perturbation weakest for the detectors it was not crafted 
 ENSEMBLE_GENERATIVE = ("gap",)  # SpoC's third block: PGD, TI-MI-FGSM and GAP
 ENSEMBLE = "ensemble"
 ABLATIONS = {"only-embedder": {"lambda_a": 0.0}, "only-discriminator": {"lambda_e": 0.0}}
+REC_VARIANT = "spoc-rec-"  # + the weight: a variant of spoc.rec_sweep
 
 SPOC_2021 = {
     "source": "Cozzolino, Thies, Rössler, Nießner & Verdoliva 2021 (SpoC), 256x256 patches, "
@@ -106,7 +107,7 @@ class SpocPlan:
         if s.ablation:
             variants |= {name: spoc.replace(**o) for name, o in ABLATIONS.items()}
         sweep = [w for w in s.rec_sweep if w != spoc.lambda_rec]  # SpoC's own run is that one
-        return variants | {f"spoc-rec-{w:g}": spoc.replace(lambda_rec=w) for w in sweep}
+        return variants | {f"{REC_VARIANT}{w:g}": spoc.replace(lambda_rec=w) for w in sweep}
 
 
 def spoc_folder(run_dir: Path, kind: str, method: str, block: str, target: str) -> Path:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from camtrace.workflows import plots
 from camtrace.workflows.generators.report import examples_figure, loss_figure
 from camtrace.workflows.report import Report, decibels, markdown_table, percent
+from camtrace.workflows.spoc.plan import REC_VARIANT
 
 if TYPE_CHECKING:
     from camtrace.workflows.spoc.run import SpocResults
@@ -113,7 +114,7 @@ def spoc_tables(m: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
                 )
             )
     for kind, rows in m["table5"].items():
-        swept = any(r["method"].startswith("spoc-rec-") for r in rows)
+        swept = any(r["method"].startswith(REC_VARIANT) for r in rows)
         sweep = "; spoc-rec-w: L_REC weighted by w" if swept else ""
         tables.append(
             (
@@ -190,7 +191,7 @@ def sweep_rows(m: dict[str, Any], weight: float) -> list[dict[str, Any]]:
     ]
     for r in m["table5"][kind]:
         v = r["method"]
-        w = weight if v == "spoc" else float(v.removeprefix("spoc-rec-"))
+        w = weight if v == "spoc" else float(v.removeprefix(REC_VARIANT))
         steps = ", ".join(str(s["iteration"]) for s in curves[0][v])
         rows.append(
             {
