@@ -208,7 +208,7 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
         assert rows[0]["psnr"] is None  # the control leaves S unchanged
     assert s["eps"]["pgd on bondi2017"]["chosen"] in (2.0, 8.0)
     assert set(s["eps"]) == {"pgd on bondi2017"} | {f"pgd on ensemble-{j}" for j in judges}
-    variants = ["spoc", "only-embedder", "only-discriminator", "spoc-rec-10"]  # 1 is SpoC's
+    variants = ["spoc", "only-embedder", "only-discriminator", "spoc-rec-1"]  # 10: spoc's
     assert [r["method"] for r in s["table5"]["synthetic"]] == variants
     assert set(s["validation"]) == {"synthetic -> Nimbus_N300", "real -> Nimbus_N300"}
     curves = s["validation"]["synthetic -> Nimbus_N300"]
@@ -222,7 +222,7 @@ def test_run_spoc_writes_tables_1_to_6(tiny_run: tuple[dict, Path]) -> None:
     html = (run_dir / "report.html").read_text()
     assert "Table 4 (after JPEG with the target camera" in html and "Table 6" in html
     assert "camtrace&#x27;s extension" in html and "SpoC 2021: Ensemble" in html
-    assert "SpoC synthetic -&gt; Nimbus_N300: validation" in html
+    assert "synthetic -&gt; Nimbus_N300: detector-free validation" in html
 
 
 def test_a_missing_embedder_and_a_target_without_images_fail_in_one_line(

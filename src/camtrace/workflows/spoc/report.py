@@ -244,8 +244,8 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
         if any(curves.values()):
             report.figure(
                 validation_figure(curves, f"SpoC {name}: validation"),
-                caption="Detector-free validation every val_every iterations (SpoC never sees "
-                "a detector): PSNR of the 8-bit spoofs, and the share within d_ref of e_M.",
+                caption=f"{name}: detector-free validation, a line per variant (SpoC never "
+                "sees a detector): PSNR of the 8-bit spoofs, and the share within d_ref of e_M.",
             )
     for name, log in results.logs.items():
         if log.get("losses"):
