@@ -236,6 +236,28 @@ def test_large_images_are_attacked_as_in_one_pass_without_seams(toy, trained) ->
     assert make_attack("advcamid", generator=g)(toy, odd)[0].shape == odd.shape
 
 
+def test_a_large_image_gets_one_gap_budget_not_one_per_tile(toy, trained) -> None:
+    """GAP scales its perturbation per image (Poursaeed 2018): a 6x6-tile image is scaled
+    once, so inside it (a halo from its edge) the perturbation is one multiple of the
+    whole-image pass's in each channel, not a different one per tile (a seam). Checked
+    before rounding, where a per-tile scale cannot hide."""
+    g = load_generator(trained["gap"])
+    g.eps = 1.0  # below the raw perturbation's maxima (3-4 grey levels here): the budget bites
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(20, 236, (1, 3, 6 * SIZE, 6 * SIZE), generator=gen).float()
+    x[..., :, 3 * SIZE :] = 128  # tiles of unlike content: unlike raw perturbation maxima
+    attack = make_attack("gap", generator=g)
+    with torch.no_grad():
+        ours, one_pass = attack._generate(x) - x, g(x) - x
+    m, n = g.halo, 6 * SIZE
+    inner = (0, slice(None), slice(m, n - m), slice(m, n - m))
+    for c in range(3):
+        a, b = ours[inner][c].flatten(), one_pass[inner][c].flatten()
+        k = (a * b).sum() / (b * b).sum()  # least-squares scale between the two
+        assert (a - k * b).abs().max() <= 1e-3 * b.abs().max(), c
+    assert ours.abs().max() <= g.eps + 1e-4
+
+
 def _folder(path: str):
     from pathlib import Path
 

@@ -16,6 +16,7 @@ detector's classes (a detector without it is an error).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +144,22 @@ class GenerativeAttack(Attack):
         """The generator on ``patch_size`` tiles of ``x``, stitched (Chen Sec. 3.4). Each
         tile is computed with a border of the generator's ``halo`` (its receptive-field
         radius) around it and only its centre kept, so every output pixel sees the same
-        neighbourhood as in one pass over the whole image: no seam along the tile grid."""
+        neighbourhood as in one pass over the whole image: no seam along the tile grid. A
+        generator with a per-image ``budget`` (GAP) has its perturbation stitched and then
+        scaled once, as one pass over the whole image scales it."""
         p, (h, w) = self.patch_size, x.shape[-2:]
         if p is None or (h <= p and w <= p):
             return self.generator(x)
+        budget = getattr(self.generator, "budget", None)
+        if budget is None:
+            return self._stitched(self.generator, x)
+        return budget(x, self._stitched(self.generator.perturbation, x))
+
+    def _stitched(
+        self, net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """``net`` on the haloed ``patch_size`` tiles of ``x``, the tiles' centres stitched."""
+        p, (h, w) = self.patch_size, x.shape[-2:]
         m = self.generator.halo
         padded = F.pad(x, (m, m + -w % p, m, m + -h % p), mode="replicate")
         n, c = len(x), x.shape[1]
@@ -156,7 +169,7 @@ class GenerativeAttack(Attack):
         size = self.options.batch_size
         out = torch.cat(
             [
-                self.generator(tiles[i : i + size])[..., m : m + p, m : m + p]
+                net(tiles[i : i + size])[..., m : m + p, m : m + p]
                 for i in range(0, len(tiles), size)
             ]
         )

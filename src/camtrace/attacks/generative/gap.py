@@ -95,11 +95,15 @@ class GAPGenerator(nn.Module):
         z = F.pad(x / 127.5 - 1, (0, pw, 0, ph), mode="reflect") if ph or pw else x / 127.5 - 1
         return 255 * self.net(z)[..., :h, :w]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        delta = self.perturbation(x)
+    def budget(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Poursaeed 2018's scaling: ``delta`` shrunk per image and channel to the Linf budget,
+        added to ``x``. Per whole image, so a tiled image is scaled once, after stitching."""
         norm = delta.detach().abs().amax(dim=(-2, -1), keepdim=True)
         delta = delta * (self.eps / norm.clamp_min(1e-12)).clamp(max=1)
         return (x + delta).clamp(0, 255)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.budget(x, self.perturbation(x))
 
     def to_grid(self, y: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """The nearest 8-bit image inside the budget."""
