@@ -142,15 +142,18 @@ def spoc_tables(m: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 def validation_figure(curves: dict[str, list[dict[str, Any]]], title: str) -> Figure:
     """SpoC's detector-free learning curves, a line per variant: the validation spoofs' PSNR
-    (dB) and the share of them within d_ref of the target's anchor e_M (%)."""
-    fig = plots.new_figure(10.0, 4.0)
-    panels = fig.subplots(1, 2)
+    (dB), the share of them within d_ref of the target's anchor e_M (%) and their mean
+    embedder distance to e_M (which moves while the share is still 0)."""
+    fig = plots.new_figure(14.0, 4.0)
+    panels = fig.subplots(1, 3)
+    series = (("psnr", 1.0), ("within_d_ref", 100.0), ("distance", 1.0))
     for variant, curve in curves.items():
         steps = [v["iteration"] for v in curve]
-        panels[0].plot(steps, [v["psnr"] for v in curve], marker="o", label=variant)
-        shares = [100 * v.get("within_d_ref", float("nan")) for v in curve]
-        panels[1].plot(steps, shares, marker="o", label=variant)
-    for ax, label in zip(panels, ("PSNR (dB)", "within d_ref of e_M (%)"), strict=True):
+        for ax, (key, scale) in zip(panels, series, strict=True):
+            ys = [scale * v.get(key, float("nan")) for v in curve]
+            ax.plot(steps, ys, marker="o", label=variant)
+    labels = ("PSNR (dB)", "within d_ref of e_M (%)", "distance to e_M")
+    for ax, label in zip(panels, labels, strict=True):
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
@@ -245,7 +248,8 @@ def add_spoc_report(report: Report, results: SpocResults) -> None:
             report.figure(
                 validation_figure(curves, f"SpoC {name}: validation"),
                 caption=f"{name}: detector-free validation, a line per variant (SpoC never "
-                "sees a detector): PSNR of the 8-bit spoofs, and the share within d_ref of e_M.",
+                "sees a detector): PSNR of the 8-bit spoofs, the share within d_ref of e_M, "
+                "and the mean embedder distance to e_M.",
             )
     for name, log in results.logs.items():
         if log.get("losses"):
