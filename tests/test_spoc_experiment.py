@@ -296,3 +296,12 @@ def test_sweep_rows_average_the_targets_curves_and_read_each_weight() -> None:
     assert rows[1]["validation PSNR (dB) by step"] == "21.0, 25.0 (at 50, 100)"
     assert rows[2]["validation PSNR (dB) by step"].startswith("32.0, 31.0")
     assert rows[2]["within d_ref (%) by step"] == "50, 50"
+
+
+def test_the_sweep_table_of_a_run_without_a_sweep_is_a_one_line_error(tmp_path: Path) -> None:
+    from camtrace.workflows.tables import spoc_sweep_table
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"spoc": {"table4": {}}}))
+    with pytest.raises(CamtraceError, match="no kept spoc run with its config.yaml"):
+        spoc_sweep_table(tmp_path, "run")

@@ -158,9 +158,14 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
 def spoc_sweep_table(root: Path, source: str) -> str:
     """A run's L_REC sweep (``spoc.rec_sweep``), its ``spoc`` row at the kept config's
     ``spoc.training.lambda_rec``."""
-    config = yaml.safe_load((root / source.strip() / "config.yaml").read_text())
-    weight = config["spoc"]["training"]["lambda_rec"]
-    return markdown_table(sweep_rows(_metrics(root, source)["spoc"], weight))
+    metrics, kept = _metrics(root, source), root / source.strip() / "config.yaml"
+    if "validation" not in metrics.get("spoc", {}) or not kept.is_file():
+        raise CamtraceError(
+            f"{kept.parent}: no kept spoc run with its config.yaml and validation curves; keep "
+            "a run of a config with spoc.rec_sweep (camtrace keep RUN)"
+        )
+    weight = yaml.safe_load(kept.read_text())["spoc"]["training"]["lambda_rec"]
+    return markdown_table(sweep_rows(metrics["spoc"], weight))
 
 
 def _metrics(root: Path, source: str) -> dict[str, Any]:
