@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The long trainings that outlive a session (lanes/README.md).
+#   lanes/lanes.sh start    worktree at the lanes' commit, saved states restored, lanes started
+#   lanes/lanes.sh save     the lanes' resumable states copied into lanes/state/ (commit them)
+#   lanes/lanes.sh status   what each lane runs now and how far its trainings are
+#   lanes/lanes.sh pause | resume    SIGSTOP / SIGCONT (a quiet machine for a timing)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+tree="${LANES_TREE:-$(dirname "$repo")/lane}"
+state="$repo/lanes/state"
+commit="$(awk '$1 == "commit" {print $2}' "$repo/lanes/lanes.txt")"
+cached=$(awk '$1 == "data" {$1 = ""; print}' "$repo/lanes/lanes.txt")
+mapfile -t lanes < <(awk '$1 == "lane" {$1 = ""; sub(/^ /, ""); print}' "$repo/lanes/lanes.txt")
+
+running() { pgrep -f "main\(\) run" || true; }
+
+case "${1:-status}" in
+start)
+  [ -z "$(running)" ] || { echo "lanes already running: lanes/lanes.sh status"; exit 1; }
+  [ -d "$tree" ] || git -C "$repo" worktree add -q --detach "$tree" "$commit"
+  [ "$(git -C "$tree" rev-parse --short HEAD)" = "$commit" ] \
+    || { echo "$tree is not at $commit: remove it (git worktree remove $tree)"; exit 1; }
+  mkdir -p "$repo/data"
+  [ -e "$tree/data" ] || ln -s "$repo/data" "$tree/data"
+  if [ -d "$state/runs" ]; then mkdir -p "$tree/runs" && cp -a "$state/runs/." "$tree/runs/"; fi
+  if [ -d "$state/data" ]; then cp -a "$state/data/." "$repo/data/"; fi
+  for lane in "${lanes[@]}"; do
+    cmd=""
+    for c in $lane; do
+      cmd+="python -c 'from camtrace.cli import main; main()' run $c --quiet >> $c.log 2>&1; "
+    done
+    (cd "$tree" && PYTHONPATH="$tree/src" OMP_NUM_THREADS=1 nohup sh -c "$cmd" >/dev/null 2>&1 &)
+    echo "started: $lane"
+  done ;;
+save)
+  mkdir -p "$state"
+  # a run folder's resumable files: training states, finished weights, curves and logs, never
+  # patch stores or images (regenerated deterministically from SimCam-Bench)
+  for c in $(printf '%s ' "${lanes[@]}"); do
+    [ -d "$tree/runs/$c" ] || continue
+    (cd "$tree/runs" && find "$c" -name 'patches*' -prune -o -type f \( -name '*.safetensors' \
+      -o -name '*.json' -o -name '*.csv' \) -print) | while read -r f; do
+      mkdir -p "$state/runs/$(dirname "$f")" && cp -p "$tree/runs/$f" "$state/runs/$f"
+    done
+  done
+  # the caches the lanes' configs train into the data folder (whole: their images are inputs
+  # whose digests a resumed training checks, and float order differs between machines)
+  for g in $cached; do
+    for d in "$repo"/data/$g; do
+      [ -d "$d" ] && mkdir -p "$state/data" && cp -a "$d" "$state/data/"
+    done
+  done
+  du -sh "$state" ;;
+status)
+  running | xargs -r ps -o pid,etime,time,args -p | cut -c1-120
+  for f in "$tree"/runs/*/generators/*/log.json "$tree"/runs/*/spoc/*/log.json; do
+    [ -f "$f" ] && python - "$f" <<'P'
+import json, sys
+log = json.load(open(sys.argv[1]))
+last = (log.get("validation") or [{}])[-1]
+print(sys.argv[1].split("/runs/")[1], {k: last[k] for k in list(last)[:5]})
+P
+  done ;;
+pause) running | xargs -r kill -STOP ;;
+resume) running | xargs -r kill -CONT ;;
+*) echo "usage: lanes/lanes.sh start|save|status|pause|resume"; exit 2 ;;
+esac
