@@ -13,6 +13,7 @@ import torchattacks
 from PIL import Image
 from torch import nn
 
+from camtrace import hardware
 from camtrace.attacks import (
     ATTACKS,
     FGSM,
@@ -30,7 +31,7 @@ from camtrace.attacks.generative import GAPGenerator, MISLGANGenerator, SpoCGene
 from camtrace.attacks.gradient import depthwise_smooth, gaussian_kernel
 from camtrace.attacks.grid import round_in_l2_ball
 from camtrace.attacks.interop import UnitRangeDetector
-from camtrace.attacks.precision import resolve_precision
+from camtrace.attacks.precision import AttackModel, resolve_precision
 from camtrace.errors import CamtraceError
 from camtrace.models import build
 
@@ -94,11 +95,15 @@ def bondi64(bondi) -> nn.Module:
     return det.eval()
 
 
+def patches_of(seed: int, n: int = 4) -> torch.Tensor:
+    return torch.randint(
+        0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
 @pytest.fixture(scope="module")
 def patches() -> torch.Tensor:
-    return torch.randint(
-        0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
-    )
+    return patches_of(1)
 
 
 def reference(name: str, model: nn.Module):
@@ -209,6 +214,42 @@ def test_batches_give_the_same_result_as_one_batch(bondi, patches) -> None:
     split, info_split = make_attack("mifgsm", eps=3, steps=3, batch_size=3)(bondi, patches)
     torch.testing.assert_close(whole, split, atol=0, rtol=0)
     torch.testing.assert_close(info_whole.steps, info_split.steps)
+
+
+def test_passes_of_a_few_samples_make_the_whole_batch_gradient(bondi64, monkeypatch) -> None:
+    x = torch.rand(7, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(7) % 10
+    x_ref = x.clone().requires_grad_(True)
+    logits_ref = bondi64(x_ref)
+    (grad_ref,) = torch.autograd.grad(F.cross_entropy(logits_ref, y, reduction="sum"), x_ref)
+    model = AttackModel(bondi64, "fp32", pass_size=3)
+    logits, grad = model.gradient(
+        x, lambda part, out, rows: F.cross_entropy(out, y[rows], reduction="sum")
+    )
+    torch.testing.assert_close(logits, logits_ref.detach())
+    torch.testing.assert_close(grad, grad_ref)
+    torch.testing.assert_close(model.judge(x), logits_ref.detach())
+    assert model.judge(x[:0]).shape == (0, 10)
+    for n in (1, 3, 4, 7, 35):  # the fewest passes of at most 3, sizes within one of each other
+        sizes = [s.stop - s.start for s in model.passes(n)]
+        assert sum(sizes) == n and len(sizes) == -(-n // 3) and max(sizes) - min(sizes) <= 1
+    # a whole attack in passes of 3 gives what it gives in one pass (float64: no sign flips)
+    many = torch.cat([patches_of(3), patches_of(4)])
+    pgd = make_attack("pgd", eps=4, alpha=1, steps=3, seed=0, precision="fp32")
+    monkeypatch.setitem(hardware.ATTACK_PASS, "cpu", 3)
+    in_passes, info_passes = pgd(bondi64, many)
+    monkeypatch.delitem(hardware.ATTACK_PASS, "cpu")
+    in_one, info_one = pgd(bondi64, many)
+    torch.testing.assert_close(in_passes, in_one, atol=0, rtol=0)
+    torch.testing.assert_close(info_passes.steps, info_one.steps)
+
+
+def test_each_batch_draws_its_own_random_start(bondi) -> None:
+    same = patches_of(1)[:1].repeat(4, 1, 1, 1)
+    adv, _ = make_attack("noise", eps=2, seed=0, batch_size=2)(bondi, same)
+    assert not torch.equal(adv[0], adv[2])  # one seed per call, not one per batch
+    again, _ = make_attack("noise", eps=2, seed=0, batch_size=2)(bondi, same)
+    torch.testing.assert_close(adv, again, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))

@@ -17,6 +17,7 @@ in bf16 (:mod:`camtrace.attacks.precision`); every verdict is an fp32 forward on
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from camtrace.attacks.options import AttackOptions, configure
 from camtrace.attacks.precision import AttackModel, resolve_precision
 from camtrace.data.codec import Jpeg, recompress
 from camtrace.errors import CamtraceError
+from camtrace.hardware import attack_pass
 from camtrace.models.inference import eval_mode
 from camtrace.registry import Registry
 
@@ -187,7 +189,8 @@ class Attack:
                 hi = min(lo + size, n)
                 x0 = x[lo:hi].to(device, dtype, memory_format=torch.channels_last)
                 if model is None:
-                    model = AttackModel(detector, self.precision(detector, x0))
+                    precision, rng = self.precision(detector, x0), self.rng(device)
+                    model = AttackModel(detector, precision, rng, attack_pass(device))
                 adv, info = self._batch(
                     model,
                     x0,
@@ -343,7 +346,7 @@ class GradientAttack(Attack):
         self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         options = self.options
-        x = self.start(x0)
+        x = self.start(x0, model.rng)
         momentum = torch.zeros_like(x0) if self.mu is not None else None
         steps = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
         idx = torch.arange(len(x0), device=x0.device)
@@ -351,14 +354,12 @@ class GradientAttack(Attack):
             # while every sample is active, work on the whole tensors: no gather, no scatter
             whole = len(idx) == len(x0)
             xs, x0s = (x, x0) if whole else (x[idx], x0[idx])
-            xq = self.seen(xs, x0s).requires_grad_(True)
-            logits = model(xq)
-            loss = self.loss(logits, goal, aim, idx)
-            if options.through_jpeg:
-                loss = loss + self.loss(model(options.jpeg.differentiable(xq)), goal, aim, idx)
-            (grad,) = torch.autograd.grad(loss, xq)
+            xq = self.seen(xs, x0s)
+            logits, grad = model.gradient(
+                xq, functools.partial(self.objective, model, goal, aim, idx)
+            )
             if options.early_stop and self.steps > 1:  # one step (FGSM): every sample takes it
-                done = self.reached(model, xq.detach(), logits.detach(), goal, idx)
+                done = self.reached(model, xq, logits, goal, idx)
                 if done.any():
                     keep = ~done
                     idx, grad, xs, x0s, whole = idx[keep], grad[keep], xs[keep], x0s[keep], False
@@ -372,6 +373,24 @@ class GradientAttack(Attack):
                     x[idx] = stepped
                 steps[idx] += 1
         return x, steps
+
+    def objective(
+        self,
+        model: AttackModel,
+        goal: Goal,
+        aim: torch.Tensor | None,
+        idx: torch.Tensor,
+        x: torch.Tensor,
+        logits: torch.Tensor,
+        rows: slice,
+    ) -> torch.Tensor:
+        """The loss ascended on the samples ``idx[rows]`` (iterate ``x``, its ``logits``); with
+        ``through_jpeg``, plus the same loss on the iterate's differentiable JPEG."""
+        loss = self.loss(logits, goal, aim, idx[rows])
+        if self.options.through_jpeg:
+            jpeg = self.options.jpeg.differentiable(x)
+            loss = loss + self.loss(model(jpeg), goal, aim, idx[rows])
+        return loss
 
     def seen(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """The iterate the model sees: on the 8-bit grid, or the float one if not quantising."""
@@ -398,12 +417,12 @@ class GradientAttack(Attack):
             )
         return (x0 + delta).clamp(0, 255)
 
-    def start(self, x0: torch.Tensor) -> torch.Tensor:
+    def start(self, x0: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """Starting point: ``x0``, or a random point of the eps ball (uniform per value for Linf;
-        a Gaussian direction at a uniform radius for L2, as torchattacks does)."""
+        a Gaussian direction at a uniform radius for L2, as torchattacks does), drawn from
+        ``gen``."""
         if not self.random_start:
             return x0.clone()
-        gen = self.rng(x0.device)
         # drawn in logical (N, C, H, W) order whatever x0's memory layout, as torchattacks draws
         noise = torch.empty(x0.shape, device=x0.device, dtype=x0.dtype)
         if self.norm == "linf":

@@ -44,7 +44,7 @@ class RandomSign(Attack):
     def run(
         self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = self.rng(x0.device)
+        gen = model.rng
         n, c, h, w = x0.shape
         shape = (n, c if self.per_channel else 1, h, w)
         signs = 2 * torch.randint(0, 2, shape, generator=gen, device=x0.device) - 1

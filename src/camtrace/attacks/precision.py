@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,21 +29,51 @@ _measured: dict[tuple, float] = {}
 @dataclass(frozen=True)
 class AttackModel:
     """The detector as an attack uses it: gradient passes in ``precision`` ("fp32" or
-    "bf16"), judgement always in fp32 without a graph."""
+    "bf16"), judgement always in fp32 without a graph, both ``pass_size`` samples at a time
+    (None: the whole batch; :func:`camtrace.hardware.attack_pass`); ``rng``: the call's
+    random generator (the ``seed`` option; None: torch's global), drawn from by each batch in
+    turn."""
 
     detector: nn.Module
     precision: str
+    rng: torch.Generator | None = None
+    pass_size: int | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a gradient pass, in the attack's precision."""
         with autocast(self.precision, x.device):
             return self.detector(x)
 
+    def gradient(
+        self,
+        x: torch.Tensor,
+        objective: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of ``x`` (detached) and the gradient with respect to ``x`` of
+        ``objective(part, logits, rows)``, a sum over the samples ``rows`` of ``x``, taken
+        one pass at a time: the pieces make the whole batch's gradient."""
+        logits, grads = [], []
+        for rows in self.passes(len(x)):
+            part = x[rows].detach().requires_grad_(True)
+            out = self(part)
+            (grad,) = torch.autograd.grad(objective(part, out, rows), part)
+            logits.append(out.detach())
+            grads.append(grad)
+        return torch.cat(logits), torch.cat(grads)
+
     def judge(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 logits without a graph: what success is measured on (autocast off, also
         inside a caller's autocast region)."""
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-            return self.detector(x)
+            return torch.cat([self.detector(x[rows]) for rows in self.passes(len(x))])
+
+    def passes(self, n: int) -> list[slice]:
+        """``n`` samples in the fewest passes of at most ``pass_size``, of near-equal sizes
+        (35 samples: 18 + 17, not 32 + 3, whose 3-sample pass is the slowest per sample); no
+        samples: one empty pass."""
+        count = max(-(-n // self.pass_size), 1) if self.pass_size else 1
+        bounds = [round(k * n / count) for k in range(count + 1)]
+        return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
 def resolve_precision(options: AttackOptions, detector: nn.Module, x: torch.Tensor) -> str:

@@ -66,7 +66,7 @@ class Square(Attack):
     def run(
         self, model: AttackModel, x0: torch.Tensor, goal: Goal, aim: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = self.rng(x0.device)
+        gen = model.rng
         n, c, h, w = x0.shape
         stripes = self._signs((n, c, 1, w), gen, x0) * self.eps
         x = round_in_linf_ball(x0 + stripes, x0, self.eps)
