@@ -285,3 +285,36 @@ def build_other(path: Path) -> Path:
     from camtrace.models import build, save_detector
 
     return save_detector(build("bondi2017", ["A_1", "B_2"], patch_size=64), path)
+
+
+def test_one_defence_trained_two_ways_keeps_two_lines_in_zhaos_tables() -> None:
+    from camtrace.workflows.defenses.report import defense_labels, table1_rows
+
+    def entry(kind: str, accuracy: float, size: int = 64) -> dict:
+        patch = {"patch": {"accuracy": accuracy}}
+        ident = {"primary": "cnn", "cnn": patch}
+        return {
+            "arch": "yang2018",
+            "patch_size": size,
+            "defense": {"kind": kind},
+            "identification": ident,
+        }
+
+    dets = {
+        "yang2018": entry("none", 0.888),
+        "yang2018-both": entry("both", 0.882),
+        "yang2018-both-scratch": entry("both", 0.807),
+        "y32-both": entry("both", 0.7, size=32),  # another patch size: its own table column
+    }
+    assert defense_labels(dets) == {
+        "yang2018": "none",
+        "yang2018-both": "both (yang2018-both)",
+        "yang2018-both-scratch": "both (yang2018-both-scratch)",
+        "y32-both": "both",
+    }
+    rows = table1_rows(dets)
+    assert [(r["defence"], r["64x64"]) for r in rows[:3]] == [
+        ("none", "88.8%"),
+        ("both (yang2018-both)", "88.2%"),
+        ("both (yang2018-both-scratch)", "80.7%"),
+    ]

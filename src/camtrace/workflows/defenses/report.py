@@ -18,12 +18,28 @@ def defense_of(d: dict[str, Any]) -> str:
     return d.get("defense", {}).get("kind", "none")
 
 
+def defense_labels(detectors: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each detector's line in Zhao's tables: its defence, with its name where two detectors
+    of one architecture and patch size share a defence (one trained two ways)."""
+    count: dict[tuple[str, int, str], int] = {}
+    for d in detectors.values():
+        key = (d["arch"], d["patch_size"], defense_of(d))
+        count[key] = count.get(key, 0) + 1
+    return {
+        name: defense_of(d)
+        if count[(d["arch"], d["patch_size"], defense_of(d))] == 1
+        else f"{defense_of(d)} ({name})"
+        for name, d in detectors.items()
+    }
+
+
 def table1_rows(detectors: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Single-patch clean accuracy: rows (architecture, defence), columns patch sizes."""
     sizes = sorted({d["patch_size"] for d in detectors.values()})
+    labels = defense_labels(detectors)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for d in detectors.values():
-        key = (d["arch"], defense_of(d))
+    for name, d in detectors.items():
+        key = (d["arch"], labels[name])
         row = rows.setdefault(key, {"detector": key[0], "defence": key[1]})
         ident = d["identification"]
         row[f"{d['patch_size']}x{d['patch_size']}"] = percent(
@@ -38,6 +54,7 @@ def accuracy_curves(
     """(arch, patch size, method) -> (eps values, {"<defence>, <judged>": accuracy in %})
     for every untargeted eps sweep."""
     curves: dict[tuple[str, int, str], tuple[list[float], dict[str, list[float]]]] = {}
+    labels = defense_labels(detectors)
     for name, a in attacked.items():
         d = detectors[name]
         for run in a["runs"]:
@@ -48,7 +65,7 @@ def accuracy_curves(
                 continue
             xs = [s["eps_pixels"] for s in settings]
             _, series = curves.setdefault((d["arch"], d["patch_size"], run["method"]), (xs, {}))
-            kind = defense_of(d)
+            kind = labels[name]
             series[f"{kind}, uint8"] = [100 * s["overall"]["accuracy"] for s in settings]
             for jpeg in settings[0]["jpeg"]:
                 series[f"{kind}, after {jpeg}"] = [
