@@ -38,10 +38,11 @@ save)
   # patch stores or images (regenerated deterministically from SimCam-Bench)
   for c in $(printf '%s ' "${lanes[@]}"); do
     [ -d "$tree/runs/$c" ] || continue
-    (cd "$tree/runs" && find "$c" -name 'patches*' -prune -o -type f \( -name '*.safetensors' \
-      -o -name '*.json' -o -name '*.csv' \) -print) | while read -r f; do
+    (cd "$tree/runs" && find "$c" -name 'patches*' -prune -o -type f -size -25M \( \
+      -name '*.safetensors' -o -name '*.json' -o -name '*.csv' \) -print) | while read -r f; do
       mkdir -p "$state/runs/$(dirname "$f")" && cp -p "$tree/runs/$f" "$state/runs/$f"
     done
+    (cd "$tree/runs" && find "$c" -type f -size +25M -printf 'not saved (over 25 MB): %p\n')
   done
   # the caches the lanes' configs train into the data folder (whole: their images are inputs
   # whose digests a resumed training checks, and float order differs between machines)
