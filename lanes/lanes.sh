@@ -17,6 +17,8 @@ running() { pgrep -f "main\(\) run" || true; }
 case "${1:-status}" in
 start)
   [ -z "$(running)" ] || { echo "lanes already running: lanes/lanes.sh status"; exit 1; }
+  python -c "import camtrace, torch" 2>/dev/null \
+    || { echo "install camtrace's dependencies first (README: Install)"; exit 1; }
   [ -d "$tree" ] || git -C "$repo" worktree add -q --detach "$tree" "$commit"
   [ "$(git -C "$tree" rev-parse --short HEAD)" = "$commit" ] \
     || { echo "$tree is not at $commit: remove it (git worktree remove $tree)"; exit 1; }
@@ -33,7 +35,8 @@ start)
     echo "started: $lane"
   done ;;
 save)
-  mkdir -p "$state"
+  [ -d "$tree/runs" ] || { echo "no lanes ran here ($tree/runs): nothing to save"; exit 1; }
+  rm -rf "$state" && mkdir -p "$state"  # only what the lanes hold now (git keeps the rest)
   # a run folder's resumable files: training states, finished weights, curves and logs, never
   # patch stores or images (regenerated deterministically from SimCam-Bench)
   for c in $(printf '%s ' "${lanes[@]}"); do
@@ -43,6 +46,10 @@ save)
       mkdir -p "$state/runs/$(dirname "$f")" && cp -p "$tree/runs/$f" "$state/runs/$f"
     done
     (cd "$tree/runs" && find "$c" -type f -size +25M -printf 'not saved (over 25 MB): %p\n')
+  done
+  # a training whose weights were not saved starts afresh: its curves alone would mislead
+  find "$state/runs" -name log.json -print | while read -r f; do
+    ls "$(dirname "$f")"/*.safetensors >/dev/null 2>&1 || rm -r "$(dirname "$f")"
   done
   # the caches the lanes' configs train into the data folder (whole: their images are inputs
   # whose digests a resumed training checks, and float order differs between machines)
