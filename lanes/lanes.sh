@@ -51,11 +51,16 @@ save)
   find "$state/runs" -name log.json -print | while read -r f; do
     ls "$(dirname "$f")"/*.safetensors >/dev/null 2>&1 || rm -r "$(dirname "$f")"
   done
-  # the caches the lanes' configs train into the data folder (whole: their images are inputs
-  # whose digests a resumed training checks, and float order differs between machines)
+  # the caches the lanes' configs train into the data folder (every file under 25 MB: their
+  # images are inputs whose digests a resumed training checks, and float order differs between
+  # machines; a finished SpoC embedder is its float16 weights, its 81 MB training state stays)
   for g in $cached; do
     for d in "$repo"/data/$g; do
-      [ -d "$d" ] && mkdir -p "$state/data" && cp -a "$d" "$state/data/"
+      [ -d "$d" ] || continue
+      (cd "$repo/data" && find "$(basename "$d")" -type f -size -25M -print) | while read -r f; do
+        mkdir -p "$state/data/$(dirname "$f")" && cp -p "$repo/data/$f" "$state/data/$f"
+      done
+      (cd "$repo/data" && find "$(basename "$d")" -type f -size +25M -printf 'not saved (over 25 MB): %p\n')
     done
   done
   du -sh "$state" ;;

@@ -169,6 +169,30 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     assert back.card["kind"] == "generator" and back.eps == 4
 
 
+def test_float16_storage_halves_the_file_and_is_widened_on_load(tmp_path) -> None:
+    """Weights stored in float16 (the zoo's GAP) come back as float32 equal to torch's own
+    float16 rounding of the originals; the uint8 spoofs differ from the float32 generator's
+    by at most one grey level, on a few pixels."""
+    torch.manual_seed(1)
+    g = GAPGenerator(eps=8).eval()
+    card = {"method": "gap", "hparams": g.hparams, "classes": CLASSES, "target_index": 1}
+    full = save_generator(g, tmp_path / "full.safetensors", card)
+    half = save_generator(g, tmp_path / "half.safetensors", card, storage="float16")
+    assert 0.49 < half.stat().st_size / full.stat().st_size < 0.51
+    back = load_generator(half, method="gap", classes=CLASSES)
+    assert back.card["storage"] == "float16"
+    for (name, w), (_, b) in zip(g.state_dict().items(), back.state_dict().items(), strict=True):
+        assert b.dtype == w.dtype, name
+        if w.is_floating_point():
+            torch.testing.assert_close(b, w.half().float(), rtol=0, atol=0)
+    x = torch.randint(0, 256, (4, 3, 32, 32)).float()
+    with torch.no_grad():
+        diff = (back(x).round() - g(x).round()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.02
+    with pytest.raises(CamtraceError, match="storage='int8'"):
+        save_generator(g, tmp_path / "x.safetensors", card, storage="int8")
+
+
 def test_bad_checkpoints_give_one_line_errors(trained, tmp_path) -> None:
     detector = save_detector(build("mislnet", CLASSES, SIZE), tmp_path / "det.safetensors")
     corrupt = tmp_path / "corrupt.safetensors"

@@ -174,6 +174,8 @@ def trained(embedder, data, tmp_path_factory) -> Path:
 def test_embedder_checkpoint_loads_with_its_card(embedder) -> None:
     e = load_embedder(embedder)
     assert e.card["kind"] == "embedder" and e.card["iterations"] == 3
+    assert e.card["storage"] == "float16"  # kept in 16 bits, widened on load
+    assert all(p.dtype == torch.float32 for p in e.parameters())
     assert e.card["models"] == ["Manifold_M001", "Manifold_M002", "Manifold_M003"]
     assert e(torch.zeros(2, 3, SIDE, SIDE)).shape == (2, 512)
     assert not any(p.requires_grad for p in e.parameters())

@@ -102,6 +102,7 @@ class GeneratorWeights(Pretrained):
     validation: dict[str, Any] = field(default_factory=dict)  # SAR, PSNR, SSIM, iteration
     training: dict[str, Any] = field(default_factory=dict)  # seconds, iterations, processor
     camtrace_version: str = ""
+    storage: str = "float32"  # float16 when float32 would be over MAX_SHIPPED_MB
 
 
 @dataclass(frozen=True)

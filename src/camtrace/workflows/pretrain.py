@@ -237,10 +237,16 @@ def _publish_generator(
     config: str,
     ship: bool,
 ) -> GeneratorWeights:
-    """One trained generator as the zoo entry ``name``, its card extended by ``measured``."""
+    """One trained generator as the zoo entry ``name``, its card extended by ``measured``;
+    stored in float16 when float32 would be over :data:`MAX_SHIPPED_MB` (GAP's ResNet)."""
     card, generator = read_generator_card(trained), load_generator(trained)
     staging = trained.parent.parent / f"{name}.safetensors"
-    save_generator(generator, staging, {**card, "pretrained": {"name": name, "measured": measured}})
+    card = {**card, "pretrained": {"name": name, "measured": measured}}
+    storage = "float32"
+    save_generator(generator, staging, card, storage)
+    if ship and staging.stat().st_size > MAX_SHIPPED_MB * 2**20:
+        storage = "float16"
+        save_generator(generator, staging, card, storage)
     entry = GeneratorWeights(
         name=name,
         **_file_fields(staging, ship),
@@ -260,6 +266,7 @@ def _publish_generator(
             "isa": card["environment"]["isa"],
         },
         camtrace_version=card["camtrace_version"],
+        storage=storage,
     )
     _install(staging, entry)
     if ship:

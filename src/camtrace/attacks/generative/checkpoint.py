@@ -30,6 +30,7 @@ from camtrace.models.checkpoint import CARD_KEY, GENERATOR_KIND, read_card
 from camtrace.models.zoo import resolve_checkpoint
 
 STATE_KEY = "camtrace_generator_state"
+STORAGE = {"float32": torch.float32, "float16": torch.float16}  # how weights may be stored
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -48,17 +49,30 @@ def array_digest(array: np.ndarray | torch.Tensor) -> str:
     return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()
 
 
-def save_generator(generator: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:
-    """Write weights + card (``kind: generator``) atomically to ``path`` (``.safetensors``)."""
-    return save_weights(generator, path, {**card, "kind": GENERATOR_KIND})
+def save_generator(
+    generator: nn.Module, path: str | Path, card: dict[str, Any], storage: str = "float32"
+) -> Path:
+    """Write weights + card (``kind: generator``) atomically to ``path`` (``.safetensors``);
+    ``storage``: see :func:`save_weights`."""
+    return save_weights(generator, path, {**card, "kind": GENERATOR_KIND}, storage)
 
 
-def save_weights(module: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:
-    """Write a module's weights + ``card`` atomically to ``path`` (``.safetensors``)."""
+def save_weights(
+    module: nn.Module, path: str | Path, card: dict[str, Any], storage: str = "float32"
+) -> Path:
+    """Write a module's weights + ``card`` atomically to ``path`` (``.safetensors``), its
+    floating-point tensors stored as ``storage`` (``float16`` halves a file the zoo could not
+    ship otherwise; ``load_state_dict`` widens them back into a float32 module), recorded in
+    the card."""
+    if storage not in STORAGE:
+        raise CamtraceError(f"storage={storage!r}: use one of {', '.join(STORAGE)}")
     path = Path(path).with_suffix(".safetensors")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    tensors = {
+        k: (v.to(STORAGE[storage]) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in module.state_dict().items()
+    }
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
+        save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps({**card, "storage": storage})})
     return path
 
 

@@ -9,7 +9,8 @@ model and one of another, so batches are drawn per model as in Schroff et al. 20
 by a generator seeded by (seed, iteration), so a resumed run draws what an uninterrupted one
 would have, and ends with the same weights. ``out_dir`` holds ``train_state.safetensors``
 (weights, Adam moments, iteration, losses), ``log.json`` and ``embedder.safetensors``
-(weights + card: kind embedder, models, patch size, data digest, settings, environment).
+(weights in float16 + card: kind embedder, models, patch size, data digest, settings,
+environment).
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ def train_embedder(
         "camtrace_version": __version__,
         "input": "float RGB pixels in [0, 255], (N, 3, H, W); gives (N, 512)",
     }
-    return save_weights(embedder, out / EMBEDDER_FILE, final)
+    # float16: 13.6 MB instead of 27, under the 25 MB a cache kept beside the code may be;
+    # every SpoC generator reads the embedder from this file, so all see the same weights
+    return save_weights(embedder, out / EMBEDDER_FILE, final, storage="float16")
 
 
 def load_embedder(path: str | Path) -> Embedder:
