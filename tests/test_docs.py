@@ -133,3 +133,36 @@ def test_the_generator_table_reads_chens_and_spocs_cards() -> None:
         "| `spoc-M_1` | no detector | synthetic S: `yang2018` 50.0% at 31.0 dB | - | iteration "
         "900: 25.0% within d_ref, 31.0 dB | 3.0 CPU h (AMD EPYC, AVX512-BF16) | `pretrain-spoc` |",
     ]
+
+
+def test_an_ensembles_members_and_judges_get_their_own_columns() -> None:
+    """GAP against a + b, judged by c too: each detector's SAR, seen and unseen, in the docs'
+    table of the run and in the zoo's measured cell."""
+    from camtrace.models.zoo import GeneratorWeights
+    from camtrace.workflows.generators.report import detector_rows
+    from camtrace.workflows.tables import generator_zoo_markdown
+
+    seen = {"sar": 0.75, "sar_by_detector": {"a": 0.5, "b": 1.0}, "psnr": 32.54, "ssim": 0.8}
+    unseen = {**seen, "sar": 0.5, "sar_by_detector": {"a": 0.25, "b": 0.75}}
+    targets = {
+        "M_1": {"seen": seen, "unseen": unseen, "transfer": {"c": {"seen": 0.1, "unseen": 0}}}
+    }
+    assert detector_rows(targets) == [
+        {
+            "target": "M_1",
+            "a, seen": "50.0%", "a, unseen": "25.0%",
+            "b, seen": "100.0%", "b, unseen": "75.0%",
+            "c (transfer), seen": "10.0%", "c (transfer), unseen": "0.0%",
+        }
+    ]  # fmt: skip
+    alone = {"M_1": {"seen": {**seen, "sar_by_detector": {"a": 0.5}}}}
+    assert detector_rows(alone) == []
+    gap = GeneratorWeights(
+        name="gap-M_1", file="g.safetensors", bytes=1, sha256="", shipped=True, method="gap",
+        target="M_1", against=("a", "b"), config="pretrain-gap", storage="float16",
+        validation={"sar": [1.0, 0.96875], "psnr": 32.5, "measured": {"seen": seen}},
+        training={"iterations": 50, "cpu_seconds": 129, "processor": "AMD EPYC", "isa": "AVX2"},
+    )  # fmt: skip
+    row = generator_zoo_markdown({"g": gap}).splitlines()[2]
+    assert row.startswith("| `gap-M_1` (float16) | `a`, `b` | seen 75.0% (`a` 50.0%, `b` 100.0%)")
+    assert "SAR 100.0% / 96.9%, 32.5 dB" in row

@@ -89,7 +89,7 @@ def generator_zoo_markdown(entries: dict[str, GeneratorWeights]) -> str:
         photos = m.get("photos")
         cpu = t.get("cpu_seconds") or t.get("seconds") or 0
         cells = [
-            f"`{g.name}`",
+            f"`{g.name}`" + ("" if g.storage == "float32" else f" ({g.storage})"),
             ", ".join(f"`{a}`" for a in g.against) or "no detector",
             _measured(m),
             f"{percent(photos['sar'])} of {photos['n']} at {decibels(photos['psnr'])}"
@@ -120,11 +120,18 @@ def _measured(m: dict[str, Any]) -> str:
         judges = ", ".join(f"`{a}` {percent(r)}" for a, r in s["plain"].items())
         return f"synthetic S: {judges} at {decibels(s['psnr'])}"
     cells = [
-        f"{g} {percent(m[g]['sar'])} at {decibels(m[g]['psnr'])}, SSIM {m[g]['ssim']:.3f}"
+        f"{g} {percent(m[g]['sar'])}{_members(m[g])} at {decibels(m[g]['psnr'])}, "
+        f"SSIM {m[g]['ssim']:.3f}"
         for g in ("seen", "unseen")
         if g in m
     ]
     return "; ".join(cells)
+
+
+def _members(group: dict[str, Any]) -> str:
+    """An ensemble's SAR per member, in brackets (nothing for one detector)."""
+    by = group.get("sar_by_detector", {})
+    return f" ({', '.join(f'`{a}` {percent(r)}' for a, r in by.items())})" if len(by) > 1 else ""
 
 
 def _epochs(n: int) -> str:

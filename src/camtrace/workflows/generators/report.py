@@ -175,6 +175,28 @@ def jpeg_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def detector_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per target: each detector's SAR, those trained against (an ensemble's members) and the
+    held-out judges (transfer), seen and unseen; none when one detector judges alone."""
+    groups = [g for g in GROUPS if all(g in t for t in targets.values())]
+    rows = []
+    for name, t in targets.items():
+        against = {
+            a: {g: t[g]["sar_by_detector"][a] for g in groups}
+            for a in t[groups[0]]["sar_by_detector"]
+        }
+        judged = {**against, **{f"{a} (transfer)": r for a, r in t.get("transfer", {}).items()}}
+        if len(judged) < 2:
+            return []
+        rows.append(
+            {
+                "target": name,
+                **{f"{a}, {g}": percent(r[g]) for a, r in judged.items() for g in groups},
+            }
+        )
+    return rows
+
+
 def validation_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
     """Per target: its last validation (iteration, SAR per detector, PSNR, SSIM, seconds)."""
     rows = []
@@ -203,6 +225,7 @@ def generators_markdown(metrics: dict[str, Any]) -> str:
     tables = [
         validation_rows(targets),
         table_rows(targets) + chen_rows(g["paper"]),
+        detector_rows(targets),
         jpeg_rows(targets),
         photo_rows(targets),
         cfa_rows(targets),
