@@ -207,6 +207,24 @@ def test_generator_steps_lower_the_generator_loss(embedder, data) -> None:
     assert losses[-1] < losses[0]
 
 
+def test_a_bf16_step_computes_the_fp32_steps_losses(embedder, data) -> None:
+    """The four networks in bf16 autocast (precision on any CPU, explicit here), the losses
+    in fp32: one step's losses are the fp32 step's within bf16's precision (8 bits of
+    mantissa through a few layers), and the card says which arithmetic trained it."""
+    real, synthetic, val = (torch.from_numpy(a).permute(0, 3, 1, 2) for a in data)
+    x, z = synthetic[:2].float(), real[:2].float()
+    logs = {}
+    for precision in ("fp32", "bf16"):
+        run = spoc_training._SpoCRun(
+            quick(precision=precision), real, synthetic, val, load_embedder(embedder),
+            {"target": TARGET}, seed=0,
+        )  # fmt: skip
+        assert run.precision == precision
+        logs[precision] = run.step(x, z)
+    for term in ("rec", "per", "discriminator", "adv", "dst", "fm"):
+        assert logs["bf16"][term] == pytest.approx(logs["fp32"][term], rel=0.05, abs=1e-3), term
+
+
 def test_discriminator_sees_real_spoofed_and_input_patches(embedder, data) -> None:
     real, synthetic, val = (torch.from_numpy(a).permute(0, 3, 1, 2) for a in data)
     run = spoc_training._SpoCRun(

@@ -55,7 +55,10 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             target = self._taps(x)
         return sum(
-            (w * (a - b).abs().mean() for w, a, b in zip(WEIGHTS, self._taps(spoof), target)),
+            (
+                w * (a.float() - b.float()).abs().mean()  # fp32 distances under autocast
+                for w, a, b in zip(WEIGHTS, self._taps(spoof), target)
+            ),
             torch.zeros((), device=x.device),
         )
 

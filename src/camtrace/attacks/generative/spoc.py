@@ -144,8 +144,8 @@ class MeanOnlyBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             mean = x.mean(dim=(0, 2, 3))
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
+            with torch.no_grad():  # the statistic stays float32 under bf16 autocast
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
         else:
             mean = self.running_mean
         return x - (mean - self.bias).view(1, -1, 1, 1)
