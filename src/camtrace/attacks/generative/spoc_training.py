@@ -59,13 +59,14 @@ from camtrace.attacks.generative.training import (
     STATE_FILE,
     GeneratorLoop,
     as_patches,
+    precision_option,
     psnr,
     same_run,
     ssim,
     ste_round,
 )
 from camtrace.errors import CamtraceError
-from camtrace.hardware import ATTACK_PRECISIONS, autocast, resolve_precision
+from camtrace.hardware import autocast, resolve_precision
 from camtrace.models.inference import eval_mode
 from camtrace.schema import Section, option
 
@@ -102,12 +103,7 @@ class SpoCConfig(Section):
         "(default: none)",
         minimum=0,
     )
-    precision: str = option(
-        "auto",
-        "the arithmetic of G, D, E and VGG in training (auto: bf16 where this CPU or GPU is "
-        "fast in it, else fp32); every loss and the validation in fp32",
-        choices=lambda: ATTACK_PRECISIONS,
-    )
+    precision: str = precision_option("G, D, E and VGG", "every loss and the validation")
     channels_last: bool = option(True, "the four networks in channels-last memory format")
 
 

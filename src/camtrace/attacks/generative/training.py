@@ -62,6 +62,16 @@ STATE_FILE = "train_state.safetensors"
 LOG_FILE = "log.json"
 
 
+def precision_option(networks: str, in_fp32: str) -> Any:
+    """A training's ``precision`` option: ``networks`` in bf16 where fast, ``in_fp32`` not."""
+    return option(
+        "auto",
+        f"the arithmetic of {networks} in training (auto: bf16 where this CPU or GPU is fast "
+        f"in it, else fp32); {in_fp32} in fp32",
+        choices=lambda: ATTACK_PRECISIONS,
+    )
+
+
 class GeneratorConfig(Section):
     """Training settings of a generator (Chen et al. 2019 Sec. 4.1); the ``generators:``
     section of a config extends it. Resuming needs the same settings."""
@@ -101,12 +111,7 @@ class GeneratorConfig(Section):
     warm_lr: float | None = option(
         None, "Adam learning rate of the warm start (default: lr)", minimum=0
     )
-    precision: str = option(
-        "auto",
-        "the generator's arithmetic in training (auto: bf16 where this CPU or GPU is fast in "
-        "it, else fp32); detectors, discriminator and validation stay fp32",
-        choices=lambda: ATTACK_PRECISIONS,
-    )
+    precision: str = precision_option("the generator", "detectors, discriminator and validation")
     channels_last: bool = option(True, "the generator in channels-last memory format")
 
     def check(self) -> None:
