@@ -20,8 +20,8 @@ start)
   python -c "import camtrace, torch" 2>/dev/null \
     || { echo "install camtrace's dependencies first (README: Install)"; exit 1; }
   [ -d "$tree" ] || git -C "$repo" worktree add -q --detach "$tree" "$commit"
-  [ "$(git -C "$tree" rev-parse --short HEAD)" = "$commit" ] \
-    || { echo "$tree is not at $commit: remove it (git worktree remove $tree)"; exit 1; }
+  # nothing runs, so the lanes' tree may move to their commit (runs/ and logs are untracked)
+  git -C "$tree" checkout -q --detach "$commit"
   mkdir -p "$repo/data"
   [ -e "$tree/data" ] || ln -s "$repo/data" "$tree/data"
   if [ -d "$state/runs" ]; then mkdir -p "$tree/runs" && cp -a "$state/runs/." "$tree/runs/"; fi
@@ -66,7 +66,11 @@ save)
   du -sh "$state" ;;
 status)
   running | xargs -r ps -o pid,etime,time,args -p | cut -c1-120
-  for f in "$tree"/runs/*/generators/*/log.json "$tree"/runs/*/spoc/*/log.json; do
+  for f in "$repo"/data/spoc-embedder-*/log.json; do
+    [ -f "$f" ] && python -c "import json, sys; l = json.load(open(sys.argv[1]))['losses']; \
+print(sys.argv[1].split('/data/')[1], l[-1] if l else 'no iteration yet')" "$f"
+  done
+  for f in "$tree"/runs/*/generators/*/log.json "$tree"/runs/*/spoc/*/*/log.json; do
     [ -f "$f" ] && python - "$f" <<'P'
 import json, sys
 log = json.load(open(sys.argv[1]))
