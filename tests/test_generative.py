@@ -157,6 +157,34 @@ def test_kill_and_resume_gives_the_uninterrupted_result(toy, data, trained, tmp_
         train_generator("mislgan", dying, *data, "Nikon_D70", quick(), tmp_path)
 
 
+def test_an_unfinished_training_resumes_under_a_new_budget(
+    toy, data, tmp_path, monkeypatch
+) -> None:
+    """A state saved at iteration 2 of a 4-iteration budget, resumed with a budget of 3,
+    trains one more iteration from where it was (the first two iterations' losses kept);
+    any other change of settings is another training."""
+    from camtrace.attacks.generative import training
+
+    step = training._Run.step
+
+    def dies(self, *batch):
+        if self.iteration == 2:  # after iteration 2's state was saved (save_every 1)
+            raise KeyboardInterrupt
+        return step(self, *batch)
+
+    with monkeypatch.context() as m:
+        m.setattr(training._Run, "step", dies)
+        with pytest.raises(KeyboardInterrupt):
+            train_generator("mislgan", toy, *data, "Canon_Ixus70", quick(), tmp_path)
+    before = json.loads((tmp_path / "log.json").read_text())["losses"]
+    path = train_generator("mislgan", toy, *data, "Canon_Ixus70", quick(iterations=3), tmp_path)
+    after = json.loads((tmp_path / "log.json").read_text())["losses"]
+    assert [x["iteration"] for x in after] == [1, 2, 3] and after[:2] == before
+    assert load_generator(path).card["iterations"] == 3
+    with pytest.raises(CamtraceError, match="another config"):
+        train_generator("mislgan", toy, *data, "Canon_Ixus70", quick(batch_size=2), tmp_path)
+
+
 def test_checkpoint_round_trip(tmp_path) -> None:
     torch.manual_seed(1)
     g = GAPGenerator(eps=4).eval()

@@ -223,7 +223,7 @@ class GeneratorLoop:
 
     def restore(self, path: Path) -> None:
         info = load_state(path, self.modules, self.optimizers)
-        same_run(info["card"], self.card, path.parent)
+        same_run(info["card"], self.card, path.parent, budget=False)
         self.iteration, self.losses = info["iteration"], info["losses"]
         self.validation, self.done = info["validation"], info["done"]
         self.seconds = info.get("seconds", 0.0)
@@ -499,11 +499,22 @@ class StaleGeneratorRun(CamtraceError):
     ones asked for now."""
 
 
-def same_run(saved: dict[str, Any], wanted: dict[str, Any], out: Path) -> None:
+BUDGET = ("iterations", "max_hours")  # how long to train, not what: a resumable state may change it
+
+
+def same_run(saved: dict[str, Any], wanted: dict[str, Any], out: Path, budget: bool = True) -> None:
     """One-line error (:class:`StaleGeneratorRun`) when ``out`` holds a training of
-    something else."""
+    something else; ``budget=False`` (an unfinished state) lets the :data:`BUDGET` differ,
+    so a training resumes under a longer or shorter budget."""
     keys = ("method", "target", "classes", "patch_size", "detectors", "embedder", "data", "config")
-    differ = [k for k in keys if saved.get(k) != wanted.get(k)]
+
+    def part(card: dict[str, Any], key: str) -> Any:
+        value = card.get(key)
+        if key == "config" and not budget and isinstance(value, dict):
+            return {k: v for k, v in value.items() if k not in BUDGET}
+        return value
+
+    differ = [k for k in keys if part(saved, k) != part(wanted, k)]
     if differ:
         raise StaleGeneratorRun(
             f"{out}: holds a {saved.get('method')} generator training with another "
