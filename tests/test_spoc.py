@@ -210,7 +210,7 @@ def test_generator_steps_lower_the_generator_loss(embedder, data) -> None:
 def test_a_bf16_step_computes_the_fp32_steps_losses(embedder, data) -> None:
     """The four networks in bf16 autocast (precision on any CPU, explicit here), the losses
     in fp32: one step's losses are the fp32 step's within bf16's precision (8 bits of
-    mantissa through a few layers), and the card says which arithmetic trained it."""
+    mantissa through a few layers), and the run says which arithmetic it trains in."""
     real, synthetic, val = (torch.from_numpy(a).permute(0, 3, 1, 2) for a in data)
     x, z = synthetic[:2].float(), real[:2].float()
     logs = {}

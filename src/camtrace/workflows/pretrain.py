@@ -242,11 +242,9 @@ def _publish_generator(
     card, generator = read_generator_card(trained), load_generator(trained)
     staging = trained.parent.parent / f"{name}.safetensors"
     card = {**card, "pretrained": {"name": name, "measured": measured}}
-    storage = "float32"
+    fp32_bytes = sum(4 * t.numel() for t in generator.state_dict().values())
+    storage = "float16" if ship and fp32_bytes > MAX_SHIPPED_MB * 2**20 else "float32"
     save_generator(generator, staging, card, storage)
-    if ship and staging.stat().st_size > MAX_SHIPPED_MB * 2**20:
-        storage = "float16"
-        save_generator(generator, staging, card, storage)
     entry = GeneratorWeights(
         name=name,
         **_file_fields(staging, ship),
