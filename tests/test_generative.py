@@ -298,7 +298,7 @@ def test_a_large_image_gets_one_gap_budget_not_one_per_tile(toy, trained) -> Non
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(20, 236, (1, 3, 6 * SIZE, 6 * SIZE), generator=gen).float()
     x[..., :, 3 * SIZE :] = 128  # tiles of unlike content: unlike raw perturbation maxima
-    attack = make_attack("gap", generator=g)
+    attack = make_attack("gap", generator=g, patch_size=SIZE)  # 36 tiles
     with torch.no_grad():
         ours, one_pass = attack._generate(x) - x, g(x) - x
     m, n = g.halo, 6 * SIZE
@@ -376,20 +376,37 @@ def test_a_trained_generator_is_found_by_name_and_checked(trained, tmp_path, mon
         load_generator("mislgan-Nowhere")
 
 
-@pytest.mark.parametrize("method", ["mislgan", "gap", "spoc"])
-def test_a_whole_image_is_one_generator_pass_away_from_its_edge(method: str) -> None:
-    """Issue 23, no seam: tiles of 64 px with the generator's receptive-field border give,
-    beyond that border from the image's own edge, exactly the pixels of one pass of the
-    generator over the whole image (random weights; GAP's tiles stay aligned to its two
-    stride-2 stages)."""
+@pytest.mark.parametrize(("method", "patch"), [("mislgan", 64), ("gap", 64), ("gap", 40)])
+def test_a_cards_tile_spans_four_halos_so_its_border_costs_at_most_2_25x(
+    method: str, patch: int
+) -> None:
+    """A generator's default tile is whole training patches; its haloed pixels are at most
+    (1 + 2/4)^2 of the tile's (GAP: 9x at its 64 px patch), and one patch fewer would not do."""
+    from camtrace.attacks.generative.methods import get_method
+
+    generator = get_method(method).build()
+    generator.card = {"method": method, "patch_size": patch, "target": "a", "classes": ["a"]}
+    tile, m = make_attack(method, generator=generator).patch_size, generator.halo
+    assert tile % patch == 0 and (tile + 2 * m) ** 2 <= 2.25 * tile**2
+    assert tile == patch or (tile - patch + 2 * m) ** 2 > 2.25 * (tile - patch) ** 2
+
+
+@pytest.mark.parametrize(
+    ("method", "tile"), [("mislgan", 64), ("gap", 64), ("gap", 256), ("spoc", 64)]
+)
+def test_a_whole_image_is_one_generator_pass_away_from_its_edge(method: str, tile: int) -> None:
+    """Issue 23, no seam: tiles of 64 px (GAP: also the 256 px its card's 64 px patch gets by
+    default) with the generator's receptive-field border give, beyond that border from the
+    image's own edge, exactly the pixels of one pass of the generator over the whole image
+    (random weights; GAP's tiles stay aligned to its two stride-2 stages)."""
     from skimage import data
 
     from camtrace.attacks.generative.methods import get_method
 
     torch.manual_seed(0)
-    image = data.coffee()[:192, :256].astype(np.uint8)
+    image = data.coffee()[:320, :576].astype(np.uint8)  # 2 x 3 tiles of 256 px
     generator = get_method(method).build().eval()
-    attack = make_attack(method, generator=generator, patch_size=64)
+    attack = make_attack(method, generator=generator, patch_size=tile)
     tiled = attack.spoof_image(image)
     with torch.no_grad():
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float()

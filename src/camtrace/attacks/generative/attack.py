@@ -9,6 +9,9 @@ run with a border of the generator's receptive-field radius (``halo``; replicate
 the image's edge) whose output is dropped, and stitched, as Chen Sec. 3.4 deploys MISLGAN:
 the same pixels as one pass over the whole image, without its memory, and no seam along the
 tile grid. Tiles and borders are multiples of 4, so the synthetic CFA keeps one Bayer phase.
+A generator whose halo is wide beside its patch (GAP: 64 px around 64 px tiles, 9x the
+pixels) gets tiles of several patches, at least 4 halos wide (the border then costs at most
+2.25x), which changes no pixel.
 The target defaults to the generator's; another is an error.
 A SpoC generator knows no detector: its target is a camera model name, found among the
 detector's classes (a detector without it is an error).
@@ -33,11 +36,19 @@ from camtrace.errors import CamtraceError
 from camtrace.models.inference import eval_mode
 
 
+def wide_tile(patch: int, halo: int) -> int:
+    """The tile side for a generator trained on ``patch`` px with a receptive-field radius of
+    ``halo``: whole patches spanning at least 4 halos, so the discarded border costs at most
+    (1 + 2/4)^2 = 2.25x the tile's own pixels."""
+    return patch * -(-4 * halo // patch)
+
+
 class GenerativeAttack(Attack):
     """A trained generator as an attack. ``generator``: a checkpoint path (its card gives the
     target, the detector classes and the patch size) or a generator module (a loaded one
     keeps its card; a bare one needs ``target`` at every call). ``patch_size``: the tile side
-    (default: the card's training patch; None on a bare module: the whole image at once)."""
+    (default: the card's training patch, times the patches it takes to span 4 halos; None on
+    a bare module: the whole image at once)."""
 
     matrix = False  # the matrix's generative column, not one of its gradient columns
 
@@ -76,7 +87,9 @@ class GenerativeAttack(Attack):
         else:
             self.generator = load_generator(generator, method=self.name)
         self.card: dict[str, Any] | None = getattr(self.generator, "card", None)
-        self.patch_size = patch_size or (self.card["patch_size"] if self.card else None)
+        self.patch_size = patch_size or (
+            wide_tile(self.card["patch_size"], self.generator.halo) if self.card else None
+        )
         require(
             self.patch_size is None or (int(self.patch_size) > 0 and self.patch_size % 4 == 0),
             f"{self.name}: patch_size={patch_size} must be a positive multiple of 4",
@@ -166,7 +179,7 @@ class GenerativeAttack(Attack):
         tiles = padded.unfold(2, p + 2 * m, p).unfold(3, p + 2 * m, p)
         nh, nw = tiles.shape[2], tiles.shape[3]
         tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, p + 2 * m, p + 2 * m)
-        size = self.options.batch_size
+        size = max(1, self.options.batch_size * 64**2 // p**2)  # batch_size 64-px tiles' pixels
         out = torch.cat(
             [
                 net(tiles[i : i + size])[..., m : m + p, m : m + p]
