@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from camtrace.attacks.generative.methods import get_method
 from camtrace.workflows import plots
 from camtrace.workflows.report import Report, decibels, markdown_table, percent
 
@@ -197,15 +198,17 @@ def detector_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def validation_rows(targets: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per target: its last validation (iteration, SAR per detector, PSNR, SSIM, seconds)."""
+def validation_rows(targets: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    """Per target: its L1 weight alpha (a method with Chen's L1 term), its last validation
+    (iteration, SAR per detector, PSNR, SSIM, seconds)."""
+    perceptual = get_method(method).perceptual
     rows = []
     for name, t in targets.items():
         v = t.get("validation") or {}
         rows.append(
             {
                 "target": name,
-                **({"alpha": f"{t['alpha']:g}"} if "alpha" in t else {}),
+                **({"alpha": f"{t['alpha']:g}"} if perceptual and "alpha" in t else {}),
                 "iterations": v.get("iteration"),
                 "val SAR": " / ".join(percent(s) for s in v.get("sar", [])),
                 "val PSNR (dB)": decibels(v.get("psnr"), 2, ""),
@@ -223,7 +226,7 @@ def generators_markdown(metrics: dict[str, Any]) -> str:
     g = metrics["generators"]
     targets = g["targets"]
     tables = [
-        validation_rows(targets),
+        validation_rows(targets, g["method"]),
         table_rows(targets) + chen_rows(g["paper"]),
         detector_rows(targets),
         jpeg_rows(targets),
