@@ -10,6 +10,8 @@ tree="${LANES_TREE:-$(dirname "$repo")/lane}"
 state="$repo/lanes/state"
 commit="$(awk '$1 == "commit" {print $2}' "$repo/lanes/lanes.txt")"
 cached=$(awk '$1 == "data" {$1 = ""; print}' "$repo/lanes/lanes.txt")
+zoo_cached=$(awk '$1 == "cache" {$1 = ""; print}' "$repo/lanes/lanes.txt")
+zoo="${CAMTRACE_CACHE:-$HOME/.cache/camtrace/zoo}"
 mapfile -t lanes < <(awk '$1 == "lane" {$1 = ""; sub(/^ /, ""); print}' "$repo/lanes/lanes.txt")
 
 running() { pgrep -f "main\(\) run" || true; }
@@ -26,6 +28,12 @@ start)
   [ -e "$tree/data" ] || ln -s "$repo/data" "$tree/data"
   if [ -d "$state/runs" ]; then mkdir -p "$tree/runs" && cp -a "$state/runs/." "$tree/runs/"; fi
   if [ -d "$state/data" ]; then cp -a "$state/data/." "$repo/data/"; fi
+  # zoo models trained into the user cache, saved in parts under 25 MB: joined back
+  for p in "$state"/cache/*.part-00; do
+    [ -f "$p" ] || continue
+    f="$(basename "${p%.part-00}")"
+    mkdir -p "$zoo" && cat "${p%-00}"-* > "$zoo/$f.tmp" && mv "$zoo/$f.tmp" "$zoo/$f"
+  done
   for lane in "${lanes[@]}"; do
     cmd=""
     for c in $lane; do
@@ -61,6 +69,14 @@ save)
         mkdir -p "$state/data/$(dirname "$f")" && cp -p "$repo/data/$f" "$state/data/$f"
       done
       (cd "$repo/data" && find "$(basename "$d")" -type f -size +25M -printf 'not saved (over 25 MB): %p\n')
+    done
+  done
+  # zoo models trained into the user cache for a later config (`cache` in lanes.txt: a
+  # finished model, e.g. Xception's 83 MB for `spoc`), in 24 MB parts that start joins back
+  for n in $zoo_cached; do
+    for f in "$zoo/$n".safetensors "$zoo/$n".sha256; do
+      [ -f "$f" ] || { echo "not in the cache: $f"; continue; }
+      mkdir -p "$state/cache" && split -b 24M -d "$f" "$state/cache/$(basename "$f").part-"
     done
   done
   du -sh "$state" ;;
