@@ -376,6 +376,24 @@ def test_a_trained_generator_is_found_by_name_and_checked(trained, tmp_path, mon
         load_generator("mislgan-Nowhere")
 
 
+def test_a_read_only_photo_array_is_spoofed_without_a_warning() -> None:
+    """A photo read as ``np.asarray(PIL.Image)`` is read-only; spoofing it neither warns nor
+    writes into it."""
+    import warnings
+
+    from camtrace.attacks.generative.methods import get_method
+
+    image = np.random.default_rng(0).integers(0, 256, (72, 80, 3), dtype=np.uint8)
+    image.setflags(write=False)
+    before = image.copy()
+    attack = make_attack("mislgan", generator=get_method("mislgan").build().eval(), patch_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = attack.spoof_image(image)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(image, before)
+
+
 @pytest.mark.parametrize(("method", "patch"), [("mislgan", 64), ("gap", 64), ("gap", 40)])
 def test_a_cards_tile_spans_four_halos_so_its_border_costs_at_most_2_25x(
     method: str, patch: int

@@ -141,7 +141,7 @@ class GenerativeAttack(Attack):
         """One whole (H, W, 3) uint8 image through the generator, on the 8-bit grid (Chen
         Sec. 3.4): tiles with the generator's halo, so every pixel is what one pass over the
         whole image gives and no seam follows the tile grid."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None]  # a copy: read-only ok
         y = self.to_grid(self._generate(x), x)
         return y[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
 
