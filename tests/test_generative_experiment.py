@@ -202,6 +202,64 @@ def test_whole_photos_are_the_first_eval_photo_of_each_other_model_as_camtrace_a
 
 
 @pytest.mark.slow
+def test_whole_photos_give_the_open_set_verdicts_camtrace_identify_gives_the_written_png(
+    tiny_run: tuple[dict, Path, Path], tmp_path: Path
+) -> None:
+    """With the detector calibrated (``camtrace calibrate``), each photo's open-set verdict
+    before and after is what ``camtrace identify --json`` answers on the PNG written of it,
+    and the summary's shares count those answers; without a calibration the summary says
+    why."""
+    import shutil
+
+    from PIL import Image
+
+    from camtrace.attacks import make_attack
+    from camtrace.data.images import load_rgb
+    from camtrace.data.manifest import Manifest
+    from camtrace.models.checkpoint import load_detector
+    from camtrace.workflows.generators.run import measure_photos
+
+    _, _, run_dir = tiny_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    target = "Nimbus_N300"
+    t = metrics["generators"]["targets"][target]
+    assert "open set unavailable" in t["photos"]["open_set"]
+    entry = metrics["detectors"]["bondi2017"]
+    ckpt = tmp_path / "bondi2017.safetensors"
+    shutil.copy(entry["checkpoint"], ckpt)
+    made = CliRunner().invoke(
+        app,
+        ["calibrate", str(ckpt), "--store", entry["patch_store"], "--frr", "0.5", "--quiet"],
+    )
+    assert made.exit_code == 0, made.output
+    manifest = Manifest.load(run_dir / "manifest.csv")
+    attack = make_attack("mislgan", generator=t["checkpoint"])
+    measured = measure_photos(load_detector(ckpt), attack, manifest, target, 1)
+    written = []
+    for i, row in enumerate(measured["photos"]):
+        clean = load_rgb(row["photo"])
+        for name, pixels in (
+            (f"{i}-clean.png", clean),
+            (f"{i}-spoof.png", attack.spoof_image(clean)),
+        ):
+            Image.fromarray(pixels).save(tmp_path / name)
+            written.append(tmp_path / name)
+    found = CliRunner().invoke(
+        app, ["identify", *map(str, written), "--detector", str(ckpt), "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    answers = [f["model"] for f in json.loads(found.stdout)]
+    verdicts = [v for r in measured["photos"] for v in (r["open_set_before"], r["open_set"])]
+    assert verdicts == answers
+    after, before = answers[1::2], answers[0::2]
+    o = measured["open_set"]
+    assert (o["frr"], o["score"]) == (0.5, "mahalanobis")
+    assert o["sar"] == np.mean([a == target for a in after])
+    assert o["rejected"] == np.mean([a == "unknown" for a in after])
+    assert o["clean_rejected"] == np.mean([b == "unknown" for b in before])
+
+
+@pytest.mark.slow
 def test_rerun_keeps_generators_and_train_attack_adds_missing_ones(
     tiny_run: tuple[dict, Path, Path],
 ) -> None:

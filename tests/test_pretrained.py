@@ -379,3 +379,21 @@ def test_a_shipped_mislgan_spoofs_a_photo_from_the_command_line(name: str, tmp_p
     result = CliRunner().invoke(app, [*args, "--generator", name, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert identify(load_detector("mislnet"), out).model == entry.target
+
+
+def test_remeasuring_generators_the_zoo_lacks_is_refused_before_anything_runs(
+    tmp_path, monkeypatch
+) -> None:
+    """``camtrace pretrain mislgan --remeasure`` measures shipped generators only: with one
+    missing it stops in one line instead of training it for hours."""
+    from camtrace.workflows import pretrain as pretrain_module
+
+    def no_run(*_: object, **__: object) -> None:
+        raise AssertionError("nothing may run")
+
+    monkeypatch.setattr(pretrain_module, "generator_zoo", dict)
+    monkeypatch.setattr(pretrain_module, "run_experiment", no_run)
+    with pytest.raises(CamtraceError, match="the zoo has no mislgan-Halden_H20 trained against"):
+        pretrain_module.remeasure_generators("mislgan", tmp_path / "runs")
+    with pytest.raises(CamtraceError, match="no generators section"):
+        pretrain_module.remeasure_generators("bondi2017", tmp_path / "runs")

@@ -1021,13 +1021,25 @@ def pretrain(
         bool,
         typer.Option(help="Maintainers: write the weights and their entry into the package."),
     ] = False,
+    remeasure: Annotated[
+        bool,
+        typer.Option(
+            help="Maintainers: measure the shipped generators again (nothing trains); "
+            "their registry entries get the new run's numbers."
+        ),
+    ] = False,
     progress: Progress = True,
 ) -> None:
     """Train a zoo detector (or a generative attack's generators) on SimCam-Bench with its
     built-in config pretrain-NAME (resumes an interrupted training) and publish it to the
     cache (or, --ship, the package); the accuracy is in camtrace models."""
     from camtrace.workflows.pretrain import pretrain as _pretrain
+    from camtrace.workflows.pretrain import remeasure_generators
 
+    if remeasure:
+        for g in remeasure_generators(name, runs_dir, progress=progress, log=console.print):
+            console.print(f"{g.name}: re-measured ({g.path} unchanged)")
+        return
     for w in _pretrain(name, runs_dir, ship=ship, progress=progress, log=console.print):
         console.print(f"{w.name} -> {w.path}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from camtrace.models.zoo import (
     Pretrained,
     SpoofDetectorWeights,
     Weights,
+    generator_zoo,
     registry_path,
     sha256_of,
 )
@@ -85,6 +87,51 @@ def pretrain(
     if "generators" in metrics or "spoc" in metrics:
         return list(publish_generators(run_dir, source, ship=ship))
     return [publish(run_dir, name, source, ship=ship)]
+
+
+def remeasure_generators(
+    name: str,
+    runs_dir: str | Path = "runs",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[GeneratorWeights]:
+    """Measure the zoo's generators of ``pretrain-NAME`` again as shipped, when the
+    evaluation has gained a measurement (the whole photos' open-set verdicts): the config's
+    ``generators:`` section run with ``pretrained: true``, so nothing trains; each entry's
+    ``measured`` becomes the new run's, its weights untouched (the file's own card keeps the
+    measurement it shipped with); the run is kept as ``results/pretrain-NAME/``."""
+    source = config_name(name)
+    config = load_config(source)
+    check_bench_config(config, source)
+    g = config.generators
+    if g is None:
+        raise CamtraceError(f"{source}: no generators section; nothing to re-measure")
+    zoo = generator_zoo()
+    runs = {d.label(): d.pretrained for d in config.detectors}
+    against = tuple(runs.get(d) for d in g.detectors)
+    for target in g.targets:
+        entry = zoo.get(f"{g.method}-{target}")
+        if entry is None or tuple(entry.against) != against:
+            raise CamtraceError(
+                f"{source}: the zoo has no {g.method}-{target} trained against "
+                f"{', '.join(map(str, against))}; train it first (camtrace pretrain {name})"
+            )
+    config = config.replace(generators=g.replace(pretrained=True))
+    run_experiment(config, runs_dir=runs_dir, progress=progress, log=log)
+    run_dir = Path(runs_dir) / config.name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    out = []
+    for unit_name, _, _, measured in _units(run_dir, metrics):
+        entry = zoo[unit_name]
+        checkpoint = Path(metrics["generators"]["targets"][entry.target]["checkpoint"])
+        if sha256_of(checkpoint) != entry.sha256:  # the run measured the shipped file
+            raise CamtraceError(f"{checkpoint}: not the zoo's {unit_name}; nothing registered")
+        remeasured = replace(entry, validation={**entry.validation, "measured": measured})
+        _register(remeasured, "generators")
+        out.append(remeasured)
+    _keep_run(run_dir, None, source)
+    _refresh_readme()
+    return out
 
 
 def _file_fields(staging: Path, ship: bool) -> dict[str, Any]:

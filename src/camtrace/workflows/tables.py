@@ -75,6 +75,14 @@ def zoo_markdown(entries: dict[str, Weights]) -> str:
     return "\n".join(lines)
 
 
+def _whole_photos(photos: dict[str, Any]) -> str:
+    """The share of whole photos the vote identifies as the target, and where measured the
+    share the open set answers "unknown model" (``camtrace identify``'s default)."""
+    cell = f"{percent(photos['sar'])} of {photos['n']} at {decibels(photos['psnr'])}"
+    o = photos.get("open_set")
+    return cell + (f"; open set: {percent(o['rejected'])} unknown" if isinstance(o, dict) else "")
+
+
 def generator_zoo_markdown(entries: dict[str, GeneratorWeights]) -> str:
     """The README's generator table, rendered from the registry: what each generator was
     trained against, what its run measured (seen patches, whole photos, or SpoC's synthetic
@@ -92,9 +100,7 @@ def generator_zoo_markdown(entries: dict[str, GeneratorWeights]) -> str:
             f"`{g.name}`" + ("" if g.storage == "float32" else f" ({g.storage})"),
             ", ".join(f"`{a}`" for a in g.against) or "no detector",
             _measured(m),
-            f"{percent(photos['sar'])} of {photos['n']} at {decibels(photos['psnr'])}"
-            if photos
-            else "-",
+            _whole_photos(photos) if photos else "-",
             _last_validation(g.validation, t["iterations"]),
             f"{cpu / 3600:.1f} CPU h ({t['processor']}, {t['isa']})",
             f"`{g.config}`",

@@ -89,11 +89,19 @@ def _photo_rate(entry: GeneratorWeights) -> list[str]:
     photos = entry.validation.get("measured", {}).get("photos")
     if not photos:
         return []
-    return [
+    sentence = (
         f"On the {photos['n']} whole eval photos its card measured (the first of each other "
-        f"model), {100 * photos['sar']:.0f}% are identified as {entry.target} "
+        f"model), {100 * photos['sar']:.0f}% are identified as {entry.target} by the vote "
         f"(mean PSNR {decibels(photos['psnr'])})."
-    ]
+    )
+    o = photos.get("open_set")
+    if isinstance(o, dict):
+        sentence += (
+            f" With the detector's open set on (`camtrace identify`'s default), "
+            f"{100 * o['sar']:.0f}% are, and {100 * o['rejected']:.0f}% are answered "
+            f'"unknown model" ({100 * o["clean_rejected"]:.0f}% of the same photos unattacked).'
+        )
+    return [sentence]
 
 
 def _curves(entry: GeneratorWeights, results: Path, docs: Path) -> list[str]:

@@ -43,7 +43,8 @@ from camtrace.evaluation.cfa_reference import remosaic_psnr
 from camtrace.evaluation.metrics import psnr
 from camtrace.models.base import Detector
 from camtrace.models.checkpoint import load_detector
-from camtrace.models.inference import identify
+from camtrace.models.inference import UNKNOWN, identify
+from camtrace.models.openset import OpenSet, detector_openset
 from camtrace.models.registry import model_spec
 from camtrace.models.spec import ModelSpec
 from camtrace.models.zoo import generator_zoo
@@ -314,19 +315,27 @@ def measure_photos(
 ) -> dict[str, Any]:
     """Whole photos spoofed toward ``target`` in one tiled pass (Chen Sec. 3.4), every photo
     (also one already read as the target), identified by ``detector`` on the uint8 pixels (as
-    a lossless PNG reads): the share identified as the target before and after, the mean
-    PSNR, and per photo its verdicts and the target's vote share."""
+    a lossless PNG reads): the share identified as the target before and after by the vote
+    (closed set, Chen's reading), the mean PSNR, and per photo its verdicts and the target's
+    vote share. With the detector's open-set calibration (as ``camtrace identify`` applies
+    it), ``open_set`` adds the share still identified as the target and the share answered
+    "unknown model", before and after."""
+    calibration = detector_openset(detector)
+    openset = None if isinstance(calibration, str) else calibration
     rows = []
     for record in photo_records(manifest, target, per_model):
         clean = load_rgb(manifest.abspath(record))
         spoofed = attack.spoof_image(clean)
-        after = identify(detector, spoofed)
+        before = identify(detector, clean, openset=openset)
+        after = identify(detector, spoofed, openset=openset)
         rows.append(
             {
                 "photo": record.path,
                 "model": record.model,
-                "before": identify(detector, clean).model,
-                "read": after.model,
+                "before": before.nearest,
+                "read": after.nearest,
+                "open_set_before": before.model,
+                "open_set": after.model,
                 "vote_share": after.scores[target],
                 "psnr": psnr(clean, spoofed),
             }
@@ -337,7 +346,20 @@ def measure_photos(
         "clean_sar": float(np.mean([r["before"] == target for r in rows])),
         "vote_share": float(np.mean([r["vote_share"] for r in rows])),
         "psnr": _finite_mean([r["psnr"] for r in rows]),
+        "open_set": calibration if openset is None else _open_set_summary(openset, rows, target),
         "photos": rows,
+    }
+
+
+def _open_set_summary(openset: OpenSet, rows: list[dict[str, Any]], target: str) -> dict[str, Any]:
+    """The open-set verdicts of :func:`measure_photos`: identified as the target, and answered
+    "unknown model", after the attack and before it."""
+    return {
+        "score": openset.score,
+        "frr": openset.frr,
+        "sar": float(np.mean([r["open_set"] == target for r in rows])),
+        "rejected": float(np.mean([r["open_set"] == UNKNOWN for r in rows])),
+        "clean_rejected": float(np.mean([r["open_set_before"] == UNKNOWN for r in rows])),
     }
 
 
