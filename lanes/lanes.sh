@@ -34,6 +34,15 @@ start)
     f="$(basename "${p%.part-00}")"
     mkdir -p "$zoo" && cat "${p%-00}"-* > "$zoo/$f.tmp" && mv "$zoo/$f.tmp" "$zoo/$f"
   done
+  # every saved state was trained on SimCam-Bench as recorded; a machine that renders it
+  # otherwise (another ISA's float order: an AVX2-only EPYC against the AVX512 one that froze
+  # it) would have them refused as trained on other data and trained afresh: check it first
+  if ! (cd "$tree" && PYTHONPATH="$tree/src" python -c 'from camtrace.cli import main; main()' \
+      bench --quiet); then
+    echo "lanes not started: this machine does not render SimCam-Bench as recorded, so the"
+    echo "saved states would be refused and trained afresh; they stay as committed"
+    exit 1
+  fi
   for lane in "${lanes[@]}"; do
     cmd=""
     for c in $lane; do

@@ -275,7 +275,7 @@ def test_a_changed_bench_is_refused_in_one_line(tmp_path) -> None:
     rows = list(manifest)
     rows[0] = dc.replace(rows[0], split="eval" if rows[0].split != "eval" else "train")
     changed = BenchData(get_bench(), Manifest(rows, tmp_path), {})
-    with pytest.raises(CamtraceError, match="regenerated manifest differ") as e:
+    with pytest.raises(CamtraceError, match="regenerated split manifest differs") as e:
         verify_bench(changed)
     assert "\n" not in str(e.value)
 

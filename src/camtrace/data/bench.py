@@ -30,6 +30,7 @@ from camtrace.data.patches import PatchProtocol, get_protocol
 from camtrace.data.simcam.pipeline import SIMCAM_VERSION, dataset_name, render, simulate
 from camtrace.data.splits import split_manifest
 from camtrace.errors import CamtraceError
+from camtrace.hardware import cpu_model_and_isa
 from camtrace.io import write_json, write_text
 
 DIGEST_CHUNK = 4096  # patches hashed per read
@@ -202,7 +203,7 @@ def freeze_bench(data: BenchData) -> Path:
     manifest into the package (``bench_v<version>.json``, ``.csv``)."""
     path = _digest_file(data.bench)
     write_text(path.with_suffix(".csv"), data.manifest.to_csv_text())  # paths as simulated
-    write_json(path, bench_digests(data))
+    write_json(path, {**bench_digests(data), "rendered_on": ", ".join(cpu_model_and_isa())})
     return path
 
 
@@ -230,12 +231,21 @@ def verify_bench(data: BenchData) -> dict[str, Any]:
 
 
 def _mismatch(data: BenchData, what: str) -> str:
+    if what == "manifest":
+        return (
+            f"{data.bench.name}: the regenerated split manifest differs from the recorded one "
+            f"(camtrace.data/bench_v{data.bench.version}.json): this camtrace's simulator or "
+            "split is not the bench's; install the camtrace version that froze it"
+        )
+    recorded = recorded_digests(data.bench).get("rendered_on")
     return (
-        f"{data.bench.name}: the regenerated {what} differ from the recorded ones "
-        f"(camtrace.data/bench_v{data.bench.version}.json); this camtrace or its libraries "
-        "render the bench differently, so its numbers are not comparable: delete the "
-        "workdir's bench folders and regenerate, or install the pinned versions "
-        "(constraints.txt)"
+        f"{data.bench.name}: the {what} rendered here ({', '.join(cpu_model_and_isa())}) differ "
+        f"from the recorded ones (camtrace.data/bench_v{data.bench.version}.json"
+        + (f", rendered on {recorded}" if recorded else "")
+        + "): another instruction set's float order or other library versions render the "
+        "bench differently, so numbers measured on it are close to the zoo's but not the "
+        "bench's (docs/zoo.md); install the pinned versions (constraints.txt), or run on a "
+        "machine of the recorded instruction set"
     )
 
 

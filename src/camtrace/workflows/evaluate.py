@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from camtrace.data.patch_store import PatchStore
 from camtrace.evaluation.identification import evaluate_identifier
+from camtrace.hardware import environment
 from camtrace.models import load_detector
 from camtrace.workflows import plots
 from camtrace.workflows.report import Report, percent, write_run
@@ -53,6 +55,7 @@ def evaluate_detectors(
         )
     metrics = {
         "command": "camtrace evaluate",
+        "environment": environment(torch.device("cpu"), "fp32"),  # what made the numbers
         "patch_store": str(store.path),
         "split": split,
         "detectors": {

@@ -7,7 +7,9 @@ A table stands between two markers naming what renders it and from what:
     <!-- /table -->
 
 ``accuracy RUN``: each detector's single-patch and image accuracy in the run's
-``metrics.json`` (with the processor and precision that made it); ``generators RUN``: a run's
+``metrics.json`` (with the processor and precision that made it); ``rendering RUN``: a
+``camtrace evaluate`` run of zoo detectors on another machine's rendering of the bench, beside
+their cards; ``generators RUN``: a run's
 generators (last validation, Chen Tables 3-4 with Chen's beside, SAR after JPEG); ``attacks
 RUN``: each attack run (Güera Tables 3-4) and the accuracy under attack per eps (Zhao Table 2);
 ``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``robustness RUN``: the
@@ -168,6 +170,26 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rendering_table(metrics: dict[str, Any]) -> str:
+    """A ``camtrace evaluate`` run of zoo detectors on a rendering of SimCam-Bench's eval
+    split (another machine's): each one's accuracy there beside its card's, in patches."""
+    env, cards = metrics["environment"], zoo()
+    lines = [
+        f"| detector | single patch on {env['processor']}, {env['isa']} | its card | "
+        "image (vote) there | its card |",
+        "|---|---|---|---|---|",
+    ]
+    for name, d in metrics["detectors"].items():
+        card = cards[name].accuracy
+        here, n, images = d[card["classifier"]], d["patches"], d["images"]
+        lines.append(
+            f"| `{name}` | {round(here['patch']['accuracy'] * n)} / {n} | "
+            f"{round(card['patch'] * n)} / {n} | {round(here['image']['accuracy'] * images)} / "
+            f"{images} | {round(card['image'] * images)} / {images} |"
+        )
+    return "\n".join(lines)
+
+
 def spoc_sweep_table(root: Path, source: str) -> str:
     """A run's L_REC sweep (``spoc.rec_sweep``), its ``spoc`` row at the kept config's
     ``spoc.training.lambda_rec``."""
@@ -190,6 +212,7 @@ def _metrics(root: Path, source: str) -> dict[str, Any]:
 
 RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "accuracy": lambda root, source: accuracy_table(_metrics(root, source)),
+    "rendering": lambda root, source: rendering_table(_metrics(root, source)),
     "zoo": lambda root, source: zoo_markdown(zoo()),
     "generator_zoo": lambda root, source: generator_zoo_markdown(generator_zoo()),
     "config": lambda root, source: config_reference().rstrip("\n"),
