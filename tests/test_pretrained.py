@@ -376,9 +376,11 @@ def test_a_shipped_mislgan_spoofs_a_photo_from_the_command_line(name: str, tmp_p
     photo, out = tmp_path / "photo.png", tmp_path / "spoofed.png"
     Image.fromarray(clean).save(photo)
     args = ["attack", str(photo), "--detector", "mislnet", "--method", "mislgan"]
-    result = CliRunner().invoke(app, [*args, "--generator", name, "--out", str(out)])
+    result = CliRunner().invoke(app, [*args, "--generator", name, "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     assert identify(load_detector("mislnet"), out).model == entry.target
+    # with the open set on, as camtrace identify answers by default: reported, not judged
+    assert json.loads(result.stdout)["open_set"] == load_detector("mislnet").identify(out).model
 
 
 def test_remeasuring_generators_the_zoo_lacks_is_refused_before_anything_runs(

@@ -821,6 +821,14 @@ def attack(
         f"{method}: {result.attacked} patches attacked in {result.rounds} round(s), "
         f"PSNR {result.psnr:.1f} dB, Linf {result.linf}"
     )
+    if result.open_set is not None:
+        verdict = result.open_set
+        if verdict != result.after.model:
+            verdict = f"unknown model (nearest {result.after.model})"
+        console.print(
+            f"open set (camtrace identify's default; the verdict above is the vote): {verdict}",
+            highlight=False,
+        )
     if not result.success:
         raise typer.Exit(1)
 

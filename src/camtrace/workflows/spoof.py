@@ -44,6 +44,7 @@ from camtrace.errors import CamtraceError
 from camtrace.evaluation.metrics import psnr
 from camtrace.models.base import Detector
 from camtrace.models.inference import Identification, identify, patch_protocol
+from camtrace.models.openset import detector_openset
 from camtrace.workflows.config import AttackSettings
 
 
@@ -96,6 +97,7 @@ class WholeImageResult:
     linf: int
     saved: str | None = None
     per_round: list[int] = field(default_factory=list)
+    open_set: str | None = None  # the stored file's verdict with the detector's open set on
 
     @property
     def success(self) -> bool:
@@ -119,6 +121,7 @@ class WholeImageResult:
             "attack": self.attack,
             "psnr": self.psnr if math.isfinite(self.psnr) else None,
             "linf": self.linf,
+            "open_set": self.open_set,
         }
 
 
@@ -215,7 +218,9 @@ def attack_file(
 ) -> WholeImageResult:
     """``attack_image``, then ``save_image`` to ``out`` (.png, or .jpg with ``jpeg`` or
     quality 95), then ``identify`` on the file read back: ``result.after`` and
-    ``result.success`` are those of the real file."""
+    ``result.success`` are those of the real file (the vote, closed set: the attack's goal),
+    ``result.open_set`` its verdict with the detector's open-set calibration, as ``camtrace
+    identify`` answers by default (None without one)."""
     jpeg = output_jpeg(out, jpeg)
     adv, result = attack_image(
         detector,
@@ -230,6 +235,9 @@ def attack_file(
     saved = save_image(out, adv, jpeg)
     result.after = identify(detector, saved)
     result.saved = str(saved)
+    calibration = detector_openset(detector)
+    if not isinstance(calibration, str):
+        result.open_set = identify(detector, saved, openset=calibration).model
     return result
 
 
