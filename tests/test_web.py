@@ -224,6 +224,7 @@ def test_a_jpeg_spoof_carries_the_target_cameras_tables(client, photos) -> None:
     again = client.post("/api/identify", files={"file": ("s.jpg", download.content)}).json()
     # read as Ostara Q1 by the closed set (the open set may also say "unknown": a spoof)
     assert again["identification"]["nearest"] == result["after"]["nearest"] == "Ostara_Q1"
+    assert result["open_set"] == again["identification"]["model"]  # Identify's own answer
     assert result["success"] and again["jpeg"]["match"] and again["jpeg"]["quality"] == 75
     clean = load_rgb(photos["small"])
     written = np.asarray(Image.open(io.BytesIO(download.content)).convert("RGB"))
@@ -658,8 +659,12 @@ def test_the_page_identifies_spoofs_and_refuses_bad_files(server, browser, photo
     again = httpx.post(
         f"{server}/api/identify", files={"file": ("x.png", written.read_bytes())}, timeout=60
     ).json()
-    # the closed-set answer is the target; the open set may also flag the spoof as "unknown"
+    # the closed-set answer is the target; the open set may also flag the spoof as "unknown",
+    # and the page says which beside the vote
     assert again["identification"]["nearest"] == TARGET and again["format"] == "PNG"
+    opened = card.find_element(By.CSS_SELECTOR, '[data-role="spoof-open-set"]').text
+    model = again["identification"]["model"]
+    assert opened == (f"unknown model (nearest {TARGET})" if model == "unknown" else model)
 
     # bad files: one line each on the page, and the server goes on
     for name, expected in [

@@ -426,6 +426,11 @@ function spoofResult(card, result) {
   role(card, "diff-caption").textContent = `difference \u00d7${result.gain.toFixed(0)} around grey`;
   role(card, "spoof-answer").textContent = result.after.model;
   role(card, "spoof-share").textContent = `${percent(result.after.vote_share)} of the votes`;
+  const openLine = role(card, "spoof-open-set-line");
+  openLine.hidden = result.open_set == null; // no calibration: the vote is the only answer
+  role(card, "spoof-open-set").textContent = result.open_set === "unknown"
+    ? `unknown model (nearest ${result.after.model})`
+    : result.open_set || "";
   const success = role(card, "spoof-success");
   success.textContent = result.success ? `target ${result.target} reached` : `target ${result.target} NOT reached`;
   success.className = result.success ? "ok" : "bad";
