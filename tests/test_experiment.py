@@ -155,3 +155,33 @@ def test_spoof_section_writes_the_photo_and_reads_it_back(tmp_path, one_thread) 
     assert np.abs(spoofed.astype(int) - clean).max() <= 8
     assert photo["psnr"] == pytest.approx(peak_signal_noise_ratio(clean, spoofed), abs=0.01)
     assert "Whole photos spoofed" in (tmp_path / "runs" / "spoofed" / "report.html").read_text()
+    assert photo["open_set"] is None  # a detector trained in the run has no calibration
+
+
+@pytest.mark.slow
+def test_spoof_section_of_a_calibrated_detector_gives_identifys_open_set_answer(
+    tmp_path, one_thread
+) -> None:
+    """With the detector calibrated (camtrace calibrate), the spoof: section's photo carries
+    the answer Detector.identify gives the written file with the open set on, and the docs'
+    table counts it."""
+    from camtrace.data.patch_store import PatchStore
+    from camtrace.models import load_detector
+    from camtrace.models.calibration import calibrate_openset
+    from camtrace.models.openset import save_openset, sidecar_path
+    from camtrace.workflows.tables import spoof_table
+
+    config = tiny_experiment(
+        tmp_path, "spoofed", spoof={"method": "pgd", "eps": 8, "params": {"steps": 10}}
+    )
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=print)
+    entry = metrics["detectors"]["bondi2017"]
+    checkpoint = entry["checkpoint"]
+    calibration = calibrate_openset(checkpoint, PatchStore.open(entry["patch_store"]), frr=0.5)
+    save_openset(calibration, sidecar_path(checkpoint))
+    metrics = run_experiment(config, runs_dir=tmp_path / "runs", progress=False, log=print)
+    (photo,) = metrics["spoof"]["photos"]
+    answer = load_detector(checkpoint).identify(photo["saved"]).model
+    assert photo["open_set"] == answer
+    table = spoof_table(metrics)
+    assert f"{int(answer == 'unknown')} answered unknown with the open set on" in table

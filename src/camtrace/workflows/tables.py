@@ -9,7 +9,8 @@ A table stands between two markers naming what renders it and from what:
 ``accuracy RUN``: each detector's single-patch and image accuracy in the run's
 ``metrics.json`` (with the processor and precision that made it); ``rendering RUN``: a
 ``camtrace evaluate`` run of zoo detectors on another machine's rendering of the bench, beside
-their cards; ``generators RUN``: a run's
+their cards; ``spoof RUN``: a run's whole photos spoofed (its ``spoof:`` section), by the
+vote and with the open set; ``generators RUN``: a run's
 generators (last validation, Chen Tables 3-4 with Chen's beside, SAR after JPEG); ``attacks
 RUN``: each attack run (Güera Tables 3-4) and the accuracy under attack per eps (Zhao Table 2);
 ``defenses RUN``: Zhao's Table 1 and each defence's accuracy per eps; ``robustness RUN``: the
@@ -42,6 +43,7 @@ import yaml
 from camtrace.data.simcam.preset import PRESET_SECTIONS
 from camtrace.errors import CamtraceError
 from camtrace.io import write_text
+from camtrace.models.inference import UNKNOWN
 from camtrace.models.zoo import GeneratorWeights, Weights, generator_zoo, zoo
 from camtrace.schema import reference
 from camtrace.workflows.attacks.report import attacks_markdown
@@ -52,6 +54,7 @@ from camtrace.workflows.report import decibels, markdown_table, percent
 from camtrace.workflows.robustness.report import prnu_markdown, robustness_markdown
 from camtrace.workflows.spoc.report import spoc_markdown, sweep_rows
 from camtrace.workflows.spoof_detection.report import spoof_detection_markdown
+from camtrace.workflows.spoof_photos.section import spoof_rows
 
 BLOCK = re.compile(r"(<!-- table: (\w+)( [^ >]+)? -->\n)(.*?)(<!-- /table -->)", re.DOTALL)
 
@@ -190,6 +193,18 @@ def rendering_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def spoof_table(metrics: dict[str, Any]) -> str:
+    """A run's ``spoof:`` section: each whole photo spoofed, read back by the vote and, for a
+    calibrated detector, with its open set on."""
+    spoof = metrics["spoof"]
+    reached = sum(p["success"] for p in spoof["photos"])
+    flagged = [p["open_set"] for p in spoof["photos"] if p.get("open_set") is not None]
+    summary = f"{reached} of {len(spoof['photos'])} reached by the vote"
+    if flagged:
+        summary += f"; {sum(f == UNKNOWN for f in flagged)} answered unknown with the open set on"
+    return markdown_table(spoof_rows(spoof)) + f"\n\n{summary}."
+
+
 def spoc_sweep_table(root: Path, source: str) -> str:
     """A run's L_REC sweep (``spoc.rec_sweep``), its ``spoc`` row at the kept config's
     ``spoc.training.lambda_rec``."""
@@ -213,6 +228,7 @@ def _metrics(root: Path, source: str) -> dict[str, Any]:
 RENDERERS: dict[str, Callable[[Path, str], str]] = {
     "accuracy": lambda root, source: accuracy_table(_metrics(root, source)),
     "rendering": lambda root, source: rendering_table(_metrics(root, source)),
+    "spoof": lambda root, source: spoof_table(_metrics(root, source)),
     "zoo": lambda root, source: zoo_markdown(zoo()),
     "generator_zoo": lambda root, source: generator_zoo_markdown(generator_zoo()),
     "config": lambda root, source: config_reference().rstrip("\n"),
