@@ -175,22 +175,24 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
 
 def rendering_table(metrics: dict[str, Any]) -> str:
     """A ``camtrace evaluate`` run of zoo detectors on a rendering of SimCam-Bench's eval
-    split (another machine's): each one's accuracy there beside its card's, in patches."""
+    split (another machine's): each one's correct patches and images there beside its card's."""
     env, cards = metrics["environment"], zoo()
-    lines = [
-        f"| detector | single patch on {env['processor']}, {env['isa']} | its card | "
-        "image (vote) there | its card |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for name, d in metrics["detectors"].items():
         card = cards[name].accuracy
         here, n, images = d[card["classifier"]], d["patches"], d["images"]
-        lines.append(
-            f"| `{name}` | {round(here['patch']['accuracy'] * n)} / {n} | "
-            f"{round(card['patch'] * n)} / {n} | {round(here['image']['accuracy'] * images)} / "
-            f"{images} | {round(card['image'] * images)} / {images} |"
+        rows.append(
+            {
+                "detector": f"`{name}`",
+                f"single patch on {env['processor']}, {env['isa']}": (
+                    f"{round(here['patch']['accuracy'] * n)} / {n}"
+                ),
+                "its card": f"{round(card['patch'] * n)} / {n}",
+                "image (vote) there": f"{round(here['image']['accuracy'] * images)} / {images}",
+                "its card (image)": f"{round(card['image'] * images)} / {images}",
+            }
         )
-    return "\n".join(lines)
+    return markdown_table(rows)
 
 
 def spoof_table(metrics: dict[str, Any]) -> str:
