@@ -531,6 +531,11 @@ def train(
     )
 
 
+def _answer(model: str, nearest: str) -> str:
+    """An open-set answer as printed: the model, or "unknown model" with the vote's winner."""
+    return model if model == nearest else f"unknown model (nearest {nearest})"
+
+
 @app.command()
 def identify(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
@@ -596,7 +601,7 @@ def identify(
     for r in results:
         ranked = sorted(r.scores.items(), key=lambda kv: -kv[1])
         second = f"{ranked[1][0]} {ranked[1][1]:.0%}" if len(ranked) > 1 else ""
-        model = r.model if r.model == r.nearest else f"unknown model (nearest {r.nearest})"
+        model = _answer(r.model, r.nearest)
         table.add_row(
             Path(r.path).name,
             model + (" (warning)" if r.warnings else ""),
@@ -822,11 +827,9 @@ def attack(
         f"PSNR {result.psnr:.1f} dB, Linf {result.linf}"
     )
     if result.open_set is not None:
-        verdict = result.open_set
-        if verdict != result.after.model:
-            verdict = f"unknown model (nearest {result.after.model})"
         console.print(
-            f"open set (camtrace identify's default; the verdict above is the vote): {verdict}",
+            "open set (camtrace identify's default; the verdict above is the vote): "
+            f"{_answer(result.open_set, result.after.model)}",
             highlight=False,
         )
     if not result.success:

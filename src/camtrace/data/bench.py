@@ -226,18 +226,18 @@ def verify_bench(data: BenchData) -> dict[str, Any]:
     ]
     for what, expected, measure in checks:
         if measure() != expected:
-            raise CamtraceError(_mismatch(data, what))
+            raise CamtraceError(_mismatch(data, what, recorded.get("rendered_on")))
     return recorded
 
 
-def _mismatch(data: BenchData, what: str) -> str:
+def _mismatch(data: BenchData, what: str, recorded: str | None) -> str:
+    """The one-line error of :func:`verify_bench` (``recorded``: the machine that froze it)."""
     if what == "manifest":
         return (
             f"{data.bench.name}: the regenerated split manifest differs from the recorded one "
             f"(camtrace.data/bench_v{data.bench.version}.json): this camtrace's simulator or "
             "split is not the bench's; install the camtrace version that froze it"
         )
-    recorded = recorded_digests(data.bench).get("rendered_on")
     return (
         f"{data.bench.name}: the {what} rendered here ({', '.join(cpu_model_and_isa())}) differ "
         f"from the recorded ones (camtrace.data/bench_v{data.bench.version}.json"

@@ -200,10 +200,10 @@ def spoof_table(metrics: dict[str, Any]) -> str:
     calibrated detector, with its open set on."""
     spoof = metrics["spoof"]
     reached = sum(p["success"] for p in spoof["photos"])
-    flagged = [p["open_set"] for p in spoof["photos"] if p.get("open_set") is not None]
+    answers = [p["open_set"] for p in spoof["photos"] if p.get("open_set") is not None]
     summary = f"{reached} of {len(spoof['photos'])} reached by the vote"
-    if flagged:
-        summary += f"; {sum(f == UNKNOWN for f in flagged)} answered unknown with the open set on"
+    if answers:
+        summary += f"; {sum(a == UNKNOWN for a in answers)} answered unknown with the open set on"
     return markdown_table(spoof_rows(spoof)) + f"\n\n{summary}."
 
 
